@@ -1,0 +1,127 @@
+"""The device/dtype manager: choose once, at construction, where a model runs and in what precision.
+
+`device=None` picks the best accelerator present (cuda, then mps, then cpu). `dtype="auto"` picks
+float32 on CPU (half precision there is slow or unsupported by many kernels) and bfloat16 or float16
+on GPUs. `dtype="int8"` is PyTorch's dynamic int8 quantization of the linear layers, a CPU-only
+speed-up. What was chosen is reported back in a `Placement`, so a runner can say what it runs on.
+"""
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+DTYPE_CHOICES = ("auto", "float32", "float16", "bfloat16", "int8")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a model runs: `device` (e.g. "cpu", "cuda:0") and `dtype` (one of DTYPE_CHOICES but "auto")."""
+
+    device: torch.device
+    dtype: str
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        """The dtype of activations: int8 models keep float32 activations."""
+        return DTYPES.get(self.dtype, torch.float32)
+
+
+def _mps_available() -> bool:
+    return hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
+
+
+def resolve_device(device=None) -> torch.device:
+    """Turn `None`, a string, an int or a torch.device into a device this machine really has."""
+    if device is None:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if isinstance(device, int) and not isinstance(device, bool):
+        device = f"cuda:{device}" if device >= 0 else "cpu"  # the pipeline's device=-1 means CPU
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be None, a string such as 'cpu' or 'cuda:0', or an int; got {device!r}")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"device={device!r} is not a device name; use 'cpu', 'cuda', 'cuda:0' or 'mps'") from error
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was asked for, but this machine has no CUDA GPU; "
+                         "pass device='cpu', or device=None to pick automatically")
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        raise ValueError(f"device={device!r} does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if resolved.type == "mps" and not _mps_available():
+        raise ValueError(f"device={device!r} was asked for, but MPS is not available; pass device='cpu'")
+    if resolved.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device={device!r} is not supported; use 'cpu', 'cuda' or 'mps'")
+    return resolved
+
+
+def resolve_dtype(dtype, device: torch.device) -> str:
+    """Pick the precision for `device`, falling back with a warning where the request would be slow or wrong."""
+    if isinstance(dtype, torch.dtype):
+        names = {v: k for k, v in DTYPES.items()}
+        if dtype not in names:
+            raise ValueError(f"dtype={dtype} is not supported; use one of {', '.join(DTYPE_CHOICES)}")
+        dtype = names[dtype]
+    if not isinstance(dtype, str) or dtype not in DTYPE_CHOICES:
+        raise ValueError(f"dtype={dtype!r} is not supported; use one of {', '.join(DTYPE_CHOICES)}")
+    if dtype == "auto":
+        if device.type == "cuda":
+            return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        if device.type == "mps":
+            return "float16"
+        return "float32"
+    if dtype == "int8" and device.type != "cpu":
+        raise ValueError(f"dtype='int8' (dynamic quantization) runs on the CPU only, but device is {device}; "
+                         "pass device='cpu' or dtype='auto'")
+    if dtype == "float16" and device.type == "cpu":
+        warnings.warn("dtype='float16' on the CPU is slow and some CPU kernels do not support it; "
+                      "using float32 instead (pass dtype='bfloat16' or 'int8' for a smaller CPU model)",
+                      stacklevel=3)
+        return "float32"
+    return dtype
+
+
+def place_model(model: nn.Module, device=None, dtype="auto") -> tuple[nn.Module, Placement]:
+    """Move `model` to the chosen device and precision, in eval mode; return it with the Placement."""
+    resolved_device = resolve_device(device)
+    resolved_dtype = resolve_dtype(dtype, resolved_device)
+    model.eval()
+    if resolved_dtype == "int8":
+        model = quantize_linear_layers(model.to(torch.float32))
+    else:
+        model = model.to(device=resolved_device, dtype=DTYPES[resolved_dtype])
+    return model, Placement(resolved_device, resolved_dtype)
+
+
+def conv1d_to_linear(model: nn.Module) -> nn.Module:
+    """Replace GPT-2's Conv1D layers (a transposed Linear) by nn.Linear, so quantization reaches them."""
+    from transformers.pytorch_utils import Conv1D
+
+    for name, child in list(model.named_children()):
+        if isinstance(child, Conv1D):
+            linear = nn.Linear(child.weight.shape[0], child.weight.shape[1])
+            linear.weight.data = child.weight.data.t().contiguous()
+            linear.bias.data = child.bias.data
+            setattr(model, name, linear)
+        else:
+            conv1d_to_linear(child)
+    return model
+
+
+def quantize_linear_layers(model: nn.Module) -> nn.Module:
+    """Dynamic int8 quantization of every linear layer, the LM head included: weights are int8,
+    activations are quantized on the fly per batch, so no calibration data is needed."""
+    model = conv1d_to_linear(model)
+    with warnings.catch_warnings():
+        # torch marks the eager quantization API as deprecated in favour of torchao, which is not
+        # a dependency of ours; the API still works and is what we measure.
+        warnings.simplefilter("ignore", category=UserWarning)
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        warnings.simplefilter("ignore", category=FutureWarning)
+        return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8, inplace=True)
