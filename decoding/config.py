@@ -1,0 +1,261 @@
+"""Decoding settings: one flat dataclass, its defaults read from `model.generation_config`, checked once.
+
+Priority is the one `model.generate()` uses: caller keyword > the model's `generation_config` >
+transformers' effective defaults. In transformers 5 a `GenerationConfig` leaves most fields at
+None and fills them at call time from `GenerationConfig._get_default_generation_params()`; those
+values are the defaults of the fields below, so reading a field here gives what `generate()` uses.
+
+Lengths that depend on the prompt (`max_new_tokens` -> `max_length`) are resolved per call by
+`resolve_lengths`, since the prompt is not known when the settings are read.
+"""
+
+import difflib
+import warnings
+from dataclasses import dataclass, field, fields
+
+from torch import nn
+
+DEFAULT_NEW_TOKENS = 20  # transformers' max_length=20 default, counted as new tokens when nobody set a length
+
+
+@dataclass(frozen=True)
+class DecodingConfig:
+    """Every knob of our generation loop, under the names `model.generate()` uses.
+
+    Lengths count the sequence the loop grows: prompt + new tokens for decoder-only models,
+    decoder start token + new tokens for encoder-decoder models (as in transformers).
+    `max_length=None` means "nobody chose": 20 new tokens, capped at `max_position_embeddings`.
+    """
+
+    # how long
+    max_length: int | None = None
+    max_new_tokens: int | None = None
+    min_length: int = 0
+    min_new_tokens: int | None = None
+    # which strategy
+    do_sample: bool = False
+    num_beams: int = 1
+    num_return_sequences: int = 1
+    # sampling warpers (used only when do_sample=True)
+    temperature: float = 1.0
+    top_k: int | None = 50
+    top_p: float = 1.0
+    min_p: float | None = None
+    # processors applied by every strategy
+    repetition_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
+    bad_words_ids: list | None = None
+    forced_bos_token_id: int | None = None
+    forced_eos_token_id: int | list | None = None
+    # beam search
+    length_penalty: float = 1.0
+    early_stopping: bool | str = False
+    # special tokens and stopping
+    eos_token_id: int | list | None = None
+    pad_token_id: int | None = None
+    bos_token_id: int | None = None
+    decoder_start_token_id: int | None = None
+    stop_strings: str | list | None = None
+    # which fields the caller passed (not read from the model); some checks only blame the caller
+    set_by_caller: frozenset = field(default=frozenset(), repr=False, compare=False)
+
+    @classmethod
+    def from_model(cls, model, **settings) -> "DecodingConfig":
+        """Defaults from `model.generation_config`, then `settings` on top; validated."""
+        names = [f.name for f in fields(cls) if f.name != "set_by_caller"]
+        unknown = [key for key in settings if key not in names]
+        if unknown:
+            key = unknown[0]
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known settings: {', '.join(names)}"
+            raise TypeError(f"unknown decoding setting {key!r}{hint}")
+        values = {}
+        generation_config = getattr(model, "generation_config", None)
+        for name in names:
+            value = getattr(generation_config, name, None)
+            if value is not None:
+                values[name] = value
+        values.update(settings)
+        # A caller's explicit None means "off / the default" (e.g. top_k=None disables top-k, as in generate()).
+        for name, off_value in _NONE_MEANS.items():
+            if name in values and values[name] is None:
+                values[name] = off_value
+        config = cls(**values, set_by_caller=frozenset(settings))
+        validate(config, is_encoder_decoder=bool(getattr(model.config, "is_encoder_decoder", False)))
+        return config
+
+    @property
+    def eos_ids(self) -> list[int]:
+        """`eos_token_id` as a list (transformers accepts an int or a list)."""
+        return _as_id_list(self.eos_token_id)
+
+    @property
+    def effective_pad_token_id(self) -> int | None:
+        """transformers pads finished rows with the first EOS id when no pad token is set."""
+        if self.pad_token_id is not None:
+            return self.pad_token_id
+        return self.eos_ids[0] if self.eos_ids else None
+
+
+# Fields where None from a caller stands for the default value rather than for "unset".
+_NONE_MEANS = {
+    "min_length": 0, "do_sample": False, "num_beams": 1, "num_return_sequences": 1, "temperature": 1.0,
+    "top_p": 1.0, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "length_penalty": 1.0,
+    "early_stopping": False,
+}
+
+
+def _as_id_list(ids) -> list[int]:
+    if ids is None:
+        return []
+    if isinstance(ids, int):
+        return [ids]
+    return [int(i) for i in ids]
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def validate(config: DecodingConfig, is_encoder_decoder: bool) -> None:
+    """Raise a ValueError/TypeError that names the setting and the fix, for every invalid combination."""
+    c = config
+    for name in ("num_beams", "num_return_sequences", "min_length", "no_repeat_ngram_size"):
+        if not _is_int(getattr(c, name)):
+            raise TypeError(f"{name} must be an int, got {getattr(c, name)!r}")
+    for name in ("max_length", "max_new_tokens", "min_new_tokens"):
+        value = getattr(c, name)
+        if value is not None and not _is_int(value):
+            raise TypeError(f"{name} must be an int or None, got {value!r}")
+    for name in ("temperature", "top_p", "repetition_penalty", "length_penalty"):
+        if not _is_number(getattr(c, name)):
+            raise TypeError(f"{name} must be a number, got {getattr(c, name)!r}")
+    if not isinstance(c.do_sample, bool):
+        raise TypeError(f"do_sample must be True or False, got {c.do_sample!r}")
+
+    if c.num_beams < 1:
+        raise ValueError(f"num_beams must be >= 1, got {c.num_beams}; use num_beams=1 for greedy or sampling")
+    if c.num_return_sequences < 1:
+        raise ValueError(f"num_return_sequences must be >= 1, got {c.num_return_sequences}")
+    if c.num_beams > 1 and c.num_return_sequences > c.num_beams:
+        raise ValueError(f"num_return_sequences ({c.num_return_sequences}) must be <= num_beams ({c.num_beams}): "
+                         "beam search returns its best finished beams; raise num_beams or lower num_return_sequences")
+    if c.num_beams == 1 and not c.do_sample and c.num_return_sequences > 1:
+        raise ValueError(f"num_return_sequences={c.num_return_sequences} needs do_sample=True or num_beams > 1: "
+                         "greedy decoding returns the same sequence every time")
+
+    if c.do_sample and not c.temperature > 0:
+        raise ValueError(f"temperature must be > 0 when do_sample=True, got {c.temperature}; "
+                         "for greedy decoding pass do_sample=False")
+    if c.top_k is not None and not _is_int(c.top_k):
+        raise TypeError(f"top_k must be an int (0 or None disables it), got {c.top_k!r}")
+    if c.top_k is not None and c.top_k < 0:
+        raise ValueError(f"top_k must be >= 0 (0 or None disables it), got {c.top_k}")
+    if not 0 < c.top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {c.top_p}")
+    if c.min_p is not None and (not _is_number(c.min_p) or not 0 <= c.min_p <= 1):
+        raise ValueError(f"min_p must be in [0, 1] (or None to disable it), got {c.min_p!r}")
+    if not c.repetition_penalty > 0:
+        raise ValueError(f"repetition_penalty must be > 0 (1.0 disables it), got {c.repetition_penalty}")
+    if c.no_repeat_ngram_size < 0:
+        raise ValueError(f"no_repeat_ngram_size must be >= 0 (0 disables it), got {c.no_repeat_ngram_size}")
+    if not (isinstance(c.early_stopping, bool) or c.early_stopping == "never"):
+        raise ValueError(f"early_stopping must be True, False or 'never', got {c.early_stopping!r}")
+
+    if c.max_new_tokens is not None and c.max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {c.max_new_tokens}")
+    if c.max_length is not None and c.max_length < 1:
+        raise ValueError(f"max_length must be >= 1, got {c.max_length}")
+    if c.min_length < 0:
+        raise ValueError(f"min_length must be >= 0, got {c.min_length}")
+    if c.min_new_tokens is not None and c.min_new_tokens < 0:
+        raise ValueError(f"min_new_tokens must be >= 0, got {c.min_new_tokens}")
+
+    for name in ("eos_token_id", "forced_eos_token_id"):
+        value = getattr(c, name)
+        ids = [value] if _is_int(value) else value
+        if value is not None and (not isinstance(ids, (list, tuple)) or not all(_is_int(i) and i >= 0 for i in ids)):
+            raise TypeError(f"{name} must be a non-negative int or a list of them, got {value!r}")
+    for name in ("pad_token_id", "bos_token_id", "decoder_start_token_id", "forced_bos_token_id"):
+        value = getattr(c, name)
+        if value is not None and (not _is_int(value) or value < 0):
+            raise TypeError(f"{name} must be a non-negative int or None, got {value!r}")
+    if c.bad_words_ids is not None:
+        ok = isinstance(c.bad_words_ids, (list, tuple)) and len(c.bad_words_ids) > 0 and all(
+            isinstance(seq, (list, tuple)) and len(seq) > 0 and all(_is_int(i) and i >= 0 for i in seq)
+            for seq in c.bad_words_ids)
+        if not ok:
+            raise ValueError("bad_words_ids must be a non-empty list of non-empty lists of token ids, e.g. [[12], [7, 9]]; "
+                             f"got {c.bad_words_ids!r}")
+    if c.stop_strings is not None:
+        strings = [c.stop_strings] if isinstance(c.stop_strings, str) else c.stop_strings
+        if not isinstance(strings, (list, tuple)) or not strings or not all(isinstance(s, str) and s for s in strings):
+            raise ValueError(f"stop_strings must be a non-empty string or a list of them, got {c.stop_strings!r}")
+    if is_encoder_decoder and c.decoder_start_token_id is None and c.bos_token_id is None:
+        raise ValueError("an encoder-decoder model needs decoder_start_token_id (or bos_token_id) to start decoding; "
+                         "pass decoder_start_token_id=... or set it in model.generation_config")
+
+
+@dataclass(frozen=True)
+class Lengths:
+    """Lengths of the grown sequence for one call: stop at `max_length`, no EOS before `min_length`."""
+
+    max_length: int
+    min_length: int
+
+
+def resolve_lengths(config: DecodingConfig, prompt_length: int, model_config) -> Lengths:
+    """Turn the settings into absolute lengths, like transformers' `_prepare_generated_length`.
+
+    prompt_length: tokens the loop starts from (padded prompt for decoder-only, 1 for the decoder
+    start token of encoder-decoder models).
+    """
+    if config.max_new_tokens is not None:
+        max_length = prompt_length + config.max_new_tokens
+    elif config.max_length is None:
+        # Nobody chose a length: transformers generates 20 new tokens, capped at the position table.
+        max_length = prompt_length + DEFAULT_NEW_TOKENS
+        max_positions = getattr(model_config, "max_position_embeddings", None)
+        if max_positions is not None:
+            max_length = min(max_length, max_positions)
+    else:
+        max_length = config.max_length
+    min_length = config.min_length
+    if config.min_new_tokens is not None:
+        min_length = prompt_length + config.min_new_tokens
+
+    if prompt_length >= max_length:
+        what = "decoder input" if getattr(model_config, "is_encoder_decoder", False) else "prompt"
+        raise ValueError(f"the {what} is {prompt_length} tokens long but max_length is {max_length}, so no token "
+                         "would be generated; set max_new_tokens (counts new tokens only) or a larger max_length")
+    if min_length > max_length:
+        message = (f"min_length ({min_length}) is larger than max_length ({max_length}); lower min_length/min_new_tokens "
+                   "or raise max_new_tokens")
+        if {"min_length", "min_new_tokens"} & config.set_by_caller:
+            raise ValueError(message)
+        # The minimum came from the model's generation_config (e.g. BART-CNN's min_length=56) and the caller
+        # only shortened the output: transformers warns and stops at max_length, so do we.
+        warnings.warn(message + " (the minimum comes from model.generation_config; generation stops at max_length)",
+                      UserWarning, stacklevel=4)
+    return Lengths(max_length=max_length, min_length=min_length)
+
+
+def context_limit(model) -> int | None:
+    """How many positions the model can embed, or None when positions do not run out.
+
+    Models with a position table (GPT-2's `wpe`, BART/Marian `embed_positions`) fail past it;
+    rotary (Llama), relative (T5) and self-extending sinusoidal (M2M100) positions do not.
+    """
+    config = model.config
+    limit = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+    if limit is None:
+        return None
+    for name, module in model.named_modules():
+        short = name.rsplit(".", 1)[-1]
+        if isinstance(module, nn.Embedding) and (short == "wpe" or "position" in short):
+            return int(limit)
+    return None

@@ -1,0 +1,174 @@
+"""`generate()`: our replacement for `model.generate()`, built from the pieces of this package.
+
+    settings  -> DecodingConfig.from_model   (defaults from model.generation_config)
+    prompt    -> loop.start + loop.prefill    (encoder once, cache, first logits)
+    each step -> processors -> strategy (greedy / sample / yours) or beam_search
+    stop      -> StopCriteria                 (max_length, EOS ids, stop strings)
+
+The returned `sequences` are shaped like `model.generate()`'s: decoder-only = prompt + new tokens,
+encoder-decoder = decoder start token + new tokens, finished rows padded with the pad token.
+"""
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from decoding.beam import beam_search
+from decoding.config import DecodingConfig, Lengths, context_limit, resolve_lengths
+from decoding.loop import ModelState, infer_attention_mask, prefill, start
+from decoding.processors import Processor, build_processors
+from decoding.stopping import StopCriteria
+from decoding.strategies import Strategy, decode_tokens, greedy, sample
+from decoding.trace import TraceStep, Tracer, make_tracer
+
+
+@dataclass
+class GenerationOutput:
+    """sequences: (batch * num_return_sequences, len) like `model.generate()`.
+
+    sequences_scores: beam search only, (batch * num_return_sequences,) the length-normalised
+    log-probability each returned beam was ranked by (transformers' `sequences_scores`).
+    trace: with trace=True, one TraceStep per generated position.
+    """
+
+    sequences: torch.Tensor
+    sequences_scores: torch.Tensor | None = None
+    trace: list[TraceStep] | None = None
+
+
+@dataclass
+class Prepared:
+    """A call after the prefill: everything a decoding loop needs."""
+
+    config: DecodingConfig
+    lengths: Lengths
+    sequences: torch.Tensor  # (rows, start_len)
+    state: ModelState
+    logits: torch.Tensor  # (rows, vocab) for the first new token
+    processors: list[Processor]
+    stop: StopCriteria
+    tracer: Tracer | None
+
+
+def check_inputs(model, input_ids, attention_mask) -> None:
+    """Shapes and types the loop relies on, with the fix in the message."""
+    if not isinstance(input_ids, torch.Tensor):
+        raise TypeError(f"input_ids must be a torch.LongTensor of shape (batch, seq_len), got {type(input_ids).__name__}; "
+                        "use tokenizer(..., return_tensors='pt')")
+    if input_ids.dim() != 2:
+        raise ValueError(f"input_ids must be 2-D (batch, seq_len), got shape {tuple(input_ids.shape)}; "
+                         "for a single prompt use input_ids[None]")
+    if input_ids.dtype not in (torch.long, torch.int, torch.int32):
+        raise TypeError(f"input_ids must hold integer token ids, got dtype {input_ids.dtype}")
+    if input_ids.shape[1] == 0:
+        raise ValueError("input_ids is empty (seq_len 0); pass at least one prompt token")
+    if attention_mask is not None and tuple(attention_mask.shape) != tuple(input_ids.shape):
+        raise ValueError(f"attention_mask must have the shape of input_ids {tuple(input_ids.shape)}, "
+                         f"got {tuple(attention_mask.shape)}")
+    if not hasattr(model, "config") or not callable(model):
+        raise TypeError("model must be a transformers model with a language-modelling head, e.g. AutoModelForCausalLM")
+
+
+def check_context(model, prompt_length: int, lengths: Lengths) -> None:
+    """Refuse a prompt (or output) longer than a model with a position table can embed."""
+    limit = context_limit(model)
+    if limit is None:
+        return
+    if prompt_length > limit:
+        raise ValueError(f"the prompt is {prompt_length} tokens long but the model's context is {limit} positions; "
+                         f"truncate the input, e.g. tokenizer(..., truncation=True, max_length={limit})")
+    if lengths.max_length > limit:
+        raise ValueError(f"max_length {lengths.max_length} is past the model's context of {limit} positions; "
+                         f"lower max_new_tokens/max_length so that the output fits in {limit} tokens")
+
+
+def prepare(model, input_ids, attention_mask, *, tokenizer, logits_processors: Sequence[Processor],
+            strategy: Strategy | None, trace, settings: dict) -> Prepared:
+    """Resolve settings, check everything, run the encoder and the prefill, build processors and stops."""
+    check_inputs(model, input_ids, attention_mask)
+    config = DecodingConfig.from_model(model, **settings)
+    if strategy is not None and not callable(strategy):
+        raise TypeError(f"strategy must be a callable (scores) -> next token ids, got {strategy!r}")
+    if strategy is not None and config.num_beams > 1:
+        raise ValueError("strategy= replaces greedy/sampling token choice and cannot be combined with "
+                         f"num_beams={config.num_beams}; pass num_beams=1")
+    for processor in logits_processors:
+        if not callable(processor):
+            raise TypeError(f"each logits processor must be a callable (input_ids, scores) -> scores, got {processor!r}")
+    if config.stop_strings is not None and tokenizer is None:
+        raise ValueError("stop_strings needs the model's tokenizer to read the generated text; "
+                         "pass tokenizer=... to generate()")
+
+    is_encoder_decoder = bool(model.config.is_encoder_decoder)
+    device = model.device
+    input_ids = input_ids.to(device)
+    if attention_mask is not None:
+        attention_mask = attention_mask.to(device)
+    pad_token_id = config.effective_pad_token_id
+    if not is_encoder_decoder:
+        if attention_mask is None:
+            attention_mask = infer_attention_mask(input_ids, pad_token_id, config.eos_ids)
+        if input_ids.shape[0] > 1 and bool((attention_mask[:, -1] == 0).any()):
+            warnings.warn("right padding found in a decoder-only batch: the new tokens would follow pad tokens; "
+                          "pad on the left (tokenizer.padding_side = 'left')", UserWarning, stacklevel=3)
+
+    start_length = 1 if is_encoder_decoder else input_ids.shape[1]
+    lengths = resolve_lengths(config, start_length, model.config)
+    check_context(model, input_ids.shape[1], lengths)
+
+    expand = max(config.num_beams, config.num_return_sequences)
+    decoder_start = config.decoder_start_token_id if config.decoder_start_token_id is not None else config.bos_token_id
+    sequences, state = start(model, input_ids, attention_mask, expand=expand, decoder_start_token_id=decoder_start)
+    logits = prefill(model, sequences, state)
+
+    skip_before = None
+    if not is_encoder_decoder and state.attention_mask is not None:
+        # The repetition penalty ignores each row's left padding (its first real token is the mask's first 1).
+        skip_before = (state.attention_mask != 0).int().argmax(dim=1)
+    processors = build_processors(config, prompt_length=start_length, max_length=lengths.max_length,
+                                  min_length=lengths.min_length, vocab_size=logits.shape[-1], device=device,
+                                  skip_before=skip_before, user_processors=list(logits_processors))
+    stop = StopCriteria(lengths.max_length, config.eos_ids, config.stop_strings, tokenizer, device=device)
+    return Prepared(config, lengths, sequences, state, logits, processors, stop, make_tracer(trace))
+
+
+def token_steps(model, prepared: Prepared, strategy: Strategy | None):
+    """The greedy/sampling/custom loop as a generator of the sequences after each step."""
+    config = prepared.config
+    choose = strategy if strategy is not None else (sample if config.do_sample else greedy)
+    return decode_tokens(model, prepared.sequences, prepared.state, prepared.logits,
+                         processors=prepared.processors, choose=choose, stop=prepared.stop,
+                         pad_token_id=config.effective_pad_token_id, tracer=prepared.tracer)
+
+
+@torch.inference_mode()
+def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *, tokenizer=None,
+             logits_processors: Sequence[Processor] = (), strategy: Strategy | None = None, trace=False,
+             **settings) -> GenerationOutput:
+    """Generate from `input_ids` (batch, seq_len) like `model.generate(input_ids, attention_mask, **settings)`.
+
+    settings: any DecodingConfig field (max_new_tokens, num_beams, do_sample, top_p, ...); unset
+    ones come from `model.generation_config`. tokenizer: needed for stop_strings only.
+    logits_processors: extra (input_ids, scores) -> scores callables, run after the built-in ones.
+    strategy: a (scores) -> next_tokens callable replacing greedy/sampling (not with beams).
+    trace: True (or a number of candidates) records why each token was chosen.
+    Decoder-only batches must be left-padded, with their attention_mask.
+    """
+    prepared = prepare(model, input_ids, attention_mask, tokenizer=tokenizer, logits_processors=logits_processors,
+                       strategy=strategy, trace=trace, settings=settings)
+    config = prepared.config
+    tracer = prepared.tracer
+    if config.num_beams > 1:
+        sequences, scores = beam_search(
+            model, prepared.sequences, prepared.state, prepared.logits, processors=prepared.processors,
+            stop=prepared.stop, num_beams=config.num_beams, max_length=prepared.lengths.max_length,
+            length_penalty=config.length_penalty, early_stopping=config.early_stopping,
+            num_return_sequences=config.num_return_sequences, eos_ids=config.eos_ids,
+            pad_token_id=config.effective_pad_token_id, do_sample=config.do_sample, tracer=tracer)
+        return GenerationOutput(sequences, scores, tracer.steps if tracer else None)
+    sequences = prepared.sequences
+    for sequences in token_steps(model, prepared, strategy):
+        pass
+    return GenerationOutput(sequences, None, tracer.steps if tracer else None)

@@ -1,0 +1,142 @@
+"""The model side of decoding: run the encoder once, prefill the prompt, then feed one token per step.
+
+Everything the model needs besides the new tokens lives in a `ModelState`: the KV cache
+(transformers 5 `DynamicCache`, or `EncoderDecoderCache` for encoder-decoder models; the forward
+argument is called `cache` in transformers 5, `past_key_values` is its deprecated alias), the
+attention mask and positions of a left-padded decoder-only batch, and the encoder outputs.
+`prefill` and `decode_step` return float32 logits of the last position, `(rows, vocab)`, and
+keep the state ready for the next step. This mirrors what `generate()` builds in
+`_prepare_*`, `prepare_inputs_for_generation` and `_update_model_kwargs_for_generation`, written
+out for the two model families we decode.
+"""
+
+import inspect
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
+
+
+@dataclass
+class ModelState:
+    """Per-call model inputs that persist across steps. Rows are batch * expand (beams or samples).
+
+    attention_mask: decoder-only (rows, tokens so far), None when there is no padding (transformers
+        drops an all-ones mask so attention takes its unmasked fast path); encoder-decoder: the
+        encoder's mask (rows, source_len), or None.
+    next_positions: decoder-only (rows, 1) positions of the next token; None for encoder-decoder.
+    """
+
+    cache: Cache
+    is_encoder_decoder: bool
+    attention_mask: torch.Tensor | None = None
+    next_positions: torch.Tensor | None = None
+    encoder_outputs: object = None
+    keep_last_logits: bool = False  # the model accepts logits_to_keep=1 (skip the LM head on the prompt)
+
+
+@lru_cache(maxsize=None)
+def _accepts(model_class: type, argument: str) -> bool:
+    return argument in inspect.signature(model_class.forward).parameters
+
+
+def infer_attention_mask(input_ids: torch.Tensor, pad_token_id: int | None, eos_ids: list[int]) -> torch.Tensor:
+    """A mask from the pad token when none was passed, as transformers does for decoder-only models.
+
+    Padding can only be told from text when the pad token is not also an EOS token.
+    input_ids: (batch, seq_len) -> (batch, seq_len) long.
+    """
+    if pad_token_id is not None and pad_token_id not in eos_ids and bool((input_ids == pad_token_id).any()):
+        return input_ids.ne(pad_token_id).long()
+    return torch.ones_like(input_ids, dtype=torch.long)
+
+
+def new_cache(model) -> Cache:
+    """An empty cache of the kind `generate()` creates: per-layer types come from the decoder config."""
+    config = model.config.get_text_config(decoder=True)
+    if model.config.is_encoder_decoder:
+        return EncoderDecoderCache(DynamicCache(config=config), DynamicCache(config=config))
+    return DynamicCache(config=config)
+
+
+def start(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, *, expand: int,
+          decoder_start_token_id: int | None) -> tuple[torch.Tensor, ModelState]:
+    """Prepare a call: encode (encoder-decoder), repeat each row `expand` times, create the cache.
+
+    input_ids: (batch, seq_len); attention_mask: (batch, seq_len) or None.
+    Returns the sequences the loop grows, (batch * expand, start_len): the prompt for decoder-only
+    models, the decoder start token for encoder-decoder ones, and the ModelState.
+    """
+    if model.config.is_encoder_decoder:
+        # The encoder runs once per prompt, before the rows are repeated for beams or samples.
+        encoder_outputs = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
+        if expand > 1:
+            for key, value in encoder_outputs.items():
+                if isinstance(value, torch.Tensor):
+                    encoder_outputs[key] = value.repeat_interleave(expand, dim=0)
+            if attention_mask is not None:
+                attention_mask = attention_mask.repeat_interleave(expand, dim=0)
+        sequences = torch.full((input_ids.shape[0] * expand, 1), decoder_start_token_id,
+                               dtype=torch.long, device=input_ids.device)
+        state = ModelState(new_cache(model), True, attention_mask=attention_mask, encoder_outputs=encoder_outputs)
+        return sequences, state
+
+    # Left padding shifts each row's text; positions count real tokens only, so every row's text starts at 0.
+    positions = attention_mask.long().cumsum(-1) - 1
+    positions = positions.masked_fill(attention_mask == 0, 0)
+    if bool((attention_mask == 1).all()):
+        attention_mask = None
+    if expand > 1:
+        input_ids = input_ids.repeat_interleave(expand, dim=0)
+        positions = positions.repeat_interleave(expand, dim=0)
+        if attention_mask is not None:
+            attention_mask = attention_mask.repeat_interleave(expand, dim=0)
+    state = ModelState(new_cache(model), False, attention_mask=attention_mask, next_positions=positions,
+                       keep_last_logits=_accepts(type(model), "logits_to_keep"))
+    return input_ids, state
+
+
+def _forward(model, tokens: torch.Tensor, state: ModelState, positions: torch.Tensor | None) -> torch.Tensor:
+    """One model call on `tokens` (rows, n) -> float32 logits of the last position (rows, vocab)."""
+    if state.is_encoder_decoder:
+        inputs = dict(decoder_input_ids=tokens, encoder_outputs=state.encoder_outputs,
+                      attention_mask=state.attention_mask)
+    else:
+        inputs = dict(input_ids=tokens, attention_mask=state.attention_mask, position_ids=positions)
+        if state.keep_last_logits:
+            inputs["logits_to_keep"] = 1
+    outputs = model(**inputs, cache=state.cache, use_cache=True, return_dict=True)
+    state.cache = outputs.cache
+    # A copy in float32: sampling and beam scores are computed in float32 whatever the model dtype.
+    return outputs.logits[:, -1, :].to(copy=True, dtype=torch.float32)
+
+
+def prefill(model, sequences: torch.Tensor, state: ModelState) -> torch.Tensor:
+    """Run the whole prompt (or the decoder start token) through the model; fills the cache.
+
+    sequences: (rows, start_len) -> logits (rows, vocab) for the first new token.
+    """
+    positions = state.next_positions
+    if positions is not None:
+        state.next_positions = positions[:, -1:] + 1
+    return _forward(model, sequences, state, positions)
+
+
+def decode_step(model, tokens: torch.Tensor, state: ModelState) -> torch.Tensor:
+    """Feed the newest token of each row. tokens: (rows,) -> logits (rows, vocab) for the next one."""
+    if state.attention_mask is not None and not state.is_encoder_decoder:
+        ones = state.attention_mask.new_ones((state.attention_mask.shape[0], 1))
+        state.attention_mask = torch.cat([state.attention_mask, ones], dim=-1)
+    positions = state.next_positions
+    if positions is not None:
+        state.next_positions = positions + 1
+    return _forward(model, tokens[:, None], state, positions)
+
+
+def reorder_beams(state: ModelState, beam_idx: torch.Tensor) -> None:
+    """Make cache row i hold the history of row beam_idx[i] (beam search keeps the winners' pasts).
+
+    Masks and positions need no reordering: all beams of one prompt share them.
+    """
+    state.cache.reorder_cache(beam_idx)

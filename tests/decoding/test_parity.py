@@ -1,0 +1,176 @@
+"""Greedy and beam search give the tokens of transformers' `model.generate()`, on every architecture.
+
+Each case runs the reference and our loop on the same tiny random model and padded batch (left
+padding for decoder-only, right padding for encoder-decoder) and compares every token.
+"""
+
+import pytest
+import torch
+from tiny_models import (
+    ARCHITECTURES,
+    DECODER_ONLY,
+    ENCODER_DECODER,
+    assert_same_tokens,
+    frequent_token,
+    prompt_batch,
+    reference,
+    tiny_model,
+)
+
+from decoding import generate
+
+GREEDY_CASES = {
+    "plain": dict(max_new_tokens=10),
+    "repetition_penalty": dict(max_new_tokens=10, repetition_penalty=1.8),
+    "no_repeat_ngram": dict(max_new_tokens=12, no_repeat_ngram_size=2),
+    "bad_words": dict(max_new_tokens=10, bad_words_ids=[[40], [41], [50, 51], [7, 8, 9]]),
+    "max_length": dict(max_length=14),
+}
+
+
+@pytest.mark.parametrize("case", GREEDY_CASES)
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_greedy_matches_generate(arch, case):
+    model = tiny_model(arch)
+    input_ids, attention_mask = prompt_batch(model)
+    settings = GREEDY_CASES[case]
+    expected = reference(model, input_ids, attention_mask, **settings)
+    assert_same_tokens(expected, generate(model, input_ids, attention_mask, **settings).sequences)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_greedy_rows_finish_at_their_own_eos_and_get_padded(arch):
+    model = tiny_model(arch)
+    input_ids, attention_mask = prompt_batch(model)
+    eos = frequent_token(model, input_ids, attention_mask)
+    settings = dict(max_new_tokens=12, eos_token_id=eos, min_new_tokens=2)
+    expected = reference(model, input_ids, attention_mask, **settings)
+    actual = generate(model, input_ids, attention_mask, **settings).sequences
+    assert_same_tokens(expected, actual)
+    assert (actual == eos).any(), "the chosen EOS should end at least one row"
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_min_length_holds_eos_back(arch):
+    model = tiny_model(arch)
+    input_ids, attention_mask = prompt_batch(model)
+    eos = frequent_token(model, input_ids, attention_mask)
+    start = 1 if model.config.is_encoder_decoder else input_ids.shape[1]
+    settings = dict(max_new_tokens=12, eos_token_id=eos, min_length=start + 6)
+    assert_same_tokens(reference(model, input_ids, attention_mask, **settings),
+                       generate(model, input_ids, attention_mask, **settings).sequences)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_several_eos_ids(arch):
+    model = tiny_model(arch)
+    input_ids, attention_mask = prompt_batch(model)
+    eos = frequent_token(model, input_ids, attention_mask)
+    for settings in (dict(max_new_tokens=10, eos_token_id=[eos, 5, 6]),
+                     dict(max_new_tokens=10, eos_token_id=[5, eos], num_beams=3, num_return_sequences=2)):
+        assert_same_tokens(reference(model, input_ids, attention_mask, **settings),
+                           generate(model, input_ids, attention_mask, **settings).sequences)
+
+
+BEAM_CASES = {
+    "default": dict(num_beams=3, max_new_tokens=10),
+    "length_penalty_early_true": dict(num_beams=4, max_new_tokens=10, length_penalty=2.0, early_stopping=True,
+                                      num_return_sequences=3),
+    "never": dict(num_beams=3, max_new_tokens=10, early_stopping="never", length_penalty=0.7),
+    "never_negative_penalty": dict(num_beams=3, max_new_tokens=9, early_stopping="never", length_penalty=-1.0),
+    "false_with_ngram": dict(num_beams=3, max_new_tokens=12, early_stopping=False, length_penalty=-0.5,
+                             no_repeat_ngram_size=2),
+    "min_new_tokens_rep_penalty": dict(num_beams=2, max_new_tokens=10, min_new_tokens=5, repetition_penalty=1.4),
+    "forced_bos_eos": dict(num_beams=3, max_new_tokens=8, forced_bos_token_id=9, forced_eos_token_id=[10, 11]),
+}
+
+
+@pytest.mark.parametrize("case", BEAM_CASES)
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_beam_search_matches_generate(arch, case):
+    """EOS is a token the model likes, so hypotheses finish at different lengths and the
+    finished-hypothesis bookkeeping, early stopping and output trimming all take part."""
+    model = tiny_model(arch)
+    input_ids, attention_mask = prompt_batch(model)
+    settings = dict(BEAM_CASES[case], eos_token_id=frequent_token(model, input_ids, attention_mask))
+    expected = reference(model, input_ids, attention_mask, return_dict_in_generate=True, output_scores=True,
+                         **settings)
+    actual = generate(model, input_ids, attention_mask, **settings)
+    assert_same_tokens(expected.sequences, actual.sequences)
+    torch.testing.assert_close(actual.sequences_scores, expected.sequences_scores, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("arch", ["bart", "marian"])
+def test_beam_search_with_the_models_own_generation_config(arch):
+    """BART: forced BOS/EOS; Marian: bad_words_ids=[[pad]] and forced EOS, straight from generation_config."""
+    model = tiny_model(arch)
+    input_ids, attention_mask = prompt_batch(model)
+    for settings in (dict(num_beams=4), dict(num_beams=2, max_length=9), dict()):
+        assert_same_tokens(reference(model, input_ids, attention_mask, **settings),
+                           generate(model, input_ids, attention_mask, **settings).sequences)
+
+
+@pytest.mark.parametrize("arch", DECODER_ONLY)
+def test_decoder_only_without_attention_mask_infers_padding(arch):
+    """Without a mask, transformers derives one from the pad token (when pad is not also EOS)."""
+    model = tiny_model(arch)
+    input_ids, attention_mask = prompt_batch(model)
+    for settings in (dict(max_new_tokens=6), dict(max_new_tokens=6, num_beams=2)):
+        assert_same_tokens(reference(model, input_ids, None, **settings),
+                           generate(model, input_ids, **settings).sequences)
+
+
+@pytest.mark.parametrize("arch", ENCODER_DECODER)
+def test_encoder_decoder_without_attention_mask(arch):
+    model = tiny_model(arch)
+    input_ids, _ = prompt_batch(model, lengths=(5, 5))
+    settings = dict(max_new_tokens=6, num_beams=2)
+    assert_same_tokens(reference(model, input_ids, None, **settings),
+                       generate(model, input_ids, **settings).sequences)
+
+
+def test_default_length_is_twenty_new_tokens():
+    model = tiny_model("llama")
+    input_ids, attention_mask = prompt_batch(model, lengths=(5,))
+    expected = reference(model, input_ids, attention_mask)
+    actual = generate(model, input_ids, attention_mask).sequences
+    assert_same_tokens(expected, actual)
+    assert actual.shape[1] <= 5 + 20
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "t5"])
+def test_encoder_runs_once_for_beam_search(arch, monkeypatch):
+    model = tiny_model(arch)
+    input_ids, attention_mask = prompt_batch(model)
+    if not model.config.is_encoder_decoder:
+        pytest.skip("decoder-only")
+    encoder = model.get_encoder()
+    calls = []
+    original = encoder.forward
+    monkeypatch.setattr(encoder, "forward", lambda *a, **k: calls.append(1) or original(*a, **k))
+    generate(model, input_ids, attention_mask, num_beams=3, max_new_tokens=5)
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "bart"])
+def test_never_calls_generation_mixin(arch, monkeypatch):
+    """The loop uses model.forward only: every GenerationMixin method is booby-trapped here."""
+    from transformers.generation.utils import GenerationMixin
+
+    model = tiny_model(arch)
+    input_ids, attention_mask = prompt_batch(model)
+    expected = {}
+    for name, settings in {"greedy": dict(max_new_tokens=5), "beam": dict(max_new_tokens=5, num_beams=2),
+                           "sample": dict(max_new_tokens=5, do_sample=True)}.items():
+        expected[name] = settings
+
+    def trap(name):
+        def raise_error(*args, **kwargs):
+            raise AssertionError(f"decoding called GenerationMixin.{name}")
+        return raise_error
+
+    for name, value in vars(GenerationMixin).items():
+        if callable(value) and not name.startswith("__"):
+            monkeypatch.setattr(GenerationMixin, name, trap(name))
+    for settings in expected.values():
+        generate(model, input_ids, attention_mask, **settings)
