@@ -122,10 +122,24 @@ def load_model(model, head, *, revision=None, trust_remote_code=False, gguf_file
     return placed, placement
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model",
+                   "sentencepiece.bpe.model", "source.spm", "tokenizer.model")
+
+
+def _has_tokenizer_files(folder: Path) -> bool:
+    """transformers 5 builds an empty tokenizer (special tokens only) from a folder with no vocabulary,
+    which would silently turn every word into <unk>; a missing tokenizer must be an error instead."""
+    return any((folder / name).is_file() for name in TOKENIZER_FILES)
+
+
 def load_tokenizer(model, *, revision=None, trust_remote_code=False, gguf_file=None, require_fast=False,
                    why_fast="this task needs character offsets"):
     """Load the tokenizer that was saved with the model; `require_fast` refuses a Python-only one."""
     name, gguf_file = resolve_source(model, gguf_file)
+    if Path(name).is_dir() and gguf_file is None and not _has_tokenizer_files(Path(name)):
+        raise ModelLoadError(f"no tokenizer files in {name!r} (looked for {', '.join(TOKENIZER_FILES[:4])}, ...); "
+                             "save the tokenizer next to the model (tokenizer.save_pretrained(folder)), "
+                             "or pass tokenizer=")
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, revision=revision, trust_remote_code=trust_remote_code,
                                                   gguf_file=gguf_file)
@@ -135,9 +149,6 @@ def load_tokenizer(model, *, revision=None, trust_remote_code=False, gguf_file=N
         raise ModelLoadError(f"no usable tokenizer in {name!r} ({error.__class__.__name__}: "
                              f"{str(error).splitlines()[0] if str(error) else ''}); save the tokenizer next to "
                              "the model (tokenizer.save_pretrained(folder)), or pass tokenizer=") from error
-    if isinstance(tokenizer, bool) or tokenizer is None:
-        raise ModelLoadError(f"no tokenizer files in {name!r}; save the tokenizer next to the model "
-                             "(tokenizer.save_pretrained(folder)), or pass tokenizer=")
     if require_fast:
         check_fast_tokenizer(tokenizer, why_fast)
     return tokenizer

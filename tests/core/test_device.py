@@ -1,0 +1,101 @@
+"""The device/dtype manager picks what this machine can run and says so; bad requests are clear errors."""
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from core import place_model, resolve_device, resolve_dtype
+from core.device import conv1d_to_linear
+
+from tests.paths import FIXTURES
+
+CPU = torch.device("cpu")
+
+
+def test_no_device_picks_the_best_present(monkeypatch):
+    assert resolve_device(None) == CPU  # this machine has neither cuda nor mps
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device(None) == torch.device("cuda")
+
+
+@pytest.mark.parametrize("device, expected", [("cpu", CPU), (-1, CPU), (torch.device("cpu"), CPU)])
+def test_explicit_devices(device, expected):
+    assert resolve_device(device) == expected
+
+
+@pytest.mark.parametrize("device, message", [
+    ("cuda", "no CUDA GPU; pass device='cpu'"),
+    (0, "no CUDA GPU"),
+    ("mps", "MPS is not available"),
+    ("gpu7", "is not a device name"),
+])
+def test_devices_this_machine_lacks_are_clear_errors(device, message):
+    with pytest.raises(ValueError, match=message):
+        resolve_device(device)
+
+
+def test_device_of_the_wrong_type():
+    with pytest.raises(TypeError, match="device must be None, a string"):
+        resolve_device(1.5)
+
+
+def test_auto_dtype_is_float32_on_cpu():
+    assert resolve_dtype("auto", CPU) == "float32"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int8", torch.bfloat16])
+def test_supported_cpu_dtypes_are_kept(dtype):
+    assert resolve_dtype(dtype, CPU) == (dtype if isinstance(dtype, str) else "bfloat16")
+
+
+def test_float16_on_cpu_warns_and_falls_back_to_float32():
+    with pytest.warns(UserWarning, match="float16' on the CPU is slow.*using float32"):
+        assert resolve_dtype("float16", CPU) == "float32"
+
+
+@pytest.mark.parametrize("dtype", ["fp64", "half", torch.float64, 8])
+def test_unknown_dtypes_list_the_choices(dtype):
+    with pytest.raises(ValueError, match="not supported; use one of auto, float32, float16, bfloat16, int8"):
+        resolve_dtype(dtype, CPU)
+
+
+def test_int8_is_cpu_only():
+    with pytest.raises(ValueError, match="CPU only"):
+        resolve_dtype("int8", torch.device("cuda"))
+
+
+def gpt2():
+    return AutoModelForCausalLM.from_pretrained(FIXTURES / "gpt2")
+
+
+def test_bfloat16_model_reports_its_placement():
+    model, placement = place_model(gpt2(), "cpu", "bfloat16")
+    assert placement.dtype == "bfloat16" and placement.torch_dtype == torch.bfloat16
+    assert next(model.parameters()).dtype == torch.bfloat16 and not model.training
+
+
+def test_conv1d_layers_become_equivalent_linear_layers():
+    from transformers.pytorch_utils import Conv1D
+
+    model = gpt2()
+    inputs = torch.randn(2, 5, model.config.n_embd)
+    before = model.transformer.h[0].mlp.c_fc(inputs)
+    conv1d_to_linear(model)
+    assert not any(isinstance(module, Conv1D) for module in model.modules())
+    torch.testing.assert_close(model.transformer.h[0].mlp.c_fc(inputs), before)
+
+
+def test_int8_quantizes_every_linear_layer_and_keeps_the_top_token():
+    tokenizer = AutoTokenizer.from_pretrained(FIXTURES / "gpt2")
+    tokenizer.pad_token = tokenizer.eos_token  # GPT-2 has none, as upstream
+    inputs = tokenizer(["The weather in Paris is", "Angela Merkel visited"], return_tensors="pt", padding=True)
+    reference = gpt2().eval()(**inputs).logits
+    model, placement = place_model(gpt2(), "cpu", "int8")
+    assert placement.dtype == "int8" and placement.torch_dtype == torch.float32
+    quantized = [m for m in model.modules() if type(m).__name__ == "Linear" and "quantized" in type(m).__module__]
+    plain = [m for m in model.modules() if type(m) is torch.nn.Linear]
+    assert quantized and not plain  # the LM head and GPT-2's Conv1D projections included
+    logits = model(**inputs).logits
+    mask = inputs["attention_mask"].bool()
+    agreement = (logits.argmax(-1)[mask] == reference.argmax(-1)[mask]).float().mean()
+    assert agreement >= 0.9
