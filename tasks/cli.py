@@ -1,0 +1,331 @@
+"""The `nopipe` command: every task from the shell, with the options of the Python API.
+
+    nopipe generate "The capital of France is"
+    nopipe classify "I love this product!" "This is awful." --json
+    nopipe ner --file news.txt --aggregation-strategy simple
+    nopipe qa --question "Where does Sarah live?" --context "My name is Sarah and I live in London."
+    nopipe summarize --file article.txt --max-length 60 --min-length 20
+    nopipe translate "How are you?" --task translation_en_to_fr --model Helsinki-NLP/opus-mt-en-fr
+
+Texts come from the arguments, else from --file (one per line; JSONL for qa), else from stdin.
+Output is readable text, or JSON with --json. Errors are one line naming the fix: exit code 2
+for a bad command line or input, 1 for anything that fails while running; --debug shows the
+traceback.
+"""
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import tasks
+
+USAGE_ERROR, RUNTIME_ERROR = 2, 1
+
+
+class UsageError(ValueError):
+    """A command line that cannot work as given."""
+
+
+# --- options --------------------------------------------------------------------------------------
+
+def top_k_value(text: str):
+    """--top-k takes a number, or "all" for every label (the API's top_k=None)."""
+    return None if text.lower() in ("all", "none") else int(text)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One command-line flag that maps onto a keyword of the runner call under the same name."""
+
+    flag: str
+    kwargs: dict = field(default_factory=dict)
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+def options(*specs: tuple) -> list[Option]:
+    return [Option(flag, kwargs) for flag, kwargs in specs]
+
+
+GENERATION_OPTIONS = options(
+    ("--max-new-tokens", dict(type=int)), ("--max-length", dict(type=int)), ("--min-length", dict(type=int)),
+    ("--num-beams", dict(type=int)), ("--do-sample", dict(action="store_true", default=None)),
+    ("--temperature", dict(type=float)), ("--top-k", dict(type=int)), ("--top-p", dict(type=float)),
+    ("--repetition-penalty", dict(type=float)), ("--no-repeat-ngram-size", dict(type=int)),
+    ("--length-penalty", dict(type=float)), ("--num-return-sequences", dict(type=int)),
+)
+
+TASK_OPTIONS = {
+    "classify": options(
+        ("--top-k", dict(type=top_k_value, help="labels per text; 'all' for every label")),
+        ("--function-to-apply", dict(choices=["softmax", "sigmoid", "none"])),
+    ),
+    "ner": options(
+        ("--aggregation-strategy", dict(choices=["none", "simple", "first", "average", "max"], default="simple")),
+        ("--ignore-labels", dict(nargs="*")),
+        ("--stride", dict(type=int)),
+    ),
+    "qa": options(
+        ("--top-k", dict(type=int)), ("--doc-stride", dict(type=int)), ("--max-answer-len", dict(type=int)),
+        ("--max-seq-len", dict(type=int)), ("--max-question-len", dict(type=int)),
+        ("--handle-impossible-answer", dict(action="store_true", default=None)),
+        ("--align-to-words", dict(action=argparse.BooleanOptionalAction, default=None)),
+    ),
+    "text2text": GENERATION_OPTIONS,
+    "summarize": GENERATION_OPTIONS,
+    "translate": GENERATION_OPTIONS + options(("--src-lang", {}), ("--tgt-lang", {})),
+    "generate": GENERATION_OPTIONS + options(
+        ("--stop", dict(dest="stop_strings", action="append", help="stop when this text appears (repeatable)")),
+        ("--return-full-text", dict(action=argparse.BooleanOptionalAction, default=None)),
+    ),
+}
+
+PIPELINE_TASK = {
+    "classify": "text-classification", "ner": "token-classification", "qa": "question-answering",
+    "text2text": "text2text-generation", "summarize": "summarization", "translate": "translation",
+    "generate": "text-generation",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nopipe", description="Hugging Face tasks by hand: tokenize, "
+                                     "forward, postprocess, with nopipe's own decoding loop.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command, task_options in TASK_OPTIONS.items():
+        sub = commands.add_parser(command, help=f"{PIPELINE_TASK[command]} (pipeline task name)")
+        add_common_options(sub, command)
+        for option in task_options:
+            sub.add_argument(option.flag, **{"dest": option.dest, **option.kwargs})
+    bench = commands.add_parser("bench", help="speed against transformers and CTranslate2 (benchmarks/)")
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments of python -m benchmarks.run")
+    return parser
+
+
+def add_common_options(sub: argparse.ArgumentParser, command: str) -> None:
+    if command == "qa":
+        sub.add_argument("--question", action="append", help="repeatable; or JSONL lines via --file/stdin")
+        sub.add_argument("--context")
+    else:
+        sub.add_argument("texts", nargs="*", metavar="TEXT", help="inputs (else --file, else stdin)")
+    sub.add_argument("--file", help="one text per line" + (" (JSONL: question, context)" if command == "qa" else ""))
+    sub.add_argument("--model", help="local folder, .gguf file or hub id (default: the pipeline's default)")
+    sub.add_argument("--revision")
+    if command == "translate":
+        sub.add_argument("--task", dest="translation_task", metavar="translation_xx_to_yy")
+    sub.add_argument("--device", help="cpu, cuda, cuda:0, mps (default: best available)")
+    sub.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16", "int8"])
+    sub.add_argument("--batch-size", type=int, default=None)
+    if command == "generate":
+        sub.add_argument("--seed", type=int, help="seed for sampling (same semantics as transformers.set_seed)")
+    sub.add_argument("--json", action="store_true", help="print JSON (one object per input)")
+    sub.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+
+
+# --- inputs ---------------------------------------------------------------------------------------
+
+def read_lines(args) -> tuple[list[str], bool]:
+    """(lines, from_file): --file wins, then stdin when it is not a terminal."""
+    if args.file:
+        try:
+            with open(args.file, encoding="utf-8") as handle:
+                return [line.rstrip("\n") for line in handle if line.strip()], True
+        except OSError as error:
+            raise UsageError(f"cannot read --file {args.file!r}: {error.strerror}") from error
+    if not sys.stdin.isatty():
+        return [line.rstrip("\n") for line in sys.stdin if line.strip()], False
+    return [], False
+
+
+def read_texts(args) -> tuple[list[str], bool]:
+    if args.texts:
+        return args.texts, False
+    texts, from_file = read_lines(args)
+    if not texts:
+        raise UsageError(f"no input: give text as an argument, with --file PATH, or on stdin "
+                         f"(e.g. nopipe {args.command} \"some text\")")
+    return texts, from_file
+
+
+def read_qa_pairs(args) -> tuple[list[dict], bool]:
+    if args.question:
+        if not args.context:
+            raise UsageError("--question needs --context (or give JSONL lines with question and context via --file)")
+        return [{"question": question, "context": args.context} for question in args.question], False
+    lines, from_file = read_lines(args)
+    if not lines:
+        raise UsageError("no input: give --question and --context, or JSONL lines "
+                         '{"question": ..., "context": ...} with --file PATH or on stdin')
+    pairs = []
+    for number, line in enumerate(lines, 1):
+        try:
+            pair = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise UsageError(f"line {number} is not JSON ({error.msg}); each line must be "
+                             '{"question": ..., "context": ...}') from error
+        if not isinstance(pair, dict) or not {"question", "context"} <= set(pair):
+            raise UsageError(f'line {number} must be an object with "question" and "context"')
+        pairs.append({"question": pair["question"], "context": pair["context"]})
+    return pairs, from_file
+
+
+# --- running --------------------------------------------------------------------------------------
+
+def call_options(args) -> dict:
+    """The task's own options the user set, under the API's names."""
+    chosen = {}
+    for option in TASK_OPTIONS[args.command]:
+        value = getattr(args, option.dest)
+        if value is not None:
+            chosen[option.dest] = value
+    if args.batch_size is not None:
+        chosen["batch_size"] = args.batch_size
+    return chosen
+
+
+def load_runner(args):
+    load_options = {"device": args.device, "dtype": args.dtype}
+    if args.revision:
+        load_options["revision"] = args.revision
+    task = PIPELINE_TASK[args.command]
+    if args.command == "translate" and args.translation_task:
+        task = args.translation_task
+    return tasks.load(task, model=args.model, **load_options)
+
+
+def in_chunks(items: list, size: int, show_progress: bool):
+    """Chunks of the input, with a progress bar when the input came from a file."""
+    bar = None
+    if show_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(items), unit="text", file=sys.stderr, disable=None)
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+        if bar is not None:
+            bar.update(min(size, len(items) - start))
+    if bar is not None:
+        bar.close()
+
+
+def run_task(args, out) -> None:
+    runner = load_runner(args)
+    inputs, from_file = read_qa_pairs(args) if args.command == "qa" else read_texts(args)
+    chosen = call_options(args)
+    chunk = max(chosen.get("batch_size", 32), 1) * 4
+    for part in in_chunks(inputs, chunk, show_progress=from_file):
+        results = runner(part, **chosen)
+        for item, result in zip(part, results):
+            out.write(json.dumps({"input": item, "output": result}, ensure_ascii=False) + "\n" if args.json
+                      else FORMATTERS[args.command](item, result) + "\n")
+
+
+def run_generate(args, out) -> None:
+    """Stream each prompt's continuation as it is produced, then the speed."""
+    runner = load_runner(args)
+    prompts, _ = read_texts(args)
+    chosen = call_options(args)
+    chosen.pop("batch_size", None)
+    if args.json or chosen.get("num_return_sequences", 1) > 1:
+        if args.seed is not None:
+            from core.seed import set_seed
+
+            set_seed(args.seed)
+        for prompt, result in zip(prompts, runner(prompts, **chosen)):
+            out.write(json.dumps({"input": prompt, "output": result}, ensure_ascii=False) + "\n" if args.json
+                      else "\n".join(item["generated_text"] for item in result) + "\n")
+        return
+    for prompt in prompts:
+        if args.seed is not None:
+            from core.seed import set_seed
+
+            set_seed(args.seed)
+        if chosen.get("return_full_text", True):
+            out.write(prompt)
+        started, generated = time.perf_counter(), ""
+        for text in runner(prompt, stream=True, **{k: v for k, v in chosen.items() if k != "return_full_text"}):
+            generated += text
+            out.write(text)
+            out.flush()
+        seconds = time.perf_counter() - started
+        count = len(runner.tokenizer(generated, add_special_tokens=False)["input_ids"])
+        out.write("\n")
+        print(f"[{count} tokens in {seconds:.2f} s: {count / max(seconds, 1e-9):.1f} tokens/s]", file=sys.stderr)
+
+
+def run_bench(args, out) -> int:
+    try:
+        from benchmarks.run import main as bench_main
+    except ImportError as error:
+        raise UsageError("the benchmarks live in the nopipe source checkout: run `nopipe bench` from its "
+                         f"top folder, or `python -m benchmarks.run` there ({error})") from error
+    return bench_main(args.bench_args)
+
+
+# --- output ---------------------------------------------------------------------------------------
+
+def format_labels(text: str, result) -> str:
+    labels = result if isinstance(result, list) else [result]
+    shown = ", ".join(f"{item['label']} ({item['score']:.4f})" for item in labels)
+    return f"{shown}\t{text}"
+
+
+def format_entities(text: str, entities: list) -> str:
+    lines = [text]
+    for entity in entities:
+        label = entity.get("entity_group", entity.get("entity"))
+        lines.append(f"  {label:<8} {entity['word']!r:<30} [{entity['start']}:{entity['end']}]  {entity['score']:.4f}")
+    if not entities:
+        lines.append("  (no entities)")
+    return "\n".join(lines)
+
+
+def format_answers(pair: dict, result) -> str:
+    answers = result if isinstance(result, list) else [result]
+    lines = [f"Q: {pair['question']}"]
+    lines += [f"A: {item['answer']!r}  (score {item['score']:.4f}, chars {item['start']}-{item['end']})"
+              for item in answers]
+    return "\n".join(lines)
+
+
+def format_generated(key: str) -> Callable:
+    def format_result(text: str, result) -> str:
+        items = result if isinstance(result, list) else [result]
+        return "\n".join(item[key] for item in items)
+    return format_result
+
+
+FORMATTERS = {
+    "classify": format_labels, "ner": format_entities, "qa": format_answers,
+    "text2text": format_generated("generated_text"), "summarize": format_generated("summary_text"),
+    "translate": format_generated("translation_text"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "bench":
+            return run_bench(args, sys.stdout)
+        if args.batch_size is not None and args.batch_size < 1:
+            raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
+        (run_generate if args.command == "generate" else run_task)(args, sys.stdout)
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:  # every failure becomes one line; --debug shows where it came from
+        if getattr(args, "debug", False):
+            raise
+        code = USAGE_ERROR if isinstance(error, (ValueError, TypeError)) else RUNTIME_ERROR
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"nopipe: error: {message}", file=sys.stderr)
+        return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
