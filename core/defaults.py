@@ -99,12 +99,16 @@ def smollm2_folder(announce=None) -> Path:
 def convert_gguf_to_safetensors(gguf: Path, folder: Path) -> None:
     """Dequantize a GGUF checkpoint once and save it as a plain transformers folder.
 
-    Written to a temporary folder first and renamed, so an interrupted conversion is never
-    mistaken for a finished one.
+    Written to a temporary folder of its own first and renamed, so an interrupted conversion is never
+    mistaken for a finished one and two processes converting at once do not mix their files.
     """
+    import shutil
+    import tempfile
+
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    partial = folder.with_name(folder.name + ".partial")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=folder.name + ".partial-", dir=folder.parent))
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     # The tensors are already dequantized to float; only the GGUF marker stops save_pretrained.
@@ -113,9 +117,10 @@ def convert_gguf_to_safetensors(gguf: Path, folder: Path) -> None:
         del model.config.quantization_config
     model.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
+    if (folder / "model.safetensors").is_file():  # another process finished first: keep its copy
+        shutil.rmtree(partial)
+        return
     if folder.exists():
-        import shutil
-
         shutil.rmtree(folder)
     partial.rename(folder)
 
