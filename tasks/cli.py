@@ -54,7 +54,7 @@ def options(*specs: tuple) -> list[Option]:
 
 GENERATION_OPTIONS = options(
     ("--max-new-tokens", dict(type=int)), ("--max-length", dict(type=int)), ("--min-length", dict(type=int)),
-    ("--num-beams", dict(type=int)), ("--do-sample", dict(action="store_true", default=None)),
+    ("--num-beams", dict(type=int)), ("--do-sample", dict(action="store_true")),
     ("--temperature", dict(type=float)), ("--top-k", dict(type=int)), ("--top-p", dict(type=float)),
     ("--repetition-penalty", dict(type=float)), ("--no-repeat-ngram-size", dict(type=int)),
     ("--length-penalty", dict(type=float)), ("--num-return-sequences", dict(type=int)),
@@ -66,24 +66,27 @@ TASK_OPTIONS = {
         ("--function-to-apply", dict(choices=["softmax", "sigmoid", "none"])),
     ),
     "ner": options(
-        ("--aggregation-strategy", dict(choices=["none", "simple", "first", "average", "max"], default="simple")),
+        ("--aggregation-strategy", dict(choices=["none", "simple", "first", "average", "max"], default="simple",
+                                        help="default here: simple (entities); the Python API's default is none")),
         ("--ignore-labels", dict(nargs="*")),
         ("--stride", dict(type=int)),
     ),
     "qa": options(
         ("--top-k", dict(type=int)), ("--doc-stride", dict(type=int)), ("--max-answer-len", dict(type=int)),
         ("--max-seq-len", dict(type=int)), ("--max-question-len", dict(type=int)),
-        ("--handle-impossible-answer", dict(action="store_true", default=None)),
-        ("--align-to-words", dict(action=argparse.BooleanOptionalAction, default=None)),
+        ("--handle-impossible-answer", dict(action="store_true")),
+        ("--align-to-words", dict(action=argparse.BooleanOptionalAction)),
     ),
     "text2text": GENERATION_OPTIONS,
     "summarize": GENERATION_OPTIONS,
-    "translate": GENERATION_OPTIONS + options(("--src-lang", {}), ("--tgt-lang", {})),
+    "translate": GENERATION_OPTIONS,
     "generate": GENERATION_OPTIONS + options(
         ("--stop", dict(dest="stop_strings", action="append", help="stop when this text appears (repeatable)")),
-        ("--return-full-text", dict(action=argparse.BooleanOptionalAction, default=None)),
+        ("--return-full-text", dict(action=argparse.BooleanOptionalAction)),
     ),
 }
+
+GENERATION_COMMANDS = ("text2text", "summarize", "translate", "generate")
 
 PIPELINE_TASK = {
     "classify": "text-classification", "ner": "token-classification", "qa": "question-answering",
@@ -100,7 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(command, help=f"{PIPELINE_TASK[command]} (pipeline task name)")
         add_common_options(sub, command)
         for option in task_options:
-            sub.add_argument(option.flag, **{"dest": option.dest, **option.kwargs})
+            # An option the user does not give stays out of the call, so the API's own default applies
+            # (top_k=None means "every label" there, not "unset").
+            sub.add_argument(option.flag, **{"dest": option.dest, "default": argparse.SUPPRESS, **option.kwargs})
     bench = commands.add_parser("bench", help="speed against transformers and CTranslate2 (benchmarks/)")
     bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments of python -m benchmarks.run")
     return parser
@@ -116,11 +121,14 @@ def add_common_options(sub: argparse.ArgumentParser, command: str) -> None:
     sub.add_argument("--model", help="local folder, .gguf file or hub id (default: the pipeline's default)")
     sub.add_argument("--revision")
     if command == "translate":
-        sub.add_argument("--task", dest="translation_task", metavar="translation_xx_to_yy")
+        sub.add_argument("--task", dest="translation_task", metavar="translation_xx_to_yy",
+                         help="the language pair, e.g. translation_en_to_fr (T5 prefixes, M2M100 languages)")
+        sub.add_argument("--src-lang", help="source language code of a many-language model (M2M100: en)")
+        sub.add_argument("--tgt-lang", help="target language code of a many-language model (M2M100: fr)")
     sub.add_argument("--device", help="cpu, cuda, cuda:0, mps (default: best available)")
     sub.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16", "int8"])
     sub.add_argument("--batch-size", type=int, default=None)
-    if command == "generate":
+    if command in GENERATION_COMMANDS:
         sub.add_argument("--seed", type=int, help="seed for sampling (same semantics as transformers.set_seed)")
     sub.add_argument("--json", action="store_true", help="print JSON (one object per input)")
     sub.add_argument("--debug", action="store_true", help="show the full traceback on errors")
@@ -177,11 +185,8 @@ def read_qa_pairs(args) -> tuple[list[dict], bool]:
 
 def call_options(args) -> dict:
     """The task's own options the user set, under the API's names."""
-    chosen = {}
-    for option in TASK_OPTIONS[args.command]:
-        value = getattr(args, option.dest)
-        if value is not None:
-            chosen[option.dest] = value
+    chosen = {option.dest: getattr(args, option.dest) for option in TASK_OPTIONS[args.command]
+              if hasattr(args, option.dest)}
     if args.batch_size is not None:
         chosen["batch_size"] = args.batch_size
     return chosen
@@ -192,9 +197,23 @@ def load_runner(args):
     if args.revision:
         load_options["revision"] = args.revision
     task = PIPELINE_TASK[args.command]
-    if args.command == "translate" and args.translation_task:
-        task = args.translation_task
+    if args.command == "translate":
+        task = args.translation_task or task
+        load_options.update({name: getattr(args, name) for name in ("src_lang", "tgt_lang") if getattr(args, name)})
     return tasks.load(task, model=args.model, **load_options)
+
+
+def seed_if_asked(args) -> None:
+    """Seed right before generating, as `transformers.set_seed` users do, so --seed N reproduces a sample."""
+    if getattr(args, "seed", None) is not None:
+        from core.seed import set_seed
+
+        set_seed(args.seed)
+
+
+def one_result_per_input(inputs: list, results) -> list:
+    """The pipelines answer a one-item list with a bare result (question answering does); make it a list."""
+    return [results] if len(inputs) == 1 and not isinstance(results, list) else results
 
 
 def in_chunks(items: list, size: int, show_progress: bool):
@@ -218,7 +237,8 @@ def run_task(args, out) -> None:
     chosen = call_options(args)
     chunk = max(chosen.get("batch_size", 32), 1) * 4
     for part in in_chunks(inputs, chunk, show_progress=from_file):
-        results = runner(part, **chosen)
+        seed_if_asked(args)
+        results = one_result_per_input(part, runner(part, **chosen))
         for item, result in zip(part, results):
             out.write(json.dumps({"input": item, "output": result}, ensure_ascii=False) + "\n" if args.json
                       else FORMATTERS[args.command](item, result) + "\n")
@@ -231,19 +251,13 @@ def run_generate(args, out) -> None:
     chosen = call_options(args)
     chosen.pop("batch_size", None)
     if args.json or chosen.get("num_return_sequences", 1) > 1:
-        if args.seed is not None:
-            from core.seed import set_seed
-
-            set_seed(args.seed)
+        seed_if_asked(args)
         for prompt, result in zip(prompts, runner(prompts, **chosen)):
             out.write(json.dumps({"input": prompt, "output": result}, ensure_ascii=False) + "\n" if args.json
                       else "\n".join(item["generated_text"] for item in result) + "\n")
         return
     for prompt in prompts:
-        if args.seed is not None:
-            from core.seed import set_seed
-
-            set_seed(args.seed)
+        seed_if_asked(args)
         if chosen.get("return_full_text", True):
             out.write(prompt)
         started, generated = time.perf_counter(), ""
@@ -306,9 +320,19 @@ FORMATTERS = {
 }
 
 
+def quiet_transformers() -> None:
+    """No "Loading weights" bars or advisory logs between the answers; errors still come through ours."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.debug if hasattr(args, "debug") else True:
+        quiet_transformers()
     try:
         if args.command == "bench":
             return run_bench(args, sys.stdout)
