@@ -1,0 +1,142 @@
+"""Text classification: a label (or a ranking of all labels) per text, as `pipeline("text-classification")`.
+
+    preprocess   texts, or {"text", "text_pair"} dicts  ->  token features, one dict per text
+    forward      a batch of features                    ->  logits (batch, labels)
+    postprocess  the logits of one text                 ->  {"label", "score"} or a sorted list of them
+
+Two things differ from the pipeline. A text longer than the model's limit is refused with a
+ValueError naming it and its length, unless the caller passes `truncation=True` (the pipeline's
+tokenizer argument), which cuts it to the limit with a warning; the pipeline passes it whole and
+the model fails on the extra positions with an index error. Texts run in length-sorted batches,
+so little compute goes to padding.
+"""
+
+import warnings
+
+import torch
+from transformers import AutoModelForSequenceClassification
+
+from core.batching import check_batch_size
+from core.runner import TaskRunner, as_batch, check_text
+from core.scores import ACTIVATIONS
+from core.windows import forward_in_batches, max_input_tokens, pad_features, run_model
+
+
+class _BestLabelOnly:
+    """The default `top_k`: the pipeline's legacy output, the best label as one dict per text."""
+
+    def __repr__(self) -> str:
+        return "best label only"
+
+
+BEST_LABEL_ONLY = _BestLabelOnly()
+
+
+def check_classification_input(item, name: str = "inputs"):
+    """A non-empty text, or a {"text": ..., "text_pair": ...} dict of them."""
+    if not isinstance(item, dict):
+        return check_text(item, name)
+    unknown = set(item) - {"text", "text_pair"}
+    if "text" not in item or unknown:
+        raise ValueError(f"{name} must have the keys 'text' and optionally 'text_pair', got {sorted(item)}")
+    for key, text in item.items():
+        check_text(text, f"{name}[{key!r}]")
+    return item
+
+
+def check_top_k(top_k):
+    """`top_k` is the legacy default, None (all labels) or a positive int."""
+    if top_k is BEST_LABEL_ONLY or top_k is None:
+        return top_k
+    if isinstance(top_k, bool) or not isinstance(top_k, int):
+        raise TypeError(f"top_k must be a positive int or None (all labels), got {type(top_k).__name__}")
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1 (or None for all labels), got {top_k}")
+    return top_k
+
+
+def default_activation(config) -> str:
+    """The pipeline's choice when the caller names none (text_classification.py, postprocess).
+
+    A multi-label checkpoint whose config does not say `problem_type` gets softmax, as in the pipeline.
+    """
+    if config.problem_type == "regression":
+        return "none"
+    if config.problem_type == "multi_label_classification" or config.num_labels == 1:
+        return "sigmoid"
+    return "softmax"
+
+
+def check_activation(function_to_apply) -> str:
+    if not isinstance(function_to_apply, str) or function_to_apply.lower() not in ACTIVATIONS:
+        raise ValueError(f"function_to_apply must be one of {', '.join(map(repr, ACTIVATIONS))} "
+                         f"(or None for the model's default), got {function_to_apply!r}")
+    return function_to_apply.lower()
+
+
+def ranked_labels(scores: torch.Tensor, id2label: dict, top_k: int | None) -> list[dict]:
+    """All labels by descending score (ties keep label order, as the pipeline's stable sort), cut to top_k."""
+    labelled = [{"label": id2label[index], "score": score} for index, score in enumerate(scores.tolist())]
+    return sorted(labelled, key=lambda entry: entry["score"], reverse=True)[:top_k]
+
+
+class TextClassifier(TaskRunner):
+    head = AutoModelForSequenceClassification
+
+    def preprocess(self, texts: list, truncation: bool = False) -> list[dict]:
+        """Token ids of each text (or pair); one longer than the model reads is an error, or cut if asked."""
+        limit = max_input_tokens(self.tokenizer, self.model.config)
+        features = []
+        for index, text in enumerate(texts):
+            pair = text if isinstance(text, dict) else {"text": text}
+            encoded = self.tokenizer(**pair, verbose=False)  # we say it ourselves, naming the text
+            length = len(encoded["input_ids"])
+            if length > limit and not truncation:
+                raise ValueError(f"text {index} is {length} tokens long, more than the {limit} the model reads; "
+                                 f"pass truncation=True to cut it to {limit} tokens, or split it")
+            if length > limit:
+                warnings.warn(f"text {index} is {length} tokens long, more than the model's {limit}; it is "
+                              f"truncated to {limit} tokens", stacklevel=3)
+                encoded = self.tokenizer(**pair, truncation=True, max_length=limit)
+            features.append({name: encoded[name] for name in self.tokenizer.model_input_names if name in encoded})
+        return features
+
+    def forward(self, features: list[dict]) -> torch.Tensor:
+        """Logits of a padded batch: `(batch, labels)`, float32 on the CPU."""
+        batch = self.to_device(pad_features(self.tokenizer, features))
+        return run_model(self.model, batch).logits.float().cpu()
+
+    def postprocess(self, logits: torch.Tensor, function_to_apply: str | None = None, top_k=BEST_LABEL_ONLY):
+        """`logits: (labels,)` of one text -> the best {"label", "score"}, or the top_k of them, sorted."""
+        activation = check_activation(function_to_apply or default_activation(self.model.config))
+        scores = ACTIVATIONS[activation](logits)
+        id2label = self.model.config.id2label
+        if top_k is BEST_LABEL_ONLY:
+            best = int(scores.argmax())
+            return {"label": id2label[best], "score": scores[best].item()}
+        return ranked_labels(scores, id2label, top_k)
+
+    def __call__(self, inputs, *, top_k=BEST_LABEL_ONLY, function_to_apply: str | None = None,
+                 truncation: bool = False, batch_size: int = 32):
+        """Classify one text (or pair) or many. The result has the pipeline's shape:
+
+        - default top_k: a text gives `[{"label", "score"}]` (a list of one), a pair dict gives the dict
+          itself, a list of inputs gives one dict per input;
+        - top_k an int or None: a sorted list of dicts per input (None = every label).
+
+        `truncation=True` cuts texts longer than the model reads (with a warning) instead of refusing them.
+        """
+        texts, single = as_batch(inputs, check_classification_input)
+        top_k = check_top_k(top_k)
+        if function_to_apply is not None:
+            check_activation(function_to_apply)
+        if not isinstance(truncation, bool):
+            raise TypeError(f"truncation must be True or False, got {truncation!r}")
+        check_batch_size(batch_size)
+        logits = forward_in_batches(self.forward, self.preprocess(texts, truncation), batch_size)
+        results = [self.postprocess(row, function_to_apply, top_k) for row in logits]
+        if not single:
+            return results
+        if top_k is BEST_LABEL_ONLY and isinstance(inputs, str):
+            return results  # the pipeline wraps a single text's legacy result in a list (but not a pair's)
+        return results[0]

@@ -1,0 +1,238 @@
+"""Token classification (NER): labelled tokens, words or entities, as `pipeline("token-classification")`.
+
+    preprocess   texts                      ->  windows of at most the model's limit in tokens
+    forward      a batch of windows         ->  logits (batch, tokens, labels)
+    postprocess  one text's windows+logits  ->  [{"entity" or "entity_group", "score", "word", "start", "end"}]
+
+`aggregation_strategy` says what an entry is:
+- "none": one entry per token, with its label and `index` (token position);
+- "simple": tokens joined into entities by their B-/I- labels;
+- "first", "average", "max": tokens first joined into words (one label per word, from the word's first
+  token, the average of its tokens' scores, or its most confident token), then words into entities.
+
+Where we differ from the pipeline, on purpose:
+- Words come from the fast tokenizer's `word_ids()`. The pipeline decides "this token continues a
+  word" from `##` prefixes on WordPiece models (the same words as ours), and otherwise by looking
+  for a space before the token (huggingface/transformers#11887, #27876). That guess splits words
+  on byte-level BPE and SentencePiece models: RoBERTa reads the "É" of "Émile" as two byte
+  tokens, which the pipeline takes for two words (its entity reads "\ufffd\ufffdmile", ours
+  "Émile"), and it glues punctuation to the word before it ("Paris." is one word). With word ids,
+  a word is what the tokenizer's pre-tokenizer calls a word, on every model. "none" and "simple"
+  do not use words, so they match exactly.
+- A text longer than the model's limit is read in overlapping windows (default overlap: a quarter
+  of a window), never truncated. The pipeline truncates unless given `stride`, and refuses `stride`
+  with "none"; here "none" works too: a token seen by two windows is kept once (its higher-scoring
+  reading), and `index` counts tokens over the whole text.
+Entities from overlapping windows are merged as the pipeline does: of two overlapping entities
+the longer one stays, on equal length the higher score. As in the pipeline, this can lose text:
+with `ignore_labels=[]`, a long "O" group of one window hides the next window's groups that start
+inside it, even where they reach further.
+"""
+
+import numpy as np
+import torch
+from transformers import AutoModelForTokenClassification
+
+from core.batching import check_batch_size
+from core.runner import TaskRunner, as_batch
+from core.scores import softmax
+from core.windows import (Window, forward_in_batches, max_input_tokens, pad_features, run_model, split_into_windows,
+                          windows_by_source)
+
+AGGREGATION_STRATEGIES = ("none", "simple", "first", "average", "max")
+
+
+def check_aggregation_strategy(aggregation_strategy) -> str:
+    if not isinstance(aggregation_strategy, str) or aggregation_strategy.lower() not in AGGREGATION_STRATEGIES:
+        raise ValueError(f"aggregation_strategy must be one of {', '.join(map(repr, AGGREGATION_STRATEGIES))}, "
+                         f"got {aggregation_strategy!r}")
+    return aggregation_strategy.lower()
+
+
+def check_ignore_labels(ignore_labels) -> tuple[str, ...]:
+    """Labels (or entity groups) to leave out; the pipeline's default drops "O", the non-entity label."""
+    if ignore_labels is None:
+        return ("O",)
+    if isinstance(ignore_labels, str) or not all(isinstance(label, str) for label in ignore_labels):
+        raise TypeError(f"ignore_labels must be a list of label names such as ['O'], got {ignore_labels!r}")
+    return tuple(ignore_labels)
+
+
+def token_entries(window: Window, text: str, probs: np.ndarray, tokenizer) -> list[dict]:
+    """One entry per non-special token of a window: its piece, label probabilities, characters, word.
+
+    `probs: (tokens, labels)`. An unknown token shows the characters it stands for, as in the pipeline.
+    """
+    encoding, entries = window.encoding, []
+    for index, (token_id, (start, end)) in enumerate(zip(encoding.ids, encoding.offsets)):
+        if encoding.special_tokens_mask[index]:
+            continue
+        piece = text[start:end] if token_id == tokenizer.unk_token_id else encoding.tokens[index]
+        entries.append({"word": piece, "scores": probs[index], "start": start, "end": end, "index": index,
+                        "word_id": encoding.word_ids[index]})
+    return entries
+
+
+def label_tokens(entries: list[dict], id2label: dict) -> list[dict]:
+    """Each token's most likely label ("none" and "simple")."""
+    labelled = []
+    for entry in entries:
+        best = int(entry["scores"].argmax())
+        labelled.append({"entity": id2label[best], "score": entry["scores"][best], "index": entry["index"],
+                         "word": entry["word"], "start": entry["start"], "end": entry["end"],
+                         "pieces": [entry["word"]]})
+    return labelled
+
+
+def split_words(entries: list[dict]) -> list[list[dict]]:
+    """Consecutive tokens with the same word id form a word."""
+    words = []
+    for entry in entries:
+        if words and entry["word_id"] is not None and entry["word_id"] == words[-1][-1]["word_id"]:
+            words[-1].append(entry)
+        else:
+            words.append([entry])
+    return words
+
+
+def label_word(tokens: list[dict], strategy: str, id2label: dict, join_tokens) -> dict:
+    """One label for a whole word ("first", "average" or "max"), as the pipeline's `aggregate_word`."""
+    if strategy == "first":
+        scores = tokens[0]["scores"]
+    elif strategy == "max":
+        scores = max(tokens, key=lambda token: token["scores"].max())["scores"]
+    else:
+        scores = np.nanmean(np.stack([token["scores"] for token in tokens]), axis=0)
+    best = int(scores.argmax())
+    pieces = [token["word"] for token in tokens]
+    return {"entity": id2label[best], "score": scores[best], "word": join_tokens(pieces),
+            "start": tokens[0]["start"], "end": tokens[-1]["end"], "pieces": pieces}
+
+
+def bio_tag(label: str) -> tuple[str, str]:
+    """("B", "PER") for "B-PER"; a label without prefix continues, as the pipeline's `get_tag`."""
+    if label.startswith(("B-", "I-")):
+        return label[0], label[2:]
+    return "I", label
+
+
+def group_bio_entities(entities: list[dict], join_tokens) -> list[dict]:
+    """Join adjacent tokens (or words) into entities: an I-X (or plain X) after an X continues it.
+
+    Two adjacent B-X are two entities. A group's score is the mean of its members' scores. Its word
+    is made from the members' token pieces in one go; the pipeline joins already-joined words again,
+    which on byte-level BPE turns non-ASCII letters into U+FFFD (the same result otherwise).
+    """
+    groups = []
+    for entity in entities:
+        bi, tag = bio_tag(entity["entity"])
+        if groups and bi != "B" and tag == bio_tag(groups[-1][-1]["entity"])[1]:
+            groups[-1].append(entity)
+        else:
+            groups.append([entity])
+    return [{"entity_group": group[0]["entity"].split("-", 1)[-1],  # the pipeline's name, even for "X-Y"
+             "score": np.nanmean([member["score"] for member in group]),
+             "word": join_tokens([piece for member in group for piece in member["pieces"]]),
+             "start": group[0]["start"], "end": group[-1]["end"]} for group in groups]
+
+
+def merge_overlapping_entities(entities: list[dict]) -> list[dict]:
+    """Of entities found by overlapping windows, keep the longer one, on equal length the higher score."""
+    merged = []
+    for entity in sorted(entities, key=lambda entity: entity["start"]):
+        if merged and merged[-1]["start"] <= entity["start"] < merged[-1]["end"]:
+            kept = merged[-1]
+            longer = entity["end"] - entity["start"] > kept["end"] - kept["start"]
+            as_long = entity["end"] - entity["start"] == kept["end"] - kept["start"]
+            if longer or (as_long and entity["score"] > kept["score"]):
+                merged[-1] = entity
+        else:
+            merged.append(entity)
+    return merged
+
+
+def keep_each_token_once(tokens: list[dict]) -> list[dict]:
+    """Tokens read by two windows (same text-wide `index`): keep the higher-scoring reading, in text order."""
+    best = {}
+    for token in tokens:
+        if token["index"] not in best or token["score"] > best[token["index"]]["score"]:
+            best[token["index"]] = token
+    return [best[index] for index in sorted(best)]
+
+
+class TokenClassifier(TaskRunner):
+    head = AutoModelForTokenClassification
+    needs_fast_tokenizer = True
+    fast_tokenizer_reason = "token classification needs character offsets and word ids"
+
+    @property
+    def window_room(self) -> int:
+        """How many text tokens one window holds (the model's limit minus [CLS]/[SEP] and the like)."""
+        return max_input_tokens(self.tokenizer, self.model.config) - self.tokenizer.num_special_tokens_to_add()
+
+    def check_stride(self, stride) -> int:
+        """The overlap of neighbouring windows; by default a quarter of a window."""
+        if stride is None:
+            return self.window_room // 4
+        if isinstance(stride, bool) or not isinstance(stride, int):
+            raise TypeError(f"stride must be an int (tokens shared by neighbouring windows), got {stride!r}")
+        if not 0 <= stride < self.window_room:
+            raise ValueError(f"stride must be >= 0 and smaller than the {self.window_room} text tokens a window "
+                             f"holds, got {stride}")
+        return stride
+
+    def preprocess(self, texts: list[str], stride: int | None = None) -> list[Window]:
+        """Windows of every text; a text that fits the model is one window."""
+        limit = max_input_tokens(self.tokenizer, self.model.config)
+        return split_into_windows(self.tokenizer, texts, max_length=limit, stride=self.check_stride(stride))
+
+    def forward(self, features: list[dict]) -> torch.Tensor:
+        """Logits of a padded batch: `(batch, tokens, labels)`, float32 on the CPU."""
+        batch = self.to_device(pad_features(self.tokenizer, features))
+        return run_model(self.model, batch).logits.float().cpu()
+
+    def postprocess(self, text: str, windows: list[Window], logits: list[torch.Tensor],
+                    aggregation_strategy: str = "none", ignore_labels=None, stride: int | None = None) -> list[dict]:
+        """Entities of one text from its windows and their logits (`(tokens, labels)` each, padding allowed).
+
+        `stride` must be the one given to `preprocess`: with "none" it places each window's tokens in the text.
+        """
+        strategy = check_aggregation_strategy(aggregation_strategy)
+        ignore = check_ignore_labels(ignore_labels)
+        step = self.window_room - self.check_stride(stride)  # how far each window moves along the text
+        per_window = [self.window_entities(text, window, softmax(window_logits[:len(window)]).numpy(), strategy)
+                      for window, window_logits in zip(windows, logits)]
+        if strategy == "none":  # tokens: one reading per token first, then drop the ignored labels
+            for window, tokens in zip(windows, per_window):
+                for token in tokens:
+                    token["index"] += window.position * step
+            found = [token for token in keep_each_token_once(sum(per_window, [])) if token["entity"] not in ignore]
+        else:  # entities: as the pipeline, drop the ignored groups of each window, then merge the windows
+            found = [entity for entities in per_window for entity in entities if entity["entity_group"] not in ignore]
+            found = merge_overlapping_entities(found) if len(windows) > 1 else found
+        return [{**entity, "score": float(entity["score"])} for entity in found]
+
+    def window_entities(self, text: str, window: Window, probs: np.ndarray, strategy: str) -> list[dict]:
+        """Tokens, words or entities of one window, before labels are ignored."""
+        id2label, join_tokens = self.model.config.id2label, self.tokenizer.convert_tokens_to_string
+        entries = token_entries(window, text, probs, self.tokenizer)
+        if strategy in ("none", "simple"):
+            labelled = label_tokens(entries, id2label)
+        else:
+            labelled = [label_word(word, strategy, id2label, join_tokens) for word in split_words(entries)]
+        if strategy == "none":
+            return [{key: value for key, value in token.items() if key != "pieces"} for token in labelled]
+        return group_bio_entities(labelled, join_tokens)
+
+    def __call__(self, inputs, *, aggregation_strategy: str = "none", ignore_labels=None, stride: int | None = None,
+                 batch_size: int = 32):
+        """Entities of one text (a list) or of many (a list of lists), as the pipeline returns them."""
+        texts, single = as_batch(inputs)
+        options = dict(aggregation_strategy=check_aggregation_strategy(aggregation_strategy),
+                       ignore_labels=check_ignore_labels(ignore_labels), stride=self.check_stride(stride))
+        check_batch_size(batch_size)
+        windows = self.preprocess(texts, options["stride"])
+        logits = forward_in_batches(self.forward, [window.features for window in windows], batch_size)
+        results = [self.postprocess(text, [windows[i] for i in mine], [logits[i] for i in mine], **options)
+                   for text, mine in zip(texts, windows_by_source(windows, len(texts)))]
+        return results[0] if single else results

@@ -1,0 +1,384 @@
+"""TokenClassifier gives what transformers' `token-classification` pipeline gives, and groups words by word ids.
+
+The reference is the pipeline of the installed transformers 5 (same logic as 4.57.6 without the
+removed `grouped_entities`/`ignore_subwords`). Labels, words, start/end and index must be equal,
+scores within 1e-5. `ignore_labels=[]` is used a lot: it keeps the "O" groups too, so every token
+or word of the text is compared, not only the few the toy models call entities.
+
+The one intended difference: words come from `word_ids()`. On WordPiece (bert-ner) that is the
+pipeline's grouping, so every strategy matches; on byte-level BPE (roberta-ner) the pipeline
+guesses words from spaces, so "first"/"average"/"max" match only on texts where that guess finds
+the same words, and elsewhere our entities never cut a word_ids word while the pipeline's do.
+"""
+
+import re
+from functools import partial
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from transformers import pipeline
+
+from tasks.token_classification import (TokenClassifier, bio_tag, group_bio_entities, keep_each_token_once,
+                                        label_word, merge_overlapping_entities, split_words)
+from tests.paths import FIXTURES, corpus_lines
+
+pytestmark = pytest.mark.filterwarnings("ignore:Tokenizer does not support real words")  # the pipeline on BPE
+
+LINES = [line for line in corpus_lines() if line.strip()]
+# Without punctuation most words stand between spaces, where the pipeline's guess is right on BPE too.
+BARE_LINES = [re.sub(r"[^\w\s]", "", line) for line in LINES]
+LONG_TEXTS = [" ".join(LINES[first:first + 8]) for first in range(0, 40, 8)]  # 180-290 tokens; models read 128
+STRATEGIES = ["none", "simple", "first", "average", "max"]
+WORD_STRATEGIES = ["first", "average", "max"]
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    """(runner, pipeline) per fixture, loaded once for the module."""
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            path = str(FIXTURES / name)
+            reference = pipeline("token-classification", model=path)
+            cache[name] = TokenClassifier.from_pretrained(path), partial(reference, batch_size=64)
+        return cache[name]
+
+    return get
+
+
+def assert_same(ours: list, theirs: list):
+    """Same entries in the same order: labels, words, offsets and index equal, scores within 1e-5."""
+    def key(entry):
+        return (entry.get("entity", entry.get("entity_group")), entry["word"], entry["start"], entry["end"],
+                entry.get("index"), sorted(entry))
+
+    assert [key(entry) for entry in ours] == [key(entry) for entry in theirs]
+    assert [entry["score"] for entry in ours] == pytest.approx([float(entry["score"]) for entry in theirs], abs=1e-5)
+
+
+def assert_all_same(ours: list[list], theirs: list[list]):
+    assert len(ours) == len(theirs)
+    for mine, reference in zip(ours, theirs):
+        assert_same(mine, reference)
+
+
+def word_ids_words(tokenizer, text: str) -> list[tuple[int, int]]:
+    """(start, end) characters of each word as the tokenizer's word ids define it."""
+    encoding = tokenizer(text)
+    spans = {}
+    for index, word in enumerate(encoding.word_ids()):
+        if word is not None:
+            start, end = encoding.token_to_chars(index)
+            spans[word] = (min(start, spans.get(word, (start, end))[0]), max(end, spans.get(word, (start, end))[1]))
+    return [spans[word] for word in sorted(spans)]
+
+
+def pipeline_word_groups(tokenizer, text: str) -> list[list[int]]:
+    """Token indices of each word as the pipeline's `gather_pre_entities` decides them: with a "##"
+    prefix, a token whose piece is longer than its characters continues a word (l.482); without one,
+    a token continues the word before it unless a space is next to its start (the guess, l.494)."""
+    encoding = tokenizer(text, return_offsets_mapping=True, return_special_tokens_mask=True)
+    has_prefix = bool(getattr(tokenizer.backend_tokenizer.model, "continuing_subword_prefix", None))
+    groups = []
+    for index, (start, end) in enumerate(encoding["offset_mapping"]):
+        if encoding["special_tokens_mask"][index]:
+            continue
+        if has_prefix:
+            continues = len(encoding.tokens()[index]) != end - start
+        else:
+            continues = start > 0 and " " not in text[start - 1:start + 1]
+        if groups and continues and encoding["input_ids"][index] != tokenizer.unk_token_id:
+            groups[-1].append(index)
+        else:
+            groups.append([index])
+    return groups
+
+
+def word_id_groups(tokenizer, text: str) -> list[list[int]]:
+    encoding = tokenizer(text)
+    groups, last = [], None
+    for index, word in enumerate(encoding.word_ids()):
+        if word is None:
+            continue
+        if groups and word == last:
+            groups[-1].append(index)
+        else:
+            groups.append([index])
+        last = word
+    return groups
+
+
+# --- parity with the pipeline ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["bert-ner", "roberta-ner"])
+@pytest.mark.parametrize("strategy", ["none", "simple"])
+@pytest.mark.parametrize("ignore_labels", [None, []], ids=["ignore-O", "keep-all"])
+def test_token_strategies_match_the_pipeline_on_every_model(loaded, name, strategy, ignore_labels):
+    runner, reference = loaded(name)
+    options = dict(aggregation_strategy=strategy, ignore_labels=ignore_labels)
+    assert_all_same(runner(LINES, **options), reference(LINES, **options))
+
+
+@pytest.mark.parametrize("strategy", WORD_STRATEGIES)
+@pytest.mark.parametrize("ignore_labels", [None, []], ids=["ignore-O", "keep-all"])
+def test_word_strategies_match_the_pipeline_on_wordpiece(loaded, strategy, ignore_labels):
+    runner, reference = loaded("bert-ner")
+    options = dict(aggregation_strategy=strategy, ignore_labels=ignore_labels)
+    assert_all_same(runner(LINES, **options), reference(LINES, **options))
+
+
+def test_on_wordpiece_the_pipelines_words_are_the_word_ids_words(loaded):
+    runner, _ = loaded("bert-ner")
+    for text in LINES + ["Émile Zola lived in Besançon, naïvely."]:
+        assert pipeline_word_groups(runner.tokenizer, text) == word_id_groups(runner.tokenizer, text)
+
+
+def test_ignore_labels_drops_the_named_groups(loaded):
+    runner, reference = loaded("roberta-ner")
+    options = dict(aggregation_strategy="simple", ignore_labels=["O", "LOC"])
+    ours = runner(LINES, **options)
+    assert not any(entity["entity_group"] in ("O", "LOC") for entities in ours for entity in entities)
+    assert_all_same(ours, reference(LINES, **options))
+
+
+def test_single_text_gives_a_list_of_entities(loaded):
+    runner, reference = loaded("roberta-ner")
+    assert_same(runner(LINES[3], aggregation_strategy="simple"), reference(LINES[3], aggregation_strategy="simple"))
+
+
+# --- byte-level BPE: word ids instead of the pipeline's guess -----------------------------------------------
+
+@pytest.mark.parametrize("strategy", WORD_STRATEGIES)
+def test_bpe_matches_the_pipeline_where_its_guess_finds_the_word_ids_words(loaded, strategy):
+    runner, reference = loaded("roberta-ner")
+    agree = [text for text in LINES + BARE_LINES
+             if pipeline_word_groups(runner.tokenizer, text) == word_id_groups(runner.tokenizer, text)]
+    assert len(agree) >= 40  # most texts without punctuation, and a few with
+    options = dict(aggregation_strategy=strategy, ignore_labels=[])
+    assert_all_same(runner(agree, **options), reference(agree, **options))
+
+
+@pytest.mark.parametrize("strategy", WORD_STRATEGIES)
+def test_bpe_entities_never_cut_a_word_ids_word(loaded, strategy):
+    runner, reference = loaded("roberta-ner")
+    texts = LINES + ["Émile Zola lived in Besançon, naïvely."]
+    pipeline_cuts = 0
+    for text, ours, theirs in zip(texts, runner(texts, aggregation_strategy=strategy, ignore_labels=[]),
+                                  reference(texts, aggregation_strategy=strategy, ignore_labels=[])):
+        words = word_ids_words(runner.tokenizer, text)
+        starts, ends = {start for start, _ in words}, {end for _, end in words}
+        assert all(entity["start"] in starts and entity["end"] in ends for entity in ours), text
+        pipeline_cuts += any(entity["start"] not in starts or entity["end"] not in ends for entity in theirs)
+    assert pipeline_cuts >= 1  # the pipeline's guess splits "Émile" into a byte token and the rest
+
+
+def test_bpe_words_with_non_ascii_letters_read_right(loaded):
+    runner, reference = loaded("roberta-ner")
+    text = "Émile Zola lived in Besançon."
+    assert word_id_groups(runner.tokenizer, text) != pipeline_word_groups(runner.tokenizer, text)
+    ours = runner(text, aggregation_strategy="first", ignore_labels=[])
+    theirs = reference(text, aggregation_strategy="first", ignore_labels=[])
+    assert ours[0]["word"].startswith("Émile") and ours[0]["start"] == 0
+    assert "\ufffd" in theirs[0]["word"]  # the pipeline's two "words" of the "É" bytes each decode to U+FFFD
+    assert "".join(entity["word"] for entity in ours) == text  # byte-level words carry their leading space
+
+
+def test_split_words_follows_word_ids(loaded):
+    runner, _ = loaded("roberta-ner")
+    window = runner.preprocess(["Paris. Émile"])[0]
+    entries = [{"word_id": word} for word in window.encoding.word_ids if word is not None]
+    assert [len(word) for word in split_words(entries)] == [len(group) for group in
+                                                            word_id_groups(runner.tokenizer, "Paris. Émile")]
+
+
+# --- long texts: windows, never truncation ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, strategies", [("bert-ner", ["simple", "first", "average", "max"]),
+                                              ("roberta-ner", ["simple"])])
+@pytest.mark.parametrize("stride", [16, 60])
+def test_stride_windows_match_the_pipeline_with_the_same_stride(loaded, name, strategies, stride):
+    runner, reference = loaded(name)
+    for strategy in strategies:
+        options = dict(aggregation_strategy=strategy, ignore_labels=[], stride=stride)
+        assert_all_same(runner(LONG_TEXTS, **options), reference(LONG_TEXTS, **options))
+
+
+def test_long_texts_are_read_whole_by_default(loaded):
+    runner, _ = loaded("bert-ner")
+    assert_all_same(runner(LONG_TEXTS, aggregation_strategy="simple", ignore_labels=[]),
+                    runner(LONG_TEXTS, aggregation_strategy="simple", ignore_labels=[],
+                           stride=runner.window_room // 4))
+    for text, tokens in zip(LONG_TEXTS, runner(LONG_TEXTS, ignore_labels=[])):
+        assert tokens[-1]["end"] == len(text)  # the final full stop was read
+        assert len(tokens) == len(runner.tokenizer(text, verbose=False)["input_ids"]) - 2  # every token but [CLS]/[SEP]
+
+
+@pytest.mark.parametrize("name", ["bert-ner", "roberta-ner"])
+def test_none_on_a_long_text_gives_every_token_once_with_its_text_wide_index(loaded, name):
+    runner, _ = loaded(name)
+    text = LONG_TEXTS[1]
+    tokens = runner(text, ignore_labels=[], stride=10)
+    full = runner.tokenizer(text, return_offsets_mapping=True, verbose=False)
+    assert len(full["input_ids"]) > 128
+    assert [token["index"] for token in tokens] == list(range(1, len(full["input_ids"]) - 1))
+    for token in tokens:
+        assert token["word"] == full.tokens()[token["index"]]
+        assert (token["start"], token["end"]) == tuple(full["offset_mapping"][token["index"]])
+
+
+# --- batching, stages, int8 ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("batch_size", [1, 5])
+def test_batch_size_does_not_change_results(loaded, batch_size):
+    runner, _ = loaded("roberta-ner")
+    texts = LINES[:10] + LONG_TEXTS[:2]
+    for strategy in ("none", "average"):
+        assert_all_same(runner(texts, aggregation_strategy=strategy, batch_size=batch_size),
+                        runner(texts, aggregation_strategy=strategy, batch_size=32))
+
+
+def test_stages_run_one_at_a_time_give_the_call_result(loaded):
+    runner, _ = loaded("bert-ner")
+    texts = [LINES[3], LONG_TEXTS[0]]
+    windows = runner.preprocess(texts)
+    assert [window.source for window in windows].count(1) > 1  # the long text is cut into windows
+    logits = runner.forward([window.features for window in windows])
+    assert logits.shape[:2] == (len(windows), max(len(window) for window in windows))
+    for index, text in enumerate(texts):
+        mine = [position for position, window in enumerate(windows) if window.source == index]
+        stepped = runner.postprocess(text, [windows[i] for i in mine], [logits[i] for i in mine],
+                                     aggregation_strategy="max", ignore_labels=[])
+        assert_same(stepped, runner(text, aggregation_strategy="max", ignore_labels=[]))
+
+
+def test_int8_model_gives_mostly_the_same_labels(loaded):
+    runner, _ = loaded("roberta-ner")
+    quantized = TokenClassifier.from_pretrained(str(FIXTURES / "roberta-ner"), dtype="int8")
+    ours = [token["entity"] for tokens in runner(LINES, ignore_labels=[]) for token in tokens]
+    int8 = [token["entity"] for tokens in quantized(LINES, ignore_labels=[]) for token in tokens]
+    assert len(ours) == len(int8)
+    assert sum(a == b for a, b in zip(ours, int8)) >= 0.8 * len(ours)
+
+
+# --- pure functions on hand-made entries ---------------------------------------------------------------------------
+
+def token(entity, score=0.9, start=0, end=1, word="w"):
+    return {"entity": entity, "score": np.float32(score), "start": start, "end": end, "word": word, "pieces": [word]}
+
+
+def join(pieces):
+    return " ".join(pieces)
+
+
+def test_bio_tags_as_the_pipeline():
+    assert bio_tag("B-PER") == ("B", "PER")
+    assert bio_tag("I-LOC") == ("I", "LOC")
+    assert bio_tag("PER") == ("I", "PER")  # no prefix: continues
+
+
+def test_two_adjacent_b_tags_are_two_entities_and_i_tags_continue():
+    groups = group_bio_entities([token("B-PER", 0.8, 0, 5, "Angela"), token("I-PER", 0.6, 6, 12, "Merkel"),
+                                 token("B-PER", 0.9, 13, 19, "Macron"), token("O", 0.5, 20, 22, "in"),
+                                 token("I-LOC", 0.7, 23, 29, "Berlin")], join)
+    assert [(g["entity_group"], g["word"], g["start"], g["end"]) for g in groups] == [
+        ("PER", "Angela Merkel", 0, 12), ("PER", "Macron", 13, 19), ("O", "in", 20, 22), ("LOC", "Berlin", 23, 29)]
+    assert groups[0]["score"] == pytest.approx(0.7)
+
+
+def test_plain_labels_merge_and_the_group_name_is_the_part_after_the_first_dash():
+    groups = group_bio_entities([token("LOC"), token("LOC"), token("B-X-Y"), token("I-X-Y")], join)
+    assert [(g["entity_group"], g["word"]) for g in groups] == [("LOC", "w w"), ("X-Y", "w w")]
+
+
+def test_label_word_first_average_max():
+    id2label = {0: "O", 1: "B-PER", 2: "I-PER"}
+    pieces = [{"scores": np.array([0.1, 0.6, 0.3]), "start": 0, "end": 3, "word": "Ang"},
+              {"scores": np.array([0.1, 0.05, 0.85]), "start": 3, "end": 6, "word": "##ela"}]
+    first = label_word(pieces, "first", id2label, "".join)
+    assert (first["entity"], first["score"], first["start"], first["end"]) == ("B-PER", 0.6, 0, 6)
+    assert label_word(pieces, "max", id2label, "".join)["entity"] == "I-PER"
+    average = label_word(pieces, "average", id2label, "".join)
+    assert (average["entity"], average["score"]) == ("I-PER", pytest.approx(0.575))
+    assert first["word"] == "Ang##ela" and first["pieces"] == ["Ang", "##ela"]
+
+
+def test_overlapping_entities_keep_the_longer_then_the_higher_score():
+    entities = [{"start": 0, "end": 5, "score": 0.9}, {"start": 3, "end": 12, "score": 0.2},
+                {"start": 20, "end": 25, "score": 0.4}, {"start": 20, "end": 25, "score": 0.6},
+                {"start": 30, "end": 31, "score": 0.1}]
+    assert merge_overlapping_entities(entities) == [entities[1], entities[3], entities[4]]
+
+
+def test_a_token_read_twice_keeps_its_higher_scoring_reading():
+    tokens = [{"index": 2, "score": 0.5}, {"index": 1, "score": 0.9}, {"index": 2, "score": 0.7}]
+    assert keep_each_token_once(tokens) == [tokens[1], tokens[2]]
+
+
+labels = st.sampled_from(["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "MISC"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(labels, st.floats(0, 1, width=32)), max_size=30))
+def test_bio_grouping_keeps_order_coverage_and_scores(members):
+    entities = [token(label, score, 2 * index, 2 * index + 1, f"t{index}") for index, (label, score) in
+                enumerate(members)]
+    groups = group_bio_entities(entities, join)
+    assert len(groups) <= len(entities)
+    assert sum(len(group["word"].split(" ")) for group in groups) == len(entities)  # every member once
+    assert all(group["start"] < group["end"] for group in groups)
+    assert [group["start"] for group in groups] == sorted(group["start"] for group in groups)
+    assert all(0 <= group["score"] <= 1 for group in groups)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 50), st.integers(1, 10), st.floats(0, 1)), max_size=20))
+def test_merged_entities_never_overlap_and_come_from_the_input(spans):
+    entities = [{"start": start, "end": start + length, "score": score} for start, length, score in spans]
+    merged = merge_overlapping_entities(entities)
+    assert all(entity in entities for entity in merged)
+    assert all(first["start"] <= second["start"] for first, second in zip(merged, merged[1:]))
+    assert all(not first["start"] <= second["start"] < first["end"] for first, second in zip(merged, merged[1:]))
+
+
+# --- bad input --------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("inputs, error, message", [
+    (None, TypeError, "inputs must be a string"),
+    (3.5, TypeError, "inputs must be a string or a list of strings, got float"),
+    ("", ValueError, "inputs contains an empty string"),
+    ([], ValueError, "inputs is empty"),
+    (["ok", None], TypeError, r"inputs\[1\] must be a string"),
+], ids=repr)
+def test_bad_inputs_name_the_argument(loaded, inputs, error, message):
+    runner, _ = loaded("bert-ner")
+    with pytest.raises(error, match=message):
+        runner(inputs)
+
+
+@pytest.mark.parametrize("options, error, message", [
+    ({"aggregation_strategy": "longest"}, ValueError, "aggregation_strategy must be one of 'none', 'simple'"),
+    ({"aggregation_strategy": None}, ValueError, "aggregation_strategy must be one of"),
+    ({"ignore_labels": "O"}, TypeError, r"ignore_labels must be a list of label names such as \['O'\]"),
+    ({"ignore_labels": [0]}, TypeError, "ignore_labels must be a list of label names"),
+    ({"stride": -1}, ValueError, "stride must be >= 0 and smaller than the 126 text tokens a window holds"),
+    ({"stride": 126}, ValueError, "stride must be >= 0 and smaller than the 126"),
+    ({"stride": 500}, ValueError, "stride must be"),
+    ({"stride": 4.0}, TypeError, "stride must be an int"),
+    ({"batch_size": 0}, ValueError, "batch_size must be >= 1"),
+], ids=repr)
+def test_bad_options_name_the_argument(loaded, options, error, message):
+    runner, _ = loaded("bert-ner")
+    with pytest.raises(error, match=message):
+        runner(LINES[0], **options)
+
+
+def test_a_slow_tokenizer_is_refused_with_the_fix(loaded):
+    runner, _ = loaded("bert-ner")
+    slow = SimpleNamespace(is_fast=False)
+    with pytest.raises(ValueError, match="slow .*tokenizer.*word ids: a fast tokenizer is required"):
+        TokenClassifier(runner.model, slow)
