@@ -45,16 +45,19 @@ class Option:
 
     @property
     def dest(self) -> str:
-        return self.flag.lstrip("-").replace("-", "_")
+        return self.kwargs.get("dest") or self.flag.lstrip("-").replace("-", "_")
 
 
 def options(*specs: tuple) -> list[Option]:
     return [Option(flag, kwargs) for flag, kwargs in specs]
 
 
+TRUNCATION = ("--truncation", dict(action="store_true", help="cut a text longer than the model reads (with a warning) "
+                                                           "instead of stopping with an error"))
+
 GENERATION_OPTIONS = options(
     ("--max-new-tokens", dict(type=int)), ("--max-length", dict(type=int)), ("--min-length", dict(type=int)),
-    ("--num-beams", dict(type=int)), ("--do-sample", dict(action="store_true")),
+    ("--num-beams", dict(type=int)), ("--do-sample", dict(action=argparse.BooleanOptionalAction)),
     ("--temperature", dict(type=float)), ("--top-k", dict(type=int)), ("--top-p", dict(type=float)),
     ("--repetition-penalty", dict(type=float)), ("--no-repeat-ngram-size", dict(type=int)),
     ("--length-penalty", dict(type=float)), ("--num-return-sequences", dict(type=int)),
@@ -63,7 +66,7 @@ GENERATION_OPTIONS = options(
 TASK_OPTIONS = {
     "classify": options(
         ("--top-k", dict(type=top_k_value, help="labels per text; 'all' for every label")),
-        ("--function-to-apply", dict(choices=["softmax", "sigmoid", "none"])),
+        ("--function-to-apply", dict(choices=["softmax", "sigmoid", "none"])), TRUNCATION,
     ),
     "ner": options(
         ("--aggregation-strategy", dict(choices=["none", "simple", "first", "average", "max"], default="simple",
@@ -77,9 +80,9 @@ TASK_OPTIONS = {
         ("--handle-impossible-answer", dict(action="store_true")),
         ("--align-to-words", dict(action=argparse.BooleanOptionalAction)),
     ),
-    "text2text": GENERATION_OPTIONS,
-    "summarize": GENERATION_OPTIONS,
-    "translate": GENERATION_OPTIONS,
+    "text2text": options(TRUNCATION) + GENERATION_OPTIONS,
+    "summarize": options(TRUNCATION) + GENERATION_OPTIONS,
+    "translate": options(TRUNCATION) + GENERATION_OPTIONS,
     "generate": GENERATION_OPTIONS + options(
         ("--stop", dict(dest="stop_strings", action="append", help="stop when this text appears (repeatable)")),
         ("--return-full-text", dict(action=argparse.BooleanOptionalAction)),

@@ -145,7 +145,7 @@ def test_translate_m2m100_languages_from_flags_and_task(capsys):
 
 def test_generate_streams_the_greedy_text_and_reports_speed(capsys):
     prompt = "The old lighthouse keeper"
-    code, out, err = run(["generate", prompt, "--model", GPT2, "--max-new-tokens", "12"], capsys)
+    code, out, err = run(["generate", prompt, "--model", GPT2, "--max-new-tokens", "12", "--no-do-sample"], capsys)
     assert code == 0
     expected = tasks.load("text-generation", model=GPT2)(prompt, max_new_tokens=12, do_sample=False)
     assert out == expected[0]["generated_text"] + "\n"
@@ -156,21 +156,48 @@ def test_generate_seed_reproduces_a_sample(capsys):
     argv = ["generate", "Once upon a time", "--model", GPT2, "--max-new-tokens", "10", "--do-sample",
             "--top-k", "20", "--seed", "3", "--json"]
     first, second = run(argv, capsys), run(argv, capsys)
+    generator = tasks.load("text-generation", model=GPT2)
     set_seed(3)
-    expected = tasks.load("text-generation", model=GPT2)("Once upon a time", max_new_tokens=10, do_sample=True,
-                                                          top_k=20)
+    expected = generator(["Once upon a time"], max_new_tokens=10, do_sample=True, top_k=20)[0]
     assert first[0] == 0 and first[1] == second[1]
     assert json_lines(first[1])[0]["output"] == expected
 
 
 def test_generate_without_full_text_prints_only_the_continuation(capsys):
     prompt = "The old lighthouse keeper"
-    code, out, _ = run(["generate", prompt, "--model", GPT2, "--max-new-tokens", "8", "--no-return-full-text"],
-                       capsys)
+    code, out, _ = run(["generate", prompt, "--model", GPT2, "--max-new-tokens", "8", "--no-return-full-text",
+                        "--no-do-sample"], capsys)
     expected = tasks.load("text-generation", model=GPT2)(prompt, max_new_tokens=8, do_sample=False,
                                                          return_full_text=False)
     assert code == 0
     assert out == expected[0]["generated_text"] + "\n"
+
+
+def test_generate_stop_string_ends_the_text(capsys):
+    prompt = "The old lighthouse keeper"
+    generator = tasks.load("text-generation", model=GPT2)
+    full = generator(prompt, max_new_tokens=12, do_sample=False, return_full_text=False)[0]["generated_text"]
+    stop = full.split()[1]  # the second word of the greedy continuation
+    code, out, _ = run(["generate", prompt, "--model", GPT2, "--max-new-tokens", "12", "--no-do-sample",
+                        "--no-return-full-text", "--stop", stop], capsys)
+    assert code == 0
+    assert out == generator(prompt, max_new_tokens=12, do_sample=False, return_full_text=False,
+                            stop_strings=[stop])[0]["generated_text"] + "\n"
+    assert out.rstrip("\n").endswith(stop) and len(out) < len(full) + 1
+
+
+def test_long_text_needs_truncation(capsys):
+    long_text = " ".join(TEXTS * 40)
+    code, _, err = run(["classify", long_text, "--model", SST2], capsys)
+    assert code == 2
+    assert_one_line_error(err, "truncation")
+    with pytest.warns(UserWarning):
+        code, out, _ = run(["classify", long_text, "--model", SST2, "--truncation", "--json"], capsys)
+    assert code == 0
+    with pytest.warns(UserWarning):
+        expected = tasks.load("text-classification", model=SST2)([long_text], truncation=True)[0]
+    got = json_lines(out)[0]["output"]
+    assert got["label"] == expected["label"] and got["score"] == pytest.approx(expected["score"], abs=1e-6)
 
 
 def test_the_installed_script_runs(tmp_path):
