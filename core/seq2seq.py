@@ -1,0 +1,212 @@
+"""The recipe shared by text2text generation, summarization and translation: an encoder reads the text,
+the decoder writes a new one.
+
+    preprocess   texts            ->  token ids of `prefix + text`, one dict per text (length-checked)
+    forward      a batch of them  ->  per text, output ids (num_return_sequences, len) from `decoding.generate`
+    postprocess  one text's ids   ->  [{"<name>_text": ...}] (or "<name>_token_ids")
+
+The three tasks differ only in data: the `task_specific_params` key they read ("summarization",
+"translation_en_to_fr", ...), the prefix that comes with it, and the output key. Translation adds
+language tokens (M2M100, NLLB, mBART) on top; see tasks/translation.py.
+
+As in the 4.57.6 pipelines: the model's `config.prefix` is prepended (distilbart-cnn's is " "), the
+task's `task_specific_params` override the model's generation_config, `num_beams=4` is the default
+when the model sets none, and the text is decoded with `skip_special_tokens=True` and, unless asked,
+without cleaning up tokenization spaces. Unlike 4.57.6 there is no default `max_new_tokens=256`
+(see core/generation_settings.py), an input longer than the model reads is an error unless
+`truncation=True`, and a `min_length` from the checkpoint above the caller's `max_length` is lowered
+to it with a warning (4.57.6 warned and generated the same tokens). The pipelines' other length
+warnings (a summary allowed to be longer than its text, an input near a translation's max_length)
+are Python warnings here, from each task's `check_lengths`.
+"""
+
+import warnings
+from dataclasses import dataclass, field
+
+import torch
+from transformers import AutoModelForSeq2SeqLM
+
+from core.batching import check_batch_size
+from core.generation_settings import (check_settings, decode_text, draw_like_the_pipeline_dataloader,
+                                      pipeline_settings, run_generation_batches, split_batch_output, task_params)
+from core.runner import TaskRunner, as_batch
+from core.windows import max_input_tokens
+from decoding import DecodingConfig, generate
+from decoding.config import DEFAULT_NEW_TOKENS
+
+
+@dataclass(frozen=True)
+class TaskRecipe:
+    """What one seq2seq call adds to the plain model: text before the input, and decoding settings.
+
+    src_lang/tgt_lang are set for tokenizers that mark languages with tokens (M2M100, NLLB, mBART).
+    """
+
+    name: str
+    prefix: str = ""
+    settings: dict = field(default_factory=dict)
+    src_lang: str | None = None
+    tgt_lang: str | None = None
+
+
+def task_recipe(model, task: str) -> TaskRecipe:
+    """The recipe the pipeline built for `task`: `config.prefix`, replaced by the task's own prefix if any."""
+    settings, prefix = task_params(model, task)
+    if prefix is None:
+        prefix = getattr(model.config, "prefix", None) or ""
+    return TaskRecipe(task, prefix, settings)
+
+
+def first_offender(input_lengths: list[int], wrong) -> str | None:
+    """"inputs[3] is 40 tokens long" for the first length where `wrong(length)`, with how many more; else None."""
+    offenders = [index for index, length in enumerate(input_lengths) if wrong(length)]
+    if not offenders:
+        return None
+    more = f" (and {len(offenders) - 1} more)" if len(offenders) > 1 else ""
+    return f"inputs[{offenders[0]}] is {input_lengths[offenders[0]]} tokens long{more}"
+
+
+def effective_max_length(config: DecodingConfig) -> int:
+    """Where an encoder-decoder call stops: decoder start token + new tokens, as `decoding.generate` resolves it."""
+    if config.max_new_tokens is not None:
+        return 1 + config.max_new_tokens
+    if config.max_length is not None:
+        return config.max_length
+    return 1 + DEFAULT_NEW_TOKENS
+
+
+class Seq2SeqRunner(TaskRunner):
+    """An encoder-decoder model with its task recipe. Subclasses set `task` and `output_name`."""
+
+    head = AutoModelForSeq2SeqLM
+    task = "text2text-generation"  # the key into config.task_specific_params
+    output_name = "generated"  # -> "generated_text" / "generated_token_ids"
+    pipeline_defaults = {"num_beams": 4}
+
+    def __init__(self, model, tokenizer, placement=None, *, batch_size: int = 1, **settings):
+        """settings: decoding settings used by every call (a call's own override them).
+
+        batch_size=1 by default, as the pipeline: each text is generated alone, so nothing depends on
+        which texts share a batch. Larger batches are faster; their padding can move the last bits of
+        a score, which now and then changes a beam's choice.
+        """
+        super().__init__(model, tokenizer, placement)
+        if not model.config.is_encoder_decoder:
+            raise ValueError(f"{type(self).__name__} needs an encoder-decoder model (T5, BART, Marian, M2M100...), "
+                             f"got {type(model).__name__}; for a decoder-only model use TextGenerator")
+        self.batch_size = check_batch_size(batch_size)
+        self.settings = check_settings(settings)
+        self.recipe = task_recipe(model, self.task)
+
+    # -- preprocess --------------------------------------------------------------------------------
+
+    def encode(self, text: str, recipe: TaskRecipe, **tokenizer_kwargs) -> dict:
+        """Token ids of one text with the recipe's prefix (the tokenizer adds the model's special tokens)."""
+        return self.tokenizer(recipe.prefix + text, **tokenizer_kwargs)
+
+    def default_recipe(self) -> TaskRecipe:
+        """The recipe of a call that names none (Translator may still lack a language pair)."""
+        return self.recipe
+
+    def preprocess(self, texts: list[str], recipe: TaskRecipe | None = None, truncation=False) -> list[dict]:
+        """One {"input_ids", "attention_mask"} (lists of ints) per text.
+
+        A text longer than the model reads is an error naming it, unless `truncation` is set
+        (True or a tokenizer truncation strategy): then it is cut to the limit, with a warning.
+        """
+        recipe = recipe or self.default_recipe()
+        limit = max_input_tokens(self.tokenizer, self.model.config)
+        features = []
+        for index, text in enumerate(texts):
+            encoded = self.encode(text, recipe, verbose=False)  # we report the length ourselves
+            length = len(encoded["input_ids"])
+            if limit is not None and length > limit:
+                if not truncation:
+                    raise ValueError(f"inputs[{index}] is {length} tokens long but the model reads at most {limit}; "
+                                     "shorten it or pass truncation=True to cut it to the limit")
+                warnings.warn(f"inputs[{index}] is {length} tokens long; truncated to the model's {limit}",
+                              UserWarning, stacklevel=4)
+                encoded = self.encode(text, recipe, truncation=truncation, max_length=limit)
+            features.append({"input_ids": list(encoded["input_ids"]),
+                             "attention_mask": list(encoded["attention_mask"])})
+        return features
+
+    def check_lengths(self, input_lengths: list[int], max_length: int) -> None:
+        """Warn when the output length looks wrong for these inputs (the pipelines did); see the subclasses."""
+
+    # -- forward -----------------------------------------------------------------------------------
+
+    def generation_settings(self, settings: dict, recipe: TaskRecipe | None = None) -> dict:
+        """Caller's settings > the task's task_specific_params > model's generation_config > pipeline defaults."""
+        recipe = recipe or self.default_recipe()
+        caller = {**self.settings, **check_settings(settings)}
+        merged = pipeline_settings(self.model, self.tokenizer, caller, defaults=self.pipeline_defaults,
+                                   task_settings=recipe.settings)
+        config = DecodingConfig.from_model(self.model, **merged)  # checks every setting before any work
+        max_length = effective_max_length(config)
+        if config.min_length > max_length and not {"min_length", "min_new_tokens"} & caller.keys():
+            # e.g. distilbart-cnn's min_length=56 with summarizer(text, max_length=50): the minimum cannot be
+            # met, generation runs to max_length, exactly what the pipeline did after a warning.
+            warnings.warn(f"min_length={config.min_length} from the model's configuration is above "
+                          f"max_length={max_length}; the output will have {max_length} tokens. "
+                          "Pass min_length= to choose a minimum.", UserWarning, stacklevel=4)
+            merged["min_length"] = max_length
+        return merged
+
+    def forward(self, features: list[dict], **settings) -> list[torch.Tensor]:
+        """Generate for a batch of texts: per text, output ids (num_return_sequences, len), on the CPU.
+
+        Rows start with the decoder start token; a row that finished early is padded with the pad
+        token, up to where the text's last row finished (as if the text had run alone).
+        settings: the final decoding settings (see `generation_settings`).
+        """
+        batch = self.tokenizer.pad(features, padding=True, return_tensors="pt")
+        batch = self.to_device({"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]})
+        output = generate(self.model, batch["input_ids"], batch["attention_mask"], tokenizer=self.tokenizer,
+                          **settings)
+        sequences = output.sequences.cpu()
+        sequences = sequences.reshape(len(features), -1, sequences.shape[-1])
+        return split_batch_output(sequences, 1, DecodingConfig.from_model(self.model, **settings), self.tokenizer)
+
+    # -- postprocess -------------------------------------------------------------------------------
+
+    def postprocess(self, output_ids: torch.Tensor, return_tensors: bool = False,
+                    clean_up_tokenization_spaces: bool = False) -> list[dict]:
+        """output_ids: (num_return_sequences, len) of one text -> one dict per returned sequence."""
+        if return_tensors:
+            return [{f"{self.output_name}_token_ids": ids} for ids in output_ids]
+        return [{f"{self.output_name}_text": decode_text(self.tokenizer, ids, skip_special_tokens=True,
+                                                          clean_up_tokenization_spaces=clean_up_tokenization_spaces)}
+                for ids in output_ids]
+
+    def __call__(self, inputs, **options):
+        """Generate for one text or many; see `run` for the options."""
+        return self.run(inputs, self.default_recipe(), **options)
+
+    def run(self, inputs, recipe: TaskRecipe, *, truncation=False, return_tensors=None, return_text=None,
+            clean_up_tokenization_spaces: bool = False, batch_size: int | None = None, **settings):
+        """The whole recipe. The result has the pipeline's shape:
+
+        - one text: a list with one dict per returned sequence;
+        - a list of texts: one dict per text, or, with num_return_sequences > 1, a list of dicts per text.
+
+        return_tensors=True returns the token ids (a 1-D tensor per sequence) instead of the text;
+        return_text is accepted for compatibility and, as in the pipeline, changes nothing.
+        settings: any decoding setting (max_length, min_length, num_beams, do_sample, ...).
+        """
+        texts, single = as_batch(inputs)
+        batch_size = self.batch_size if batch_size is None else check_batch_size(batch_size)
+        settings = self.generation_settings(settings, recipe)
+        features = self.preprocess(texts, recipe, truncation=truncation)
+        self.check_lengths([len(f["input_ids"]) for f in features],
+                           effective_max_length(DecodingConfig.from_model(self.model, **settings)))
+        if not single:
+            draw_like_the_pipeline_dataloader()
+        outputs = run_generation_batches(features, [len(f["input_ids"]) for f in features], batch_size,
+                                         lambda batch: self.forward(batch, **settings))
+        results = [self.postprocess(ids, bool(return_tensors), clean_up_tokenization_spaces) for ids in outputs]
+        if single:
+            return results[0]
+        if all(len(result) == 1 for result in results):
+            return [result[0] for result in results]
+        return results

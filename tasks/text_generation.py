@@ -1,0 +1,406 @@
+"""Text generation with a decoder-only model (GPT-2, Llama, SmolLM2), as `pipeline("text-generation")` of 4.57.6.
+
+    generator = TextGenerator.from_pretrained("openai-community/gpt2")
+    generator("The old lighthouse keeper", max_new_tokens=30, do_sample=False)
+    # [{"generated_text": "The old lighthouse keeper ..."}]
+    generator([{"role": "user", "content": "Name a river."}], max_new_tokens=20)     # a chat
+    # [{"generated_text": [{"role": "user", ...}, {"role": "assistant", "content": "..."}]}]
+    for piece in generator("Once upon a time", stream=True):
+        print(piece, end="")
+
+    preprocess   prompts (texts or chats)  ->  token ids of each prompt, checked against the context
+    forward      a batch of them           ->  per prompt, ids (num_return_sequences, prompt + new tokens)
+    postprocess  one prompt's ids          ->  [{"generated_text": ...}] (or "generated_token_ids")
+
+As in the 4.57.6 pipeline:
+- Defaults `max_new_tokens=256, do_sample=True, temperature=0.7`, under the model's generation_config
+  and its `task_specific_params["text-generation"]` (GPT-2's `do_sample=True, max_length=50`).
+- The output text: the whole sequence is decoded, as many characters as the decoded prompt has are
+  cut off, and with `return_full_text=True` (the default) the caller's prompt goes back in front, so
+  a `prefix` is never shown. Decoding skips special tokens and cleans up tokenization spaces.
+- A chat (a list of {"role", "content"} messages) goes through the tokenizer's chat template, with
+  the assistant's turn opened, or continued when the last message is the assistant's. The answer is
+  the message list with the reply appended (or the last message extended).
+- One prompt gives a list with one dict per returned sequence; a list of prompts, a list of such lists.
+
+Where we differ, on purpose:
+- A `max_length` set by the caller, the model or `task_specific_params` wins over the default
+  `max_new_tokens=256` (in 4.57.6 the default silently won; spec, "Decisions").
+- `stop_sequence` is a stop string, as in transformers 5 (4.57.6 made each of its tokens an EOS).
+- An empty prompt is an error (4.57.6 generated from nothing), and so is a prompt longer than the
+  model reads, unless `truncation=True` (keep its start) or `handle_long_generation="hole"` (keep its end).
+- `return_tensors=False` means text (4.57.6 returned tensors for any value but None).
+- `batch_size` > 1 runs left-padded batches; greedy results equal the one-at-a-time results.
+"""
+
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from transformers import AutoModelForCausalLM
+
+from core.batching import check_batch_size
+from core.generation_settings import (check_settings, clean_up_tokenization, decode_text,
+                                      draw_like_the_pipeline_dataloader, pipeline_settings, run_generation_batches,
+                                      split_batch_output, task_params)
+from core.runner import TaskRunner, as_batch, check_text
+from core.windows import max_input_tokens
+from decoding import DecodingConfig, generate
+from decoding import stream as stream_pieces
+from decoding.config import DEFAULT_NEW_TOKENS
+
+FULL_TEXT, NEW_TEXT, TENSORS = "full_text", "new_text", "tensors"
+
+
+# -- inputs -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Chat:
+    """One conversation: messages {"role": ..., "content": ...}, oldest first."""
+
+    messages: list
+
+
+def as_chat(messages, name: str = "inputs") -> Chat:
+    if not messages:
+        raise ValueError(f"{name} is an empty chat; pass at least one {{'role': ..., 'content': ...}} message")
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or "role" not in message or "content" not in message:
+            raise ValueError(f"{name}[{index}] must be a message dict with 'role' and 'content' keys, got {message!r}")
+    return Chat(list(messages))
+
+
+def as_prompts(inputs) -> tuple[list, bool]:
+    """Texts and chats as a list of `str | Chat`, and whether a single prompt was given.
+
+    Like the pipeline: a list whose first item is a dict is one chat; a list of lists is many chats.
+    """
+    if isinstance(inputs, (list, tuple)) and inputs and isinstance(inputs[0], dict):
+        return [as_chat(inputs)], True
+
+    def check_prompt(item, name):
+        return as_chat(item, name) if isinstance(item, (list, tuple)) else check_text(item, name)
+
+    return as_batch(inputs, check_prompt)
+
+
+def left_pad(prompts: list[list[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """Prompts of different lengths as one batch, padded on the left so that every prompt ends where
+    generation starts: (input_ids, attention_mask), both (batch, longest), and the pad count of each."""
+    longest = max(len(ids) for ids in prompts)
+    padding = [longest - len(ids) for ids in prompts]
+    input_ids = torch.tensor([[pad_token_id] * pad + ids for pad, ids in zip(padding, prompts)], dtype=torch.long)
+    attention_mask = torch.tensor([[0] * pad + [1] * len(ids) for pad, ids in zip(padding, prompts)], dtype=torch.long)
+    return input_ids, attention_mask, padding
+
+
+def new_tokens_wanted(config: DecodingConfig, prompt_length: int) -> int:
+    """How many tokens a call will add: max_new_tokens, else what max_length leaves after the prompt."""
+    if config.max_new_tokens is not None:
+        return config.max_new_tokens
+    if config.max_length is not None:
+        if config.max_length < prompt_length:
+            raise ValueError(f"max_length={config.max_length} is shorter than the {prompt_length}-token prompt; "
+                             "pass max_new_tokens to say how many tokens to add")
+        return config.max_length - prompt_length
+    return DEFAULT_NEW_TOKENS
+
+
+def keep_end_for_new_tokens(prompt_ids: list[int], new_tokens: int, limit: int) -> list[int]:
+    """handle_long_generation="hole": drop the start of the prompt so prompt + new tokens fit in `limit`."""
+    if len(prompt_ids) + new_tokens <= limit:
+        return prompt_ids
+    keep = limit - new_tokens
+    if keep <= 0:
+        raise ValueError(f"{new_tokens} new tokens do not fit in the model's {limit} positions, even with no prompt; "
+                         "lower max_new_tokens")
+    return prompt_ids[-keep:]
+
+
+# -- outputs ---------------------------------------------------------------------------------------
+
+
+def return_type(return_full_text=None, return_tensors=None, return_text=None) -> str:
+    """What the answer holds, from the pipeline's three overlapping flags (at most one may be given)."""
+    given = [name for name, value in (("return_full_text", return_full_text), ("return_tensors", return_tensors),
+                                      ("return_text", return_text)) if value is not None]
+    if len(given) > 1:
+        raise ValueError(f"{' and '.join(given)} are mutually exclusive; pass only one of them")
+    if return_tensors:
+        return TENSORS
+    if return_full_text is False:
+        return NEW_TEXT
+    return FULL_TEXT
+
+
+def full_answer(prompt, new_text: str, continue_final_message: bool | None = None):
+    """The pipeline's full answer: the prompt text followed by the new text, or for a chat the
+    messages with the reply as a new assistant message (or appended to a prefilled last one)."""
+    if isinstance(prompt, str):
+        return prompt + new_text
+    messages = list(prompt.messages)
+    if continue_final_message is None:
+        continue_final_message = messages[-1]["role"] == "assistant"
+    if continue_final_message:
+        last = messages[-1]
+        return messages[:-1] + [{"role": last["role"], "content": last["content"] + new_text}]
+    return messages + [{"role": "assistant", "content": new_text}]
+
+
+# -- streaming -------------------------------------------------------------------------------------
+
+
+def last_clean_cut(text: str) -> int:
+    """The longest prefix of `text` that clean-up treats apart from what follows, so the cleaned
+    prefix is final however the text continues. Every clean-up pattern starts with a space; only
+    " ' " has a second one, so a cut before a space that does not follow " '" splits no match."""
+    cut = text.rfind(" ")
+    while cut > 0 and text[max(0, cut - 2):cut] == " '":
+        cut = text.rfind(" ", 0, cut)
+    return max(cut, 0)
+
+
+class StreamedNewText:
+    """The new text of a streamed call, released piece by piece, equal in the end to what the same
+    call without `stream` returns with `return_full_text=False`.
+
+    That text is `cleaned(prompt + new)[len(cleaned(prompt)):]`, the pipeline's character cut; with
+    clean-up on, only text before `last_clean_cut` is released until generation ends.
+    """
+
+    def __init__(self, prompt_text: str, clean_up_tokenization_spaces: bool):
+        self.clean = clean_up_tokenization if clean_up_tokenization_spaces else (lambda text: text)
+        self.text = prompt_text
+        self.shown = len(self.clean(prompt_text))
+
+    def push(self, piece: str) -> str:
+        """Add raw decoded text; return what became final (maybe "")."""
+        self.text += piece
+        end = last_clean_cut(self.text) if self.clean is clean_up_tokenization else len(self.text)
+        return self._release(self.clean(self.text[:end]))
+
+    def finish(self) -> str:
+        return self._release(self.clean(self.text))
+
+    def release(self, pieces: Iterator[str]) -> Iterator[str]:
+        """Push every piece of a running stream; yield what becomes final, then the rest at the end."""
+        for piece in pieces:
+            released = self.push(piece)
+            if released:
+                yield released
+        rest = self.finish()
+        if rest:
+            yield rest
+
+    def _release(self, cleaned: str) -> str:
+        if len(cleaned) <= self.shown:
+            return ""
+        piece, self.shown = cleaned[self.shown:], len(cleaned)
+        return piece
+
+
+# -- the task --------------------------------------------------------------------------------------
+
+
+class TextGenerator(TaskRunner):
+    """A decoder-only language model that continues prompts and chats."""
+
+    head = AutoModelForCausalLM
+    task = "text-generation"  # the key into config.task_specific_params
+    pipeline_defaults = {"max_new_tokens": 256, "do_sample": True, "temperature": 0.7}
+
+    def __init__(self, model, tokenizer, placement=None, *, batch_size: int = 1, prefix: str | None = None,
+                 **settings):
+        """settings: decoding settings used by every call (a call's own override them).
+
+        prefix: text put before every prompt (not chats) and cut from the answer; by default the
+        model's `task_specific_params` or `config.prefix`, as in the pipeline.
+        batch_size=1 by default, as the pipeline: each prompt is generated alone, in order.
+        """
+        super().__init__(model, tokenizer, placement)
+        if model.config.is_encoder_decoder:
+            raise ValueError(f"TextGenerator needs a decoder-only model (GPT-2, Llama, SmolLM2...), got "
+                             f"{type(model).__name__}; for an encoder-decoder model use Text2TextGenerator")
+        self.batch_size = check_batch_size(batch_size)
+        self.settings = check_settings(settings)
+        _, task_prefix = task_params(model, self.task)
+        if prefix is None:
+            prefix = task_prefix if task_prefix is not None else getattr(model.config, "prefix", None) or ""
+        self.prefix = prefix
+
+    # -- preprocess --------------------------------------------------------------------------------
+
+    def encode(self, prompt, prefix: str = "", add_special_tokens: bool | None = None,
+               continue_final_message: bool | None = None, **tokenizer_kwargs) -> list[int]:
+        """Token ids of one prompt: `prefix + text`, or a chat rendered by the tokenizer's chat template."""
+        if isinstance(prompt, Chat):
+            if not getattr(self.tokenizer, "chat_template", None):
+                raise ValueError(f"{type(self.tokenizer).__name__} has no chat template, so it cannot read a chat; "
+                                 "pass a text prompt, or set tokenizer.chat_template")
+            if continue_final_message is None:
+                continue_final_message = prompt.messages[-1]["role"] == "assistant"  # a prefilled answer
+            encoded = self.tokenizer.apply_chat_template(
+                prompt.messages, add_generation_prompt=not continue_final_message,
+                continue_final_message=continue_final_message, return_dict=True,
+                truncation=tokenizer_kwargs.pop("truncation", False),
+                max_length=tokenizer_kwargs.pop("max_length", None),
+                tokenizer_kwargs=tokenizer_kwargs)
+            return list(encoded["input_ids"])
+        if add_special_tokens is not None:
+            tokenizer_kwargs["add_special_tokens"] = add_special_tokens
+        return list(self.tokenizer(prefix + prompt, **tokenizer_kwargs)["input_ids"])
+
+    def preprocess(self, prompts: list, *, prefix: str | None = None, add_special_tokens: bool | None = None,
+                   continue_final_message: bool | None = None, truncation=False,
+                   handle_long_generation: str | None = None, settings: dict | None = None) -> list[list[int]]:
+        """Token ids of each prompt (a str or a Chat).
+
+        A prompt longer than the model reads is an error naming it, unless truncation=True (its start
+        is kept, with a warning) or handle_long_generation="hole" (its end is kept, leaving room for
+        the new tokens of `settings`, as the pipeline did).
+        """
+        if handle_long_generation not in (None, "hole"):
+            raise ValueError(f"handle_long_generation must be None or 'hole', got {handle_long_generation!r}")
+        prefix = self.prefix if prefix is None else prefix
+        limit = max_input_tokens(self.tokenizer, self.model.config)
+        config = DecodingConfig.from_model(self.model, **(settings or {}))
+        encoded = []
+        for index, prompt in enumerate(prompts):
+            options = dict(prefix=prefix, add_special_tokens=add_special_tokens,
+                           continue_final_message=continue_final_message)
+            ids = self.encode(prompt, **options, verbose=False)  # we report the length ourselves
+            if handle_long_generation == "hole":
+                ids = keep_end_for_new_tokens(ids, new_tokens_wanted(config, len(ids)), limit)
+            elif len(ids) > limit:
+                if not truncation:
+                    raise ValueError(f"inputs[{index}] is {len(ids)} tokens long but the model reads at most {limit}; "
+                                     "shorten it, pass truncation=True to keep its start, or "
+                                     "handle_long_generation='hole' to keep its end")
+                warnings.warn(f"inputs[{index}] is {len(ids)} tokens long; truncated to the model's {limit}",
+                              UserWarning, stacklevel=3)
+                ids = self.encode(prompt, **options, truncation=True, max_length=limit)
+            encoded.append(ids)
+        return encoded
+
+    # -- forward -----------------------------------------------------------------------------------
+
+    def generation_settings(self, settings: dict, prefix_length: int = 0) -> dict:
+        """Caller's settings > task_specific_params > model's generation_config > pipeline defaults.
+
+        prefix_length: tokens of a prefix put before the prompt; a total length (max_length,
+        a caller's min_length) grows by it, as in the pipeline, so the prefix costs no new tokens.
+        """
+        caller = {**self.settings, **check_settings(settings)}
+        merged = pipeline_settings(self.model, self.tokenizer, caller, defaults=self.pipeline_defaults,
+                                   task=self.task)
+        config = DecodingConfig.from_model(self.model, **merged)  # checks every setting before any work
+        if prefix_length:
+            if config.max_new_tokens is None and config.max_length is not None:
+                merged["max_length"] = config.max_length + prefix_length
+            if "min_length" in caller and config.min_new_tokens is None:
+                merged["min_length"] = caller["min_length"] + prefix_length
+        return merged
+
+    def pad_token_id(self, settings: dict) -> int:
+        """What fills the left padding (masked, so any id works): the tokenizer's pad, else the EOS."""
+        if self.tokenizer.pad_token_id is not None:
+            return self.tokenizer.pad_token_id
+        padding = DecodingConfig.from_model(self.model, **settings).effective_pad_token_id
+        return padding if padding is not None else 0
+
+    def forward(self, prompts: list[list[int]], **settings) -> list[torch.Tensor]:
+        """Generate for a batch of prompts: per prompt, ids (num_return_sequences, prompt + new), on the CPU.
+
+        A row that finished early is padded with the pad token up to where the prompt's last row
+        finished, as if the prompt had run alone. settings: see `generation_settings`.
+        """
+        input_ids, attention_mask, padding = left_pad(prompts, self.pad_token_id(settings))
+        batch = self.to_device({"input_ids": input_ids, "attention_mask": attention_mask})
+        output = generate(self.model, batch["input_ids"], batch["attention_mask"], tokenizer=self.tokenizer,
+                          **settings)
+        sequences = output.sequences.cpu()
+        sequences = sequences.reshape(len(prompts), -1, sequences.shape[-1])
+        return split_batch_output(sequences, input_ids.shape[1], DecodingConfig.from_model(self.model, **settings),
+                                  self.tokenizer, left_padding=padding)
+
+    # -- postprocess -------------------------------------------------------------------------------
+
+    def postprocess(self, prompt, prompt_ids: list[int], sequences: torch.Tensor, *, output: str = FULL_TEXT,
+                    clean_up_tokenization_spaces: bool = True, skip_special_tokens: bool = True,
+                    continue_final_message: bool | None = None) -> list[dict]:
+        """sequences: (num_return_sequences, len) of one prompt, prompt ids included -> one dict per sequence.
+
+        The new text is the decoded sequence without as many characters as the decoded prompt has
+        (the pipeline's cut, which also drops the prefix).
+        """
+        if output == TENSORS:
+            return [{"generated_token_ids": row.tolist()} for row in sequences]
+        decode = dict(skip_special_tokens=skip_special_tokens,
+                      clean_up_tokenization_spaces=clean_up_tokenization_spaces)
+        prompt_chars = len(decode_text(self.tokenizer, prompt_ids, **decode))
+        records = []
+        for row in sequences:
+            new_text = decode_text(self.tokenizer, row, **decode)[prompt_chars:]
+            records.append({"generated_text": full_answer(prompt, new_text, continue_final_message)
+                            if output == FULL_TEXT else new_text})
+        return records
+
+    # -- the whole recipe --------------------------------------------------------------------------
+
+    def __call__(self, inputs, *, return_full_text: bool | None = None, return_tensors: bool | None = None,
+                 return_text: bool | None = None, clean_up_tokenization_spaces: bool = True,
+                 skip_special_tokens: bool = True, prefix: str | None = None, handle_long_generation: str | None = None,
+                 stop_sequence: str | list | None = None, truncation=False, add_special_tokens: bool | None = None,
+                 continue_final_message: bool | None = None, batch_size: int | None = None, stream: bool = False,
+                 **settings):
+        """Continue one prompt or many (texts or chats).
+
+        settings: any decoding setting (max_new_tokens, max_length, do_sample, temperature, top_k,
+        top_p, min_p, num_beams, num_return_sequences, repetition_penalty, no_repeat_ngram_size,
+        bad_words_ids, stop_strings, ...). stream=True returns an iterator over the new text instead.
+        """
+        prompts, single = as_prompts(inputs)
+        output = return_type(return_full_text, return_tensors, return_text)
+        batch_size = self.batch_size if batch_size is None else check_batch_size(batch_size)
+        if stop_sequence is not None:
+            settings["stop_strings"] = stop_sequence
+        prefix = self.prefix if prefix is None else prefix
+        prefix_length = 0
+        if prefix and any(isinstance(prompt, str) for prompt in prompts):  # chats take no prefix
+            prefix_length = len(self.tokenizer(prefix, add_special_tokens=bool(add_special_tokens))["input_ids"])
+        settings = self.generation_settings(settings, prefix_length)
+        prompt_ids = self.preprocess(prompts, prefix=prefix, add_special_tokens=add_special_tokens,
+                                     continue_final_message=continue_final_message, truncation=truncation,
+                                     handle_long_generation=handle_long_generation, settings=settings)
+        if stream:
+            if not single:
+                raise ValueError("stream=True shows one answer as it is written: pass a single prompt")
+            return self.stream_text(prompt_ids[0], settings, clean_up_tokenization_spaces, skip_special_tokens)
+        if not single:
+            draw_like_the_pipeline_dataloader()
+        outputs = run_generation_batches(prompt_ids, [len(ids) for ids in prompt_ids], batch_size,
+                                         lambda batch: self.forward(batch, **settings))
+        results = [self.postprocess(prompt, ids, sequences, output=output, skip_special_tokens=skip_special_tokens,
+                                    clean_up_tokenization_spaces=clean_up_tokenization_spaces,
+                                    continue_final_message=continue_final_message)
+                   for prompt, ids, sequences in zip(prompts, prompt_ids, outputs)]
+        return results[0] if single else results
+
+    def stream_text(self, prompt_ids: list[int], settings: dict, clean_up_tokenization_spaces: bool = True,
+                    skip_special_tokens: bool = True) -> Iterator[str]:
+        """The new text of one prompt, in pieces as the tokens arrive (no piece splits a word).
+
+        The pieces join to the `return_full_text=False` answer of the same call without streaming.
+        """
+        config = DecodingConfig.from_model(self.model, **settings)
+        if config.num_beams > 1 or config.num_return_sequences > 1:
+            raise ValueError("stream=True shows one answer token by token: it cannot be combined with "
+                             f"num_beams={config.num_beams} or num_return_sequences={config.num_return_sequences}")
+        input_ids = torch.tensor([prompt_ids], dtype=torch.long, device=self.device)
+        pieces = stream_pieces(self.model, self.tokenizer, input_ids, torch.ones_like(input_ids),
+                               skip_special_tokens=skip_special_tokens, **settings)
+        prompt_text = self.tokenizer.decode(prompt_ids, skip_special_tokens=skip_special_tokens,
+                                            clean_up_tokenization_spaces=False)
+        return StreamedNewText(prompt_text, clean_up_tokenization_spaces).release(pieces)
