@@ -274,13 +274,15 @@ def run_generate(args, out) -> None:
         print(f"[{count} tokens in {seconds:.2f} s: {count / max(seconds, 1e-9):.1f} tokens/s]", file=sys.stderr)
 
 
-def run_bench(args, out) -> int:
+def run_bench(bench_args: list[str]) -> int:
+    """`python -m benchmarks.run` with these arguments (the benchmarks ship with the nopipe package)."""
     try:
         from benchmarks.run import main as bench_main
-    except ImportError as error:
-        raise UsageError("the benchmarks live in the nopipe source checkout: run `nopipe bench` from its "
-                         f"top folder, or `python -m benchmarks.run` there ({error})") from error
-    return bench_main(args.bench_args)
+    except ImportError as error:  # e.g. a partial install; say what is missing, no traceback
+        print(f"nopipe: error: the benchmarks cannot be imported ({error}); reinstall nopipe with "
+              "`pip install -e .` from its source checkout", file=sys.stderr)
+        return RUNTIME_ERROR
+    return bench_main(bench_args)
 
 
 # --- output ---------------------------------------------------------------------------------------
@@ -332,13 +334,18 @@ def quiet_transformers() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"] and not {"-h", "--help"} & set(argv[1:2]):
+        # Everything after `bench` belongs to benchmarks.run, flags included (argparse's REMAINDER
+        # would refuse a first argument that starts with "--").
+        return run_bench(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.debug if hasattr(args, "debug") else True:
         quiet_transformers()
     try:
         if args.command == "bench":
-            return run_bench(args, sys.stdout)
+            return run_bench(args.bench_args)
         if args.batch_size is not None and args.batch_size < 1:
             raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
         (run_generate if args.command == "generate" else run_task)(args, sys.stdout)
