@@ -233,8 +233,12 @@ def resolve_lengths(config: DecodingConfig, prompt_length: int, model_config) ->
         raise ValueError(f"the {what} is {prompt_length} tokens long but max_length is {max_length}, so no token "
                          "would be generated; set max_new_tokens (counts new tokens only) or a larger max_length")
     if min_length > max_length:
-        message = (f"min_length ({min_length}) is larger than max_length ({max_length}); lower min_length/min_new_tokens "
-                   "or raise max_new_tokens")
+        if config.min_new_tokens is not None:
+            message = (f"min_new_tokens ({config.min_new_tokens}) is more than the {max_length - prompt_length} new "
+                       "tokens max_length/max_new_tokens allow; lower min_new_tokens or raise max_new_tokens")
+        else:
+            message = (f"min_length ({min_length}) is larger than max_length ({max_length}); lower min_length "
+                       "or raise max_new_tokens/max_length")
         if {"min_length", "min_new_tokens"} & config.set_by_caller:
             raise ValueError(message)
         # The minimum came from the model's generation_config (e.g. BART-CNN's min_length=56) and the caller
@@ -244,18 +248,20 @@ def resolve_lengths(config: DecodingConfig, prompt_length: int, model_config) ->
     return Lengths(max_length=max_length, min_length=min_length)
 
 
-def context_limit(model) -> int | None:
-    """How many positions the model can embed, or None when positions do not run out.
-
-    Models with a position table (GPT-2's `wpe`, BART/Marian `embed_positions`) fail past it;
-    rotary (Llama), relative (T5) and self-extending sinusoidal (M2M100) positions do not.
-    """
+def context_size(model) -> int | None:
+    """The context length the model declares (`n_positions` / `max_position_embeddings`), or None."""
     config = model.config
-    limit = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
-    if limit is None:
-        return None
+    return getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+
+
+def has_position_table(model) -> bool:
+    """True when positions come from a fixed table that fails past its end.
+
+    GPT-2's `wpe`, BART's learned and Marian's sinusoidal `embed_positions` are such tables; rotary
+    (Llama), relative (T5) and self-extending sinusoidal (M2M100) positions have no end.
+    """
     for name, module in model.named_modules():
         short = name.rsplit(".", 1)[-1]
         if isinstance(module, nn.Embedding) and (short == "wpe" or "position" in short):
-            return int(limit)
-    return None
+            return True
+    return False

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from decoding.beam import beam_search
-from decoding.config import DecodingConfig, Lengths, context_limit, resolve_lengths
+from decoding.config import DecodingConfig, Lengths, context_size, has_position_table, resolve_lengths
 from decoding.loop import ModelState, infer_attention_mask, prefill, start
 from decoding.processors import Processor, build_processors
 from decoding.stopping import StopCriteria
@@ -71,15 +71,26 @@ def check_inputs(model, input_ids, attention_mask) -> None:
         raise TypeError("model must be a transformers model with a language-modelling head, e.g. AutoModelForCausalLM")
 
 
-def check_context(model, prompt_length: int, lengths: Lengths) -> None:
-    """Refuse a prompt (or output) longer than a model with a position table can embed."""
-    limit = context_limit(model)
-    if limit is None:
+def check_prompt_fits(model, prompt_length: int) -> None:
+    """Refuse a prompt longer than the model's context.
+
+    Decoder-only models never saw positions past their context (rotary ones would run, but on
+    positions they were not trained for); encoder-decoder models are refused only when their
+    position table would run out (T5's relative positions take long inputs, as in transformers).
+    """
+    limit = context_size(model)
+    if limit is None or (model.config.is_encoder_decoder and not has_position_table(model)):
         return
     if prompt_length > limit:
-        raise ValueError(f"the prompt is {prompt_length} tokens long but the model's context is {limit} positions; "
-                         f"truncate the input, e.g. tokenizer(..., truncation=True, max_length={limit})")
-    if lengths.max_length > limit:
+        what = "input" if model.config.is_encoder_decoder else "prompt"
+        raise ValueError(f"the {what} is {prompt_length} tokens long but the model's context is {limit} positions; "
+                         f"truncate it, e.g. tokenizer(..., truncation=True, max_length={limit})")
+
+
+def check_output_fits(model, lengths: Lengths) -> None:
+    """Refuse a max_length that would run past the model's position table."""
+    limit = context_size(model)
+    if limit is not None and lengths.max_length > limit and has_position_table(model):
         raise ValueError(f"max_length {lengths.max_length} is past the model's context of {limit} positions; "
                          f"lower max_new_tokens/max_length so that the output fits in {limit} tokens")
 
@@ -114,9 +125,10 @@ def prepare(model, input_ids, attention_mask, *, tokenizer, logits_processors: S
             warnings.warn("right padding found in a decoder-only batch: the new tokens would follow pad tokens; "
                           "pad on the left (tokenizer.padding_side = 'left')", UserWarning, stacklevel=3)
 
+    check_prompt_fits(model, input_ids.shape[1])
     start_length = 1 if is_encoder_decoder else input_ids.shape[1]
     lengths = resolve_lengths(config, start_length, model.config)
-    check_context(model, input_ids.shape[1], lengths)
+    check_output_fits(model, lengths)
 
     expand = max(config.num_beams, config.num_return_sequences)
     decoder_start = config.decoder_start_token_id if config.decoder_start_token_id is not None else config.bos_token_id

@@ -10,9 +10,7 @@ decoder start.
 
 import functools
 import warnings
-from pathlib import Path
 
-import pytest
 import torch
 from transformers import (
     AutoConfig,
@@ -35,7 +33,7 @@ from transformers import (
 )
 from transformers.utils import logging
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "models"
+from tests.paths import FIXTURES
 VOCAB = 96
 DECODER_ONLY = ("gpt2", "llama")
 ENCODER_DECODER = ("bart", "marian", "t5", "m2m100")
@@ -131,10 +129,10 @@ def reference(model, input_ids, attention_mask=None, **settings):
 
 @functools.cache
 def fixture_model(name: str):
-    """A committed tiny checkpoint with its real tokenizer: (model, tokenizer); skips if it is absent."""
+    """A committed tiny checkpoint with its real tokenizer: (model, tokenizer)."""
     path = FIXTURES / name
     if not (path / "config.json").is_file():
-        pytest.skip(f"fixture model {name} is not built (tests/fixtures/build_fixtures.py)")
+        raise FileNotFoundError(f"fixture model {name} is missing from {FIXTURES} (it is committed with the tests)")
     logging.set_verbosity_error()
     config = AutoConfig.from_pretrained(path)
     head = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
@@ -150,6 +148,24 @@ def fixture_model(name: str):
 def assert_same_tokens(expected: torch.Tensor, actual: torch.Tensor) -> None:
     assert tuple(actual.shape) == tuple(expected.shape), f"shape {tuple(actual.shape)} != {tuple(expected.shape)}"
     assert torch.equal(actual, expected), f"\nexpected {expected.tolist()}\nactual   {actual.tolist()}"
+
+
+def assert_parity(model, input_ids, attention_mask=None, *, seed: int | None = None, **settings) -> torch.Tensor:
+    """`model.generate()` and our `generate()` on the same inputs give the same tokens; returns ours.
+
+    With a seed, each side runs right after `core.seed.set_seed(seed)` (sampling draws the same numbers).
+    """
+    from core.seed import set_seed
+    from decoding import generate
+
+    if seed is not None:
+        set_seed(seed)
+    expected = reference(model, input_ids, attention_mask, **settings)
+    if seed is not None:
+        set_seed(seed)
+    actual = generate(model, input_ids, attention_mask, **settings).sequences
+    assert_same_tokens(expected, actual)
+    return actual
 
 
 def new_tokens(model, sequences: torch.Tensor, prompt_width: int) -> torch.Tensor:
@@ -171,3 +187,10 @@ def frequent_token(model, input_ids, attention_mask, steps: int = 8) -> int:
         if token not in special:
             return token
     raise AssertionError("greedy decoding produced only special tokens")
+
+
+@functools.cache
+def liked_eos(arch: str) -> int:
+    """`frequent_token` of the tiny model `arch` on its default `prompt_batch`, computed once per session."""
+    model = tiny_model(arch)
+    return frequent_token(model, *prompt_batch(model))
