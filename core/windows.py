@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from tokenizers import Encoding
 
-from core.batching import run_in_sorted_batches
+from core.batching import ENCODER_MAX_PADDING, run_in_sorted_batches
 
 # transformers' "no limit given" value for model_max_length is int(1e30); anything this large is no limit.
 _NO_LIMIT = 1_000_000
@@ -95,4 +95,4 @@ def forward_in_batches(forward, features: list[dict], batch_size: int) -> list[t
     Sorting by length keeps padding, which is wasted compute, small.
     """
     lengths = [len(item["input_ids"]) for item in features]
-    return run_in_sorted_batches(features, lengths, batch_size, forward)
+    return run_in_sorted_batches(features, lengths, batch_size, forward, ENCODER_MAX_PADDING)

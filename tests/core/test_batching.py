@@ -10,6 +10,15 @@ from core.runner import as_batch, check_text
 def test_batches_hold_items_of_similar_length_longest_first():
     lengths = [5, 300, 7, 290, 6, 280]
     assert sorted_batches(lengths, 2) == [[1, 3], [5, 2], [4, 0]]
+    # With a padding limit, 7 does not join 280 (273 tokens of padding).
+    assert sorted_batches(lengths, 2, max_padding=0.1) == [[1, 3], [5], [2, 4], [0]]
+
+
+def test_with_a_padding_limit_a_batch_ends_where_padding_would_exceed_it():
+    lengths = [100, 95, 90, 89, 50, 45, 44]
+    assert sorted_batches(lengths, 32, max_padding=0.1) == [[0, 1, 2], [3], [4, 5, 6]]
+    assert sorted_batches([20, 12, 13, 5], 32, max_padding=0.1) == [[0, 2, 1], [3]]  # 8 tokens of slack
+    assert sorted_batches(lengths, 32) == [list(range(7))]
 
 
 def test_ties_keep_the_callers_order():
