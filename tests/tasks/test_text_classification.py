@@ -5,14 +5,13 @@ as 4.57.6's apart from the removed `return_all_scores`). Labels must be equal, s
 """
 
 import warnings
-from functools import partial
 from types import SimpleNamespace
 
 import pytest
 import torch
-from transformers import pipeline
 
 from tasks.text_classification import TextClassifier, default_activation, ranked_labels
+from tests.tasks.references import runner_and_pipeline
 from tests.paths import FIXTURES, corpus_lines
 
 FIXTURE_NAMES = ["distilbert-sst2", "bert-stars", "roberta-emotion", "bert-multilabel"]
@@ -24,17 +23,7 @@ LONG_TEXT = " ".join(LINES[:8])  # ~200 tokens; the fixtures read 128
 @pytest.fixture(scope="module")
 def loaded():
     """(runner, pipeline) per fixture, loaded once for the module."""
-    cache = {}
-
-    def get(name):
-        if name not in cache:
-            path = str(FIXTURES / name)
-            reference = pipeline("text-classification", model=path)
-            # The pipeline runs one text at a time unless given a batch size: ten times slower, same scores.
-            cache[name] = TextClassifier.from_pretrained(path), partial(reference, batch_size=64)
-        return cache[name]
-
-    return get
+    return runner_and_pipeline("text-classification", TextClassifier)
 
 
 def assert_same(ours, theirs):

@@ -12,17 +12,16 @@ the same words, and elsewhere our entities never cut a word_ids word while the p
 """
 
 import re
-from functools import partial
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from transformers import pipeline
 
 from tasks.token_classification import (TokenClassifier, bio_tag, group_bio_entities, keep_each_token_once,
                                         label_word, merge_overlapping_entities, split_words)
+from tests.tasks.references import runner_and_pipeline
 from tests.paths import FIXTURES, corpus_lines
 
 pytestmark = pytest.mark.filterwarnings("ignore:Tokenizer does not support real words")  # the pipeline on BPE
@@ -38,16 +37,7 @@ WORD_STRATEGIES = ["first", "average", "max"]
 @pytest.fixture(scope="module")
 def loaded():
     """(runner, pipeline) per fixture, loaded once for the module."""
-    cache = {}
-
-    def get(name):
-        if name not in cache:
-            path = str(FIXTURES / name)
-            reference = pipeline("token-classification", model=path)
-            cache[name] = TokenClassifier.from_pretrained(path), partial(reference, batch_size=64)
-        return cache[name]
-
-    return get
+    return runner_and_pipeline("token-classification", TokenClassifier)
 
 
 def assert_same(ours: list, theirs: list):
