@@ -24,12 +24,11 @@ when training, and nopipe runs the transformers 5 model; here that one draw retu
 """
 
 import json
-import sys
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-import transformers
+from golden_file import make_goldens
 from transformers import pipeline, set_seed
 
 HERE = Path(__file__).resolve().parent
@@ -214,17 +213,6 @@ def no_eval_layerdrop_draws():
         torch.rand = real_rand
 
 
-def plain(value):
-    """Tensors (return_tensors=True) as nested lists, so the answer fits in JSON."""
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
-    if isinstance(value, dict):
-        return {key: plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(item) for item in value]
-    return value
-
-
 def run(spec: dict, pipelines: dict):
     key = (spec["task"], spec["fixture"])
     if key not in pipelines:
@@ -235,28 +223,8 @@ def run(spec: dict, pipelines: dict):
     if spec["seed"] is not None:
         set_seed(spec["seed"])
     with no_eval_layerdrop_draws():
-        return plain(pipe(spec["inputs"], **options))
-
-
-def main(selected: list[str]) -> None:
-    pipelines: dict = {}
-    results = []
-    for spec in CASES:
-        if selected and spec["id"] not in selected:
-            continue
-        output = run(spec, pipelines)
-        results.append({**spec, "reference_options": reference_options(spec), "output": output})
-        print(spec["id"], json.dumps(output)[:160], flush=True)
-    if selected:
-        return  # a partial run is for looking, not for writing the golden file
-    document = {
-        "made_with": {"transformers": transformers.__version__, "torch": torch.__version__},
-        "how": "HF_HUB_OFFLINE=1 /work/venv457/bin/python tests/goldens/make_generation_goldens.py",
-        "cases": results,
-    }
-    OUTPUT.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"wrote {len(results)} cases to {OUTPUT}")
+        return pipe(spec["inputs"], **options)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    make_goldens(CASES, run, OUTPUT, recorded=lambda spec: {"reference_options": reference_options(spec)})

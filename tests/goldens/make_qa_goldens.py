@@ -11,13 +11,10 @@ answer; tests/tasks/test_question_answering.py replays every case through `Quest
 the one positional argument (a {"question", "context"} dict or a list of them).
 """
 
-import json
-import sys
 import warnings
 from pathlib import Path
 
-import torch
-import transformers
+from golden_file import make_goldens
 from transformers import pipeline
 
 HERE = Path(__file__).resolve().parent
@@ -103,25 +100,5 @@ def run(spec: dict, pipelines: dict):
         return pipe(**spec["inputs"], **spec["options"])
 
 
-def main(selected: list[str]) -> None:
-    pipelines: dict = {}
-    results = []
-    for spec in CASES:
-        if selected and spec["id"] not in selected:
-            continue
-        output = run(spec, pipelines)
-        results.append({**spec, "output": output})
-        print(spec["id"], json.dumps(output)[:160], flush=True)
-    if selected:
-        return  # a partial run is for looking, not for writing the golden file
-    document = {
-        "made_with": {"transformers": transformers.__version__, "torch": torch.__version__},
-        "how": "HF_HUB_OFFLINE=1 /work/venv457/bin/python tests/goldens/make_qa_goldens.py",
-        "cases": results,
-    }
-    OUTPUT.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"wrote {len(results)} cases to {OUTPUT}")
-
-
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    make_goldens(CASES, run, OUTPUT)

@@ -12,10 +12,10 @@ import json
 import warnings
 
 import pytest
-import torch
 
 import tasks
 from core.seed import set_seed
+from tests.goldens.golden_file import plain
 from tests.paths import FIXTURES, GOLDENS
 
 DOCUMENT = json.loads((GOLDENS / "generation.json").read_text(encoding="utf-8"))
@@ -33,17 +33,6 @@ def runner_for():
         return loaded[task, fixture]
 
     return get
-
-
-def plain(value):
-    """Token ids as nested lists, as the golden file stores them."""
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
-    if isinstance(value, dict):
-        return {key: plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(item) for item in value]
-    return value
 
 
 def test_goldens_come_from_4_57_6_and_cover_every_task():
