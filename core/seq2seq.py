@@ -198,13 +198,13 @@ class Seq2SeqRunner(TaskRunner):
         batch_size = self.batch_size if batch_size is None else check_batch_size(batch_size)
         settings = self.generation_settings(settings, recipe)
         features = self.preprocess(texts, recipe, truncation=truncation)
+        lengths = [len(feature["input_ids"]) for feature in features]
         config = DecodingConfig.from_model(self.model, **settings)
         if config.max_new_tokens is None:  # the warnings are about max_length; max_new_tokens is meant as given
-            self.check_lengths([len(f["input_ids"]) for f in features], effective_max_length(config))
+            self.check_lengths(lengths, effective_max_length(config))
         if not single:
             draw_like_the_pipeline_dataloader()
-        outputs = run_generation_batches(features, [len(f["input_ids"]) for f in features], batch_size,
-                                         lambda batch: self.forward(batch, **settings))
+        outputs = run_generation_batches(features, lengths, batch_size, lambda batch: self.forward(batch, **settings))
         results = [self.postprocess(ids, bool(return_tensors), clean_up_tokenization_spaces) for ids in outputs]
         if single:
             return results[0]

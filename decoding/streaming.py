@@ -8,7 +8,7 @@ anything that ends in U+FFFD; a newline or a CJK character (a word on its own) r
 everything. Joined, the pieces equal `tokenizer.decode(new_tokens, **decode_kwargs)`.
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 
@@ -85,9 +85,15 @@ def stream(model, tokenizer, input_ids: torch.Tensor, attention_mask: torch.Tens
     if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.shape[0] != 1:
         shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
         raise ValueError(f"stream() takes one prompt: input_ids of shape (1, seq_len), got {shape}")
-    chunker = TextChunker(tokenizer, skip_special_tokens=skip_special_tokens)
-    for token in _stream_tokens(model, input_ids, attention_mask, tokenizer, logits_processors, strategy, settings):
-        piece = chunker.push(token)
+    tokens = _stream_tokens(model, input_ids, attention_mask, tokenizer, logits_processors, strategy, settings)
+    yield from released(TextChunker(tokenizer, skip_special_tokens=skip_special_tokens), tokens)
+
+
+def released(chunker, items: Iterable) -> Iterator[str]:
+    """Push each item into `chunker` (anything with push(item) -> str and finish() -> str); yield the
+    text that becomes final as it does, then what is left at the end. Empty pieces are not yielded."""
+    for item in items:
+        piece = chunker.push(item)
         if piece:
             yield piece
     rest = chunker.finish()

@@ -109,8 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
             # An option the user does not give stays out of the call, so the API's own default applies
             # (top_k=None means "every label" there, not "unset").
             sub.add_argument(option.flag, **{"dest": option.dest, "default": argparse.SUPPRESS, **option.kwargs})
-    bench = commands.add_parser("bench", help="speed against transformers and CTranslate2 (benchmarks/)")
-    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="arguments of python -m benchmarks.run")
+    # Listed for `nopipe --help` only: main() hands everything after `bench` to benchmarks.run.
+    commands.add_parser("bench", help="speed against transformers and CTranslate2 (python -m benchmarks.run; "
+                                      "nopipe bench --help lists its options)")
     return parser
 
 
@@ -335,17 +336,15 @@ def quiet_transformers() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["bench"] and not {"-h", "--help"} & set(argv[1:2]):
-        # Everything after `bench` belongs to benchmarks.run, flags included (argparse's REMAINDER
-        # would refuse a first argument that starts with "--").
+    if argv[:1] == ["bench"]:
+        # Everything after `bench` belongs to benchmarks.run, --help and flags included (argparse's
+        # REMAINDER would refuse a first argument that starts with "--").
         return run_bench(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.debug if hasattr(args, "debug") else True:
+    if not args.debug:
         quiet_transformers()
     try:
-        if args.command == "bench":
-            return run_bench(args.bench_args)
         if args.batch_size is not None and args.batch_size < 1:
             raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
         (run_generate if args.command == "generate" else run_task)(args, sys.stdout)

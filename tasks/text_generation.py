@@ -49,6 +49,7 @@ from core.windows import max_input_tokens
 from decoding import DecodingConfig, generate
 from decoding import stream as stream_pieces
 from decoding.config import DEFAULT_NEW_TOKENS
+from decoding.streaming import released
 
 FULL_TEXT, NEW_TEXT, TENSORS = "full_text", "new_text", "tensors"
 
@@ -183,16 +184,6 @@ class StreamedNewText:
 
     def finish(self) -> str:
         return self._release(self.clean(self.text))
-
-    def release(self, pieces: Iterator[str]) -> Iterator[str]:
-        """Push every piece of a running stream; yield what becomes final, then the rest at the end."""
-        for piece in pieces:
-            released = self.push(piece)
-            if released:
-                yield released
-        rest = self.finish()
-        if rest:
-            yield rest
 
     def _release(self, cleaned: str) -> str:
         if len(cleaned) <= self.shown:
@@ -403,4 +394,4 @@ class TextGenerator(TaskRunner):
                                skip_special_tokens=skip_special_tokens, **settings)
         prompt_text = self.tokenizer.decode(prompt_ids, skip_special_tokens=skip_special_tokens,
                                             clean_up_tokenization_spaces=False)
-        return StreamedNewText(prompt_text, clean_up_tokenization_spaces).release(pieces)
+        return released(StreamedNewText(prompt_text, clean_up_tokenization_spaces), pieces)
