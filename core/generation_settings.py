@@ -1,17 +1,23 @@
 """What the generation tasks share: which decoding settings a call uses, and how its output becomes text.
 
-Settings. The transformers pipelines layer these sources, and so do the generation tasks here:
+Settings. Each call layers these sources, in the order of the 4.57.6 pipelines:
 
     1. what the caller passes (at construction or per call)         wins
-    2. `config.task_specific_params[task]` (distilbart-cnn's beams,   applied on top of the model's
-       T5's "translate English to French: " prefix and lengths)        generation_config, as 4.57.6 did
-    3. the model's `generation_config`                               read by `decoding.generate` itself
-    4. the pipeline's defaults (`num_beams=4` for seq2seq;           only for settings nobody above set
-       `max_new_tokens=256, do_sample=True, temperature=0.7` for text generation)
+    2. `config.task_specific_params[task]` (distilbart-cnn's beams,
+       T5's "translate English to French: " prefix and lengths)
+    3. the pipeline's defaults (`num_beams=4` for seq2seq;          beat the model's generation_config:
+       `max_new_tokens=256, do_sample=True, temperature=0.7`           4.57.6 takes a value from the model
+       for text generation)                                            only where the pipeline's default is
+                                                                       transformers' global one, and these
+                                                                       never are (so m2m100's num_beams=5
+                                                                       gives way to 4, as in the pipeline)
+    4. the model's `generation_config`                              read by `decoding.generate` itself
 
-One deliberate difference (spec, "Decisions"): a default `max_new_tokens` never overrides a
-`max_length` set by anyone above. In 4.57.6 it did, silently, so `summarizer(text, max_length=50)`
-ignored the 50; the seq2seq tasks have no default `max_new_tokens` at all, as before 4.52.
+Two deliberate differences (spec, "Decisions"): a default `max_new_tokens` never overrides a
+`max_length` set by anyone above. In 4.57.6 it overrode the caller's and the task_specific_params'
+ones, silently, so `summarizer(text, max_length=50)` ignored the 50; the seq2seq tasks have no
+default `max_new_tokens` at all, as before 4.52. And options given at construction count as the
+caller's: in 4.57.6 `task_specific_params` overrode them (not the same options given per call).
 
 Output. Prompts run one at a time in the caller's order, as in the pipeline (so seeded sampling
 draws the same numbers), or in length-sorted batches; a batch's rows are cut back to the length the
@@ -48,10 +54,14 @@ def check_settings(settings: dict, task_options: tuple[str, ...] = ()) -> dict:
 
 
 def set_by_model(model) -> dict:
-    """The decoding settings the model's generation_config sets to something other than the default."""
+    """The decoding settings the model's generation_config sets to something other than transformers' default.
+
+    max_length=20 is transformers' own default written out (4.57.6 treated it as unset too).
+    """
     config = getattr(model, "generation_config", None)
     values = {name: getattr(config, name, None) for name in DECODING_SETTINGS}
-    return {name: value for name, value in values.items() if value is not None and value != DEFAULTS[name]}
+    return {name: value for name, value in values.items()
+            if value is not None and value != DEFAULTS[name] and not (name == "max_length" and value == 20)}
 
 
 def task_params(model, task: str | None) -> tuple[dict, str | None]:
@@ -73,13 +83,13 @@ def pipeline_settings(model, tokenizer, caller: dict, *, defaults: dict, task: s
     """
     if task_settings is None:
         task_settings, _ = task_params(model, task)
-    model_settings = set_by_model(model)
-    chosen = {**model_settings, **task_settings, **caller}
+    above_defaults = {**task_settings, **caller}
+    chosen = {**set_by_model(model), **above_defaults}
     added = {key: value for key, value in defaults.items()
-             if key not in chosen and not (key == "max_new_tokens" and "max_length" in chosen)}
+             if key not in above_defaults and not (key == "max_new_tokens" and "max_length" in chosen)}
     if not {**chosen, **added}.get("do_sample"):
         added = {key: value for key, value in added.items() if key not in SAMPLING_SETTINGS}
-    settings = {**added, **task_settings, **caller}
+    settings = {**added, **above_defaults}
     # Batches are padded with the tokenizer's pad token, so finished rows should be padded with it too.
     if "pad_token_id" not in chosen and getattr(tokenizer, "pad_token_id", None) is not None:
         settings["pad_token_id"] = tokenizer.pad_token_id

@@ -11,7 +11,7 @@ language tokens (M2M100, NLLB, mBART) on top; see tasks/translation.py.
 
 As in the 4.57.6 pipelines: the model's `config.prefix` is prepended (distilbart-cnn's is " "), the
 task's `task_specific_params` override the model's generation_config, `num_beams=4` is the default
-when the model sets none, and the text is decoded with `skip_special_tokens=True` and, unless asked,
+even where the model's generation_config sets another (m2m100's 5), and the text is decoded with `skip_special_tokens=True` and, unless asked,
 without cleaning up tokenization spaces. Unlike 4.57.6 there is no default `max_new_tokens=256`
 (see core/generation_settings.py), an input longer than the model reads is an error unless
 `truncation=True`, and a `min_length` from the checkpoint above the caller's `max_length` is lowered
@@ -137,7 +137,7 @@ class Seq2SeqRunner(TaskRunner):
     # -- forward -----------------------------------------------------------------------------------
 
     def generation_settings(self, settings: dict, recipe: TaskRecipe | None = None) -> dict:
-        """Caller's settings > the task's task_specific_params > model's generation_config > pipeline defaults."""
+        """Caller's settings > the task's task_specific_params > pipeline defaults > model's generation_config."""
         recipe = recipe or self.default_recipe()
         caller = {**self.settings, **check_settings(settings)}
         merged = pipeline_settings(self.model, self.tokenizer, caller, defaults=self.pipeline_defaults,

@@ -13,8 +13,9 @@
     postprocess  one prompt's ids          ->  [{"generated_text": ...}] (or "generated_token_ids")
 
 As in the 4.57.6 pipeline:
-- Defaults `max_new_tokens=256, do_sample=True, temperature=0.7`, under the model's generation_config
-  and its `task_specific_params["text-generation"]` (GPT-2's `do_sample=True, max_length=50`).
+- Defaults `max_new_tokens=256, do_sample=True, temperature=0.7`, over the model's generation_config
+  (a model's own temperature gives way to 0.7, its top_p is used) and under its
+  `task_specific_params["text-generation"]` (GPT-2's `do_sample=True, max_length=50`).
 - The output text: the whole sequence is decoded, as many characters as the decoded prompt has are
   cut off, and with `return_full_text=True` (the default) the caller's prompt goes back in front, so
   a `prefix` is never shown. Decoding skips special tokens and cleans up tokenization spaces.
@@ -278,7 +279,7 @@ class TextGenerator(TaskRunner):
     # -- forward -----------------------------------------------------------------------------------
 
     def generation_settings(self, settings: dict, prefix_length: int = 0) -> dict:
-        """Caller's settings > task_specific_params > model's generation_config > pipeline defaults.
+        """Caller's settings > task_specific_params > pipeline defaults > model's generation_config (see core.generation_settings).
 
         prefix_length: tokens of a prefix put before the prompt; a total length (max_length,
         a caller's min_length) grows by it, as in the pipeline, so the prefix costs no new tokens.

@@ -204,6 +204,16 @@ def test_distilbart_cnn_summarization_params_apply(runners):
     assert settings["no_repeat_ngram_size"] == 3 and settings["length_penalty"] == 2.0
 
 
+def test_the_pipelines_num_beams_beats_the_models_generation_config(runners):
+    # The m2m100 fixture's generation_config says num_beams=5, as facebook/m2m100_418M's does; the
+    # 4.57.6 pipeline takes a model value only where its own default is transformers' global one, so 4.
+    m2m100 = runners["translate-m2m100-en-fr"]
+    assert m2m100.model.generation_config.num_beams == 5
+    assert m2m100.generation_settings({})["num_beams"] == 4
+    assert m2m100.generation_settings({"num_beams": 5})["num_beams"] == 5  # the caller still wins
+    assert runners["summarize-bart"].generation_settings({})["num_beams"] == 4  # task_specific_params
+
+
 def test_checkpoint_min_length_above_callers_max_length_is_lowered_with_a_warning(runners):
     with pytest.warns(UserWarning, match="min_length=56 from the model's configuration is above max_length=30"):
         ids = runners["summarize-bart"](TEXTS[2], max_length=30, return_tensors=True)

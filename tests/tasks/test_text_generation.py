@@ -17,6 +17,7 @@ from transformers import pipeline
 import tasks
 from core.generation_settings import clean_up_tokenization
 from core.seed import set_seed
+from decoding import DecodingConfig
 from tasks.text_generation import StreamedNewText, TextGenerator, last_clean_cut, left_pad, return_type
 from tests.paths import FIXTURES, corpus_lines
 
@@ -251,6 +252,21 @@ def test_pipeline_defaults_sit_below_task_params_and_the_callers_max_length(gene
     assert "max_new_tokens" not in generators["llama"].generation_settings({"max_length": 30})
     greedy = generators["llama"].generation_settings({"do_sample": False})
     assert "temperature" not in greedy
+
+
+def test_the_pipelines_sampling_defaults_beat_the_models_generation_config(generators):
+    # As in 4.57.6: temperature=0.7 (the pipeline's, not transformers' global 1.0) wins over a model's
+    # temperature, while a model's top_p (the pipeline keeps the global 1.0) is used by the loop.
+    llama = generators["llama"]
+    saved = llama.model.generation_config.temperature, llama.model.generation_config.top_p
+    llama.model.generation_config.temperature, llama.model.generation_config.top_p = 0.3, 0.9
+    try:
+        settings = llama.generation_settings({})
+        assert settings["temperature"] == 0.7 and "top_p" not in settings
+        assert DecodingConfig.from_model(llama.model, **settings).top_p == 0.9
+        assert llama.generation_settings({"temperature": 0.3})["temperature"] == 0.3
+    finally:
+        llama.model.generation_config.temperature, llama.model.generation_config.top_p = saved
 
 
 def test_callers_max_length_counts_prompt_and_new_tokens(generators):
