@@ -19,7 +19,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from decoding.loop import ModelState, decode_step, reorder_beams
+from decoding.cache import reorder_beams
+from decoding.loop import ModelState, decode_step
 from decoding.processors import Processor, run_processors
 from decoding.stopping import StopCriteria
 from decoding.trace import Tracer
@@ -146,7 +147,7 @@ def beam_search(model, sequences: torch.Tensor, state: ModelState, logits: torch
             tracer.record(logits, log_probs, chosen, parents)
 
         # the cache rows follow their beams
-        reorder_beams(state, running_origin[:, :, cur_len - prompt_len].reshape(-1))
+        reorder_beams(state.cache, running_origin[:, :, cur_len - prompt_len].reshape(-1))
         cur_len += 1
         improvable = can_still_improve(improvable, running_scores, finished_scores, is_finished, cur_len,
                                        max_length, prompt_len, early_stopping, length_penalty)

@@ -132,7 +132,8 @@ def prepare(model, input_ids, attention_mask, *, tokenizer, logits_processors: S
 
     expand = max(config.num_beams, config.num_return_sequences)
     decoder_start = config.decoder_start_token_id if config.decoder_start_token_id is not None else config.bos_token_id
-    sequences, state = start(model, input_ids, attention_mask, expand=expand, decoder_start_token_id=decoder_start)
+    sequences, state = start(model, input_ids, attention_mask, expand=expand, decoder_start_token_id=decoder_start,
+                             max_length=lengths.max_length)
     logits = prefill(model, sequences, state)
 
     skip_before = None

@@ -1,8 +1,9 @@
 """The model side of decoding: run the encoder once, prefill the prompt, then feed one token per step.
 
 Everything the model needs besides the new tokens lives in a `ModelState`: the KV cache
-(transformers 5 `DynamicCache`, or `EncoderDecoderCache` for encoder-decoder models; the forward
-argument is called `cache` in transformers 5, `past_key_values` is its deprecated alias), the
+(transformers 5 `DynamicCache`, or `EncoderDecoderCache` for encoder-decoder models, with
+preallocated self-attention layers: see decoding/cache.py; the forward argument is called `cache`
+in transformers 5, `past_key_values` is its deprecated alias), the
 attention mask and positions of a left-padded decoder-only batch, and the encoder outputs.
 `prefill` and `decode_step` return float32 logits of the last position, `(rows, vocab)`, and
 keep the state ready for the next step. This mirrors what `generate()` builds in
@@ -15,7 +16,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
-from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
+from transformers.cache_utils import Cache
+
+from decoding.cache import new_cache
 
 
 @dataclass
@@ -52,19 +55,12 @@ def infer_attention_mask(input_ids: torch.Tensor, pad_token_id: int | None, eos_
     return torch.ones_like(input_ids, dtype=torch.long)
 
 
-def new_cache(model) -> Cache:
-    """An empty cache of the kind `generate()` creates: per-layer types come from the decoder config."""
-    config = model.config.get_text_config(decoder=True)
-    if model.config.is_encoder_decoder:
-        return EncoderDecoderCache(DynamicCache(config=config), DynamicCache(config=config))
-    return DynamicCache(config=config)
-
-
 def start(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, *, expand: int,
-          decoder_start_token_id: int | None) -> tuple[torch.Tensor, ModelState]:
+          decoder_start_token_id: int | None, max_length: int) -> tuple[torch.Tensor, ModelState]:
     """Prepare a call: encode (encoder-decoder), repeat each row `expand` times, create the cache.
 
-    input_ids: (batch, seq_len); attention_mask: (batch, seq_len) or None.
+    input_ids: (batch, seq_len); attention_mask: (batch, seq_len) or None; max_length: the longest
+    sequence the loop can grow, which sizes the cache.
     Returns the sequences the loop grows, (batch * expand, start_len): the prompt for decoder-only
     models, the decoder start token for encoder-decoder ones, and the ModelState.
     """
@@ -79,7 +75,7 @@ def start(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, *
                 attention_mask = attention_mask.repeat_interleave(expand, dim=0)
         sequences = torch.full((input_ids.shape[0] * expand, 1), decoder_start_token_id,
                                dtype=torch.long, device=input_ids.device)
-        state = ModelState(new_cache(model), True, attention_mask=attention_mask, encoder_outputs=encoder_outputs)
+        state = ModelState(new_cache(model, max_length), True, attention_mask=attention_mask, encoder_outputs=encoder_outputs)
         return sequences, state
 
     # Left padding shifts each row's text; positions count real tokens only, so every row's text starts at 0.
@@ -92,7 +88,7 @@ def start(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, *
         positions = positions.repeat_interleave(expand, dim=0)
         if attention_mask is not None:
             attention_mask = attention_mask.repeat_interleave(expand, dim=0)
-    state = ModelState(new_cache(model), False, attention_mask=attention_mask, next_positions=positions,
+    state = ModelState(new_cache(model, max_length), False, attention_mask=attention_mask, next_positions=positions,
                        keep_last_logits=_accepts(type(model), "logits_to_keep"))
     return input_ids, state
 
@@ -132,11 +128,3 @@ def decode_step(model, tokens: torch.Tensor, state: ModelState) -> torch.Tensor:
     if positions is not None:
         state.next_positions = positions + 1
     return _forward(model, tokens[:, None], state, positions)
-
-
-def reorder_beams(state: ModelState, beam_idx: torch.Tensor) -> None:
-    """Make cache row i hold the history of row beam_idx[i] (beam search keeps the winners' pasts).
-
-    Masks and positions need no reordering: all beams of one prompt share them.
-    """
-    state.cache.reorder_cache(beam_idx)
