@@ -62,10 +62,11 @@ def hub_is_reachable(repo_id: str) -> bool:
 
 
 def is_cached(model: HubModel) -> bool:
-    """True when the hub cache already holds this model's config (so it loads without a network)."""
+    """True when the hub cache already holds this model's config at its pinned revision (so it loads
+    without a network; a copy of another revision would fail offline)."""
     from huggingface_hub import try_to_load_from_cache
 
-    found = try_to_load_from_cache(model.repo_id, "config.json")
+    found = try_to_load_from_cache(model.repo_id, "config.json", revision=model.revision)
     return isinstance(found, str)
 
 

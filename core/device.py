@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from core.warn import warn_caller
+
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 DTYPE_CHOICES = ("auto", "float32", "float16", "bfloat16", "int8")
 
@@ -80,9 +82,8 @@ def resolve_dtype(dtype, device: torch.device) -> str:
         raise ValueError(f"dtype='int8' (dynamic quantization) runs on the CPU only, but device is {device}; "
                          "pass device='cpu' or dtype='auto'")
     if dtype == "float16" and device.type == "cpu":
-        warnings.warn("dtype='float16' on the CPU is slow and some CPU kernels do not support it; "
-                      "using float32 instead (pass dtype='bfloat16' or 'int8' for a smaller CPU model)",
-                      stacklevel=3)
+        warn_caller("dtype='float16' on the CPU is slow and some CPU kernels do not support it; "
+                    "using float32 instead (pass dtype='bfloat16' or 'int8' for a smaller CPU model)")
         return "float32"
     return dtype
 

@@ -5,6 +5,7 @@ transformers' own errors for a missing model or a wrong head are long and point 
 `ModelLoadError` or a `ValueError` whose message names the model and what to do instead.
 """
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -28,8 +29,23 @@ def _looks_like_path(name: str) -> bool:
             or name.endswith("/") or name.endswith(".gguf"))
 
 
+def check_gguf_support() -> None:
+    """transformers reads GGUF files with two optional packages; without them it fails deep inside."""
+    missing = [name for name in ("gguf", "accelerate") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ModelLoadError(f"loading a GGUF file needs the {' and '.join(missing)} package(s); install them with "
+                             "`pip install 'nopipe[gguf]'` (or `pip install gguf accelerate`)")
+
+
 def resolve_source(model, gguf_file: str | None = None) -> tuple[str, str | None]:
     """Split `model` into (folder or hub id, gguf file name). A path to a .gguf file is accepted as is."""
+    name, gguf_file = _split_source(model, gguf_file)
+    if gguf_file is not None:
+        check_gguf_support()
+    return name, gguf_file
+
+
+def _split_source(model, gguf_file: str | None) -> tuple[str, str | None]:
     if isinstance(model, Path):
         model = str(model)
     if not isinstance(model, str) or not model.strip():

@@ -13,8 +13,9 @@ def set_seed(seed: int, deterministic: bool = False) -> None:
     Sampling draws from torch's global generator, so the same seed here and in transformers gives
     the same tokens when the logits and processor order are the same.
     """
-    if isinstance(seed, bool) or not isinstance(seed, int):
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    seed = int(seed)  # a numpy int (say, from a config array) is the same seed as the Python int
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

@@ -1,5 +1,7 @@
 """Default models: the 4.57.6 pipeline defaults, the offline SmolLM2 fallback, and the task names of `tasks.load`."""
 
+from pathlib import Path
+
 import pytest
 
 import tasks
@@ -42,6 +44,26 @@ def test_generation_default_offline_is_the_smollm2_package(empty_offline_hub, mo
     (converted / "model.safetensors").write_bytes(b"")
     monkeypatch.setenv("NOPIPE_CACHE", str(tmp_path / "cache"))
     assert defaults.default_model("text-generation") == {"model": str(converted)}
+
+
+def cache_snapshot(hub: Path, repo_id: str, ref: str) -> None:
+    """A hub cache holding repo_id's config.json at one commit, which the name `ref` points to
+    (a download at a revision records that revision under refs/)."""
+    repo, commit = hub / ("models--" + repo_id.replace("/", "--")), "0123456789abcdef0123456789abcdef01234567"
+    (repo / "snapshots" / commit).mkdir(parents=True, exist_ok=True)
+    (repo / "snapshots" / commit / "config.json").write_text("{}")
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / ref).write_text(commit)
+
+
+def test_a_cached_copy_of_another_revision_is_not_the_pinned_default(empty_offline_hub, tmp_path):
+    model = defaults.HUB_DEFAULTS["summarization"]
+    cache_snapshot(tmp_path / "hub", model.repo_id, "main")
+    assert not defaults.is_cached(model)  # it would not load offline at the pinned revision
+    with pytest.raises(ModelLoadError, match="not available offline"):
+        defaults.default_model("summarization")
+    cache_snapshot(tmp_path / "hub", model.repo_id, model.revision)
+    assert defaults.is_cached(model)
 
 
 def test_missing_smollm2_package_says_how_to_install(monkeypatch):

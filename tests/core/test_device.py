@@ -68,6 +68,14 @@ def gpt2():
     return AutoModelForCausalLM.from_pretrained(FIXTURES / "gpt2")
 
 
+def test_float16_warning_points_at_the_callers_line():
+    from tasks.text_classification import TextClassifier
+
+    with pytest.warns(UserWarning, match="float16' on the CPU") as caught:
+        TextClassifier.from_pretrained(str(FIXTURES / "distilbert-sst2"), device="cpu", dtype="float16")
+    assert caught[0].filename == __file__
+
+
 def test_bfloat16_model_reports_its_placement():
     model, placement = place_model(gpt2(), "cpu", "bfloat16")
     assert placement.dtype == "bfloat16" and placement.torch_dtype == torch.bfloat16

@@ -1,12 +1,13 @@
 """Every way loading can fail has its own clear error that names the fix."""
 
+import importlib.util
 import shutil
 
 import pytest
 from transformers import (AutoModelForCausalLM, AutoModelForQuestionAnswering, AutoModelForSequenceClassification)
 
 import core.loading
-from core import ModelLoadError, load_model, load_tokenizer
+from core import ModelLoadError, defaults, load_model, load_tokenizer
 from core.loading import resolve_source
 from core.runner import TaskRunner
 
@@ -97,6 +98,17 @@ def test_model_argument_of_the_wrong_type(model):
 def test_hub_ids_pass_through_and_gguf_paths_split():
     assert resolve_source("gpt2") == ("gpt2", None)
     assert resolve_source("openai-community/gpt2") == ("openai-community/gpt2", None)
+    gguf = defaults.find_smollm2_gguf()
+    assert resolve_source(str(gguf)) == (str(gguf.parent), gguf.name)
+    assert resolve_source(gguf.parent, gguf_file=gguf.name) == (str(gguf.parent), gguf.name)
+
+
+def test_gguf_without_its_packages_says_what_to_install(monkeypatch):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "gguf" else real_find_spec(name, *args))
+    with pytest.raises(ModelLoadError, match=r"needs the gguf package.*pip install 'nopipe\[gguf\]'"):
+        load_model(str(defaults.find_smollm2_gguf()), AutoModelForCausalLM)
 
 
 def test_trust_remote_code_is_off_unless_asked(monkeypatch):

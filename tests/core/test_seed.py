@@ -22,6 +22,13 @@ def test_same_draws_as_transformers_set_seed(seed):
     assert draws() == expected
 
 
+def test_numpy_ints_are_the_same_seeds_as_python_ints():
+    transformers.set_seed(7)  # which itself refuses np.int64 (random.seed does)
+    expected = draws()
+    set_seed(np.int64(7))
+    assert draws() == expected
+
+
 def test_different_seeds_give_different_draws():
     set_seed(1)
     first = draws()
@@ -29,7 +36,7 @@ def test_different_seeds_give_different_draws():
     assert draws() != first
 
 
-@pytest.mark.parametrize("seed", ["42", 4.2, None, True])
+@pytest.mark.parametrize("seed", ["42", 4.2, None, True, np.bool_(True), np.float64(1.0)])
 def test_seed_must_be_an_int(seed):
     with pytest.raises(TypeError, match="seed must be an int"):
         set_seed(seed)

@@ -2,18 +2,20 @@
 .ci/setup). Our loop must give the greedy tokens of `generate()` and, under the same seed, its
 sampled tokens, on chat prompts batched with left padding.
 
-Loading: the GGUF file is dequantized with `gguf_file=` (~35 s with the tokenizer). When nopipe has
+Loading: the GGUF file is dequantized by nopipe's `load_model` (transformers' `gguf_file=`, ~35 s
+with the tokenizer). When nopipe has
 already converted it (`core.defaults.smollm2_folder()`, in the nopipe cache directory), that copy
 holds the same tensors and loads in a second, so it is used instead; the test never writes the cache.
 A missing package fails the test with the install command: it is part of the test setup.
 """
 
 import pytest
+import torch
 from tiny_models import assert_parity
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from core import defaults
-from core.loading import ModelLoadError
+from core.loading import ModelLoadError, load_model, load_tokenizer
 
 NEW_TOKENS = 20
 QUESTIONS = ["What is the capital of France?", "Write a haiku about the sea."]
@@ -28,8 +30,9 @@ def load_smollm2():
     converted = defaults.cache_dir() / "SmolLM2-135M-Instruct"
     if (converted / "config.json").is_file() and (converted / "model.safetensors").is_file():
         return AutoModelForCausalLM.from_pretrained(converted).eval(), AutoTokenizer.from_pretrained(converted)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name).eval()
-    return model, AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # Through nopipe's own loader, so its GGUF path (a .gguf file as `model`) is what gets tested.
+    model, _ = load_model(str(gguf), AutoModelForCausalLM, device="cpu", dtype="float32")
+    return model, load_tokenizer(str(gguf))
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +59,24 @@ def test_smollm2_sampling_matches_generate_under_the_same_seed(smollm2):
     model, _, input_ids, attention_mask = smollm2
     settings = dict(max_new_tokens=NEW_TOKENS, do_sample=True, temperature=0.8, top_p=0.95)
     assert_parity(model, input_ids, attention_mask, seed=11, **settings)
+
+
+@pytest.mark.slow
+def test_the_offline_default_is_converted_once_with_the_same_weights(smollm2, monkeypatch, tmp_path):
+    """`nopipe generate` with no network converts the GGUF file on first use, says so, and reuses it."""
+    model, tokenizer, input_ids, _ = smollm2
+    monkeypatch.setenv("NOPIPE_CACHE", str(tmp_path))
+    said = []
+    folder = defaults.smollm2_folder(announce=said.append)
+    assert len(said) == 1 and "converting SmolLM2-135M-Instruct.Q4_1.gguf to safetensors" in said[0]
+    assert defaults.smollm2_folder(announce=said.append) == folder and len(said) == 1
+    converted = AutoModelForCausalLM.from_pretrained(folder)
+    expected = model.state_dict()
+    assert converted.state_dict().keys() == expected.keys()
+    assert all(torch.equal(tensor, expected[name]) for name, tensor in converted.state_dict().items())
+    text = tokenizer.decode(input_ids[1])
+    assert AutoTokenizer.from_pretrained(folder)(text, add_special_tokens=False)["input_ids"] == \
+        tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 def test_missing_package_fails_with_the_install_command(monkeypatch):
