@@ -8,12 +8,16 @@
     nopipe translate "How are you?" --task translation_en_to_fr --model Helsinki-NLP/opus-mt-en-fr
 
 Texts come from the arguments, else from --file (one per line; JSONL for qa), else from stdin.
-Output is readable text, or JSON with --json. Errors are one line naming the fix: exit code 2
-for a bad command line or input, 1 for anything that fails while running; --debug shows the
-traceback.
+Output is readable text, or JSON with --json. `generate` streams each prompt's text as it is
+written, unless it cannot (--json, beam search, several sequences, or several prompts run in
+batches with --batch-size > 1): then it prints each answer whole. --seed seeds once per run.
+
+Errors are one line naming the fix: exit code 2 for a bad command line or input, 1 for anything
+that fails while running; --debug shows the traceback.
 """
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -21,12 +25,27 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import tasks
+from core.generation_settings import DECODING_SETTINGS
+from decoding import DecodingConfig
 
 USAGE_ERROR, RUNTIME_ERROR = 2, 1
 
 
 class UsageError(ValueError):
     """A command line that cannot work as given."""
+
+
+def error_line(message: str, code: int) -> int:
+    """Print `message` as nopipe's one-line error on stderr; return the exit code to go with it."""
+    print(f"nopipe: error: {message}", file=sys.stderr)
+    return code
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a bad command line the way nopipe reports every error: one line, exit code 2."""
+
+    def error(self, message: str):
+        sys.exit(error_line(f"{message} (see `{self.prog} --help`)", USAGE_ERROR))
 
 
 # --- options --------------------------------------------------------------------------------------
@@ -99,8 +118,8 @@ PIPELINE_TASK = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nopipe", description="Hugging Face tasks by hand: tokenize, "
-                                     "forward, postprocess, with nopipe's own decoding loop.")
+    parser = ArgumentParser(prog="nopipe", description="Hugging Face tasks by hand: tokenize, "
+                            "forward, postprocess, with nopipe's own decoding loop.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command, task_options in TASK_OPTIONS.items():
         sub = commands.add_parser(command, help=f"{PIPELINE_TASK[command]} (pipeline task name)")
@@ -111,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument(option.flag, **{"dest": option.dest, "default": argparse.SUPPRESS, **option.kwargs})
     # Listed for `nopipe --help` only: main() hands everything after `bench` to benchmarks.run.
     commands.add_parser("bench", help="speed against transformers and CTranslate2 (python -m benchmarks.run; "
-                                      "nopipe bench --help lists its options)")
+                                      "nopipe bench --help lists its options; --debug shows a traceback)")
     return parser
 
 
@@ -187,6 +206,11 @@ def read_qa_pairs(args) -> tuple[list[dict], bool]:
 
 # --- running --------------------------------------------------------------------------------------
 
+def read_inputs(args) -> tuple[list, bool]:
+    """(inputs, from_file): QA pairs for `qa`, texts for the other commands."""
+    return read_qa_pairs(args) if args.command == "qa" else read_texts(args)
+
+
 def call_options(args) -> dict:
     """The task's own options the user set, under the API's names."""
     chosen = {option.dest: getattr(args, option.dest) for option in TASK_OPTIONS[args.command]
@@ -208,7 +232,8 @@ def load_runner(args):
 
 
 def seed_if_asked(args) -> None:
-    """Seed right before generating, as `transformers.set_seed` users do, so --seed N reproduces a sample."""
+    """Seed once, right before the first generation, as `transformers.set_seed` users do: --seed N
+    reproduces a run, and each later input draws new numbers instead of repeating the first's."""
     if getattr(args, "seed", None) is not None:
         from core.seed import set_seed
 
@@ -218,6 +243,11 @@ def seed_if_asked(args) -> None:
 def one_result_per_input(inputs: list, results) -> list:
     """The pipelines answer a one-item list with a bare result (question answering does); make it a list."""
     return [results] if len(inputs) == 1 and not isinstance(results, list) else results
+
+
+def inputs_per_chunk(batch_size: int | None) -> int:
+    """How many inputs go to the runner in one call: a few batches, so answers print as they come."""
+    return (batch_size or 32) * 4
 
 
 def in_chunks(items: list, size: int, show_progress: bool):
@@ -235,44 +265,77 @@ def in_chunks(items: list, size: int, show_progress: bool):
         bar.close()
 
 
-def run_task(args, out) -> None:
-    runner = load_runner(args)
-    inputs, from_file = read_qa_pairs(args) if args.command == "qa" else read_texts(args)
-    chosen = call_options(args)
-    chunk = max(chosen.get("batch_size", 32), 1) * 4
-    for part in in_chunks(inputs, chunk, show_progress=from_file):
-        seed_if_asked(args)
+def format_answer(args, item, result) -> str:
+    """One input's answer as the line(s) to print: JSON with --json, else the command's readable form."""
+    if args.json:
+        return json.dumps({"input": item, "output": result}, ensure_ascii=False)
+    return FORMATTERS[args.command](item, result)
+
+
+def write_answers(runner, inputs: list, chosen: dict, args, out, show_progress: bool) -> None:
+    """Answer the inputs a chunk at a time, printing each chunk's answers as soon as it is done."""
+    for part in in_chunks(inputs, inputs_per_chunk(chosen.get("batch_size")), show_progress):
         results = one_result_per_input(part, runner(part, **chosen))
         for item, result in zip(part, results):
-            out.write(json.dumps({"input": item, "output": result}, ensure_ascii=False) + "\n" if args.json
-                      else FORMATTERS[args.command](item, result) + "\n")
+            out.write(format_answer(args, item, result) + "\n")
+
+
+def run_task(args, out) -> None:
+    """Every command but `generate`: answers in the order of the inputs."""
+    inputs, from_file = read_inputs(args)  # before the (maybe slow) load, so "no input" comes at once
+    runner = load_runner(args)
+    seed_if_asked(args)
+    write_answers(runner, inputs, call_options(args), args, out, show_progress=from_file)
+
+
+def decoding_settings(chosen: dict) -> dict:
+    """The decoding settings among a generate call's options (not return_full_text or batch_size)."""
+    return {name: value for name, value in chosen.items() if name in DECODING_SETTINGS}
+
+
+def can_stream(runner, chosen: dict) -> bool:
+    """Whether the call gives one answer that can be shown token by token, with the model's own
+    settings counted: beam search knows its best beam only at the end. Checks every setting, so a
+    bad one fails here, before anything is printed."""
+    config = DecodingConfig.from_model(runner.model, **runner.generation_settings(decoding_settings(chosen)))
+    return config.num_beams == 1 and config.num_return_sequences == 1
+
+
+def stream_answer(runner, prompt: str, chosen: dict, out) -> None:
+    """Print one prompt's continuation as it is produced, then the speed on stderr."""
+    started = time.perf_counter()
+    pieces = runner(prompt, stream=True, **decoding_settings(chosen))
+    # A setting checked only when generation starts (min_length above max_length) fails on the first
+    # piece: take it before the prompt is printed, so a failed run leaves stdout empty.
+    first = next(pieces, "")
+    if chosen.get("return_full_text", True):
+        out.write(prompt)
+    generated = ""
+    for text in itertools.chain([first], pieces):
+        generated += text
+        out.write(text)
+        out.flush()
+    seconds = time.perf_counter() - started
+    count = len(runner.tokenizer(generated, add_special_tokens=False)["input_ids"])
+    out.write("\n")
+    print(f"[{count} tokens in {seconds:.2f} s: {count / max(seconds, 1e-9):.1f} tokens/s]", file=sys.stderr)
 
 
 def run_generate(args, out) -> None:
-    """Stream each prompt's continuation as it is produced, then the speed."""
+    """Stream each prompt's continuation, one prompt after the other; print whole answers instead
+    for --json, for settings that cannot stream (beam search, several sequences), and for several
+    prompts with --batch-size > 1 (a batch finishes together, so there is nothing to stream)."""
+    prompts, from_file = read_texts(args)
     runner = load_runner(args)
-    prompts, _ = read_texts(args)
     chosen = call_options(args)
-    chosen.pop("batch_size", None)
-    if args.json or chosen.get("num_return_sequences", 1) > 1:
-        seed_if_asked(args)
-        for prompt, result in zip(prompts, runner(prompts, **chosen)):
-            out.write(json.dumps({"input": prompt, "output": result}, ensure_ascii=False) + "\n" if args.json
-                      else "\n".join(item["generated_text"] for item in result) + "\n")
+    batched = len(prompts) > 1 and chosen.get("batch_size", 1) > 1
+    streaming = not args.json and not batched and can_stream(runner, chosen)
+    seed_if_asked(args)
+    if not streaming:
+        write_answers(runner, prompts, chosen, args, out, show_progress=from_file)
         return
     for prompt in prompts:
-        seed_if_asked(args)
-        if chosen.get("return_full_text", True):
-            out.write(prompt)
-        started, generated = time.perf_counter(), ""
-        for text in runner(prompt, stream=True, **{k: v for k, v in chosen.items() if k != "return_full_text"}):
-            generated += text
-            out.write(text)
-            out.flush()
-        seconds = time.perf_counter() - started
-        count = len(runner.tokenizer(generated, add_special_tokens=False)["input_ids"])
-        out.write("\n")
-        print(f"[{count} tokens in {seconds:.2f} s: {count / max(seconds, 1e-9):.1f} tokens/s]", file=sys.stderr)
+        stream_answer(runner, prompt, chosen, out)
 
 
 def run_bench(bench_args: list[str]) -> int:
@@ -280,9 +343,8 @@ def run_bench(bench_args: list[str]) -> int:
     try:
         from benchmarks.run import main as bench_main
     except ImportError as error:  # e.g. a partial install; say what is missing, no traceback
-        print(f"nopipe: error: the benchmarks cannot be imported ({error}); reinstall nopipe with "
-              "`pip install -e .` from its source checkout", file=sys.stderr)
-        return RUNTIME_ERROR
+        raise RuntimeError(f"the benchmarks cannot be imported ({error}); reinstall nopipe with "
+                           "`pip install -e .` from its source checkout") from error
     return bench_main(bench_args)
 
 
@@ -322,7 +384,7 @@ def format_generated(key: str) -> Callable:
 FORMATTERS = {
     "classify": format_labels, "ner": format_entities, "qa": format_answers,
     "text2text": format_generated("generated_text"), "summarize": format_generated("summary_text"),
-    "translate": format_generated("translation_text"),
+    "translate": format_generated("translation_text"), "generate": format_generated("generated_text"),
 }
 
 
@@ -334,30 +396,40 @@ def quiet_transformers() -> None:
     logging.set_verbosity_error()
 
 
+def run_reporting_errors(run: Callable[[], int], debug: bool, usage_errors: tuple = (ValueError, TypeError)) -> int:
+    """run() turned into an exit code: a failure is one line (its message's first), exit code 2 for
+    `usage_errors` (a bad option or input), 1 for the rest; --debug lets the traceback through."""
+    try:
+        return run()
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:
+        if debug:
+            raise
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        return error_line(message, USAGE_ERROR if isinstance(error, usage_errors) else RUNTIME_ERROR)
+
+
+def run_command(args) -> int:
+    """One task command (not bench) on sys.stdout; the exit code when it succeeds."""
+    if args.batch_size is not None and args.batch_size < 1:
+        raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
+    (run_generate if args.command == "generate" else run_task)(args, sys.stdout)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:
         # Everything after `bench` belongs to benchmarks.run, --help and flags included (argparse's
-        # REMAINDER would refuse a first argument that starts with "--").
-        return run_bench(argv[1:])
-    parser = build_parser()
-    args = parser.parse_args(argv)
+        # REMAINDER would refuse a first argument that starts with "--"), except our own --debug.
+        # The benchmarks check their command line themselves, so whatever they raise is a runtime error.
+        bench_args = [arg for arg in argv[1:] if arg != "--debug"]
+        return run_reporting_errors(lambda: run_bench(bench_args), debug="--debug" in argv[1:], usage_errors=())
+    args = build_parser().parse_args(argv)
     if not args.debug:
         quiet_transformers()
-    try:
-        if args.batch_size is not None and args.batch_size < 1:
-            raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
-        (run_generate if args.command == "generate" else run_task)(args, sys.stdout)
-        return 0
-    except KeyboardInterrupt:
-        return 130
-    except Exception as error:  # every failure becomes one line; --debug shows where it came from
-        if getattr(args, "debug", False):
-            raise
-        code = USAGE_ERROR if isinstance(error, (ValueError, TypeError)) else RUNTIME_ERROR
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        print(f"nopipe: error: {message}", file=sys.stderr)
-        return code
+    return run_reporting_errors(lambda: run_command(args), debug=args.debug)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ import pytest
 
 import tasks
 from core.seed import set_seed
-from tasks.cli import main
+from tasks.cli import inputs_per_chunk, main
+from tasks.text_generation import TextGenerator
 from tests.paths import FIXTURES, corpus_lines
 
 SST2 = str(FIXTURES / "distilbert-sst2")
@@ -44,6 +45,25 @@ def run(argv, capsys, stdin: str | None = None, monkeypatch=None):
 def json_lines(out: str) -> list[dict]:
     """--json prints one object per input: its result as in `runner(list_of_inputs)[i]`."""
     return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def lines_file(tmp_path, lines: list[str]) -> str:
+    """A --file with one input per line."""
+    path = tmp_path / "inputs.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def record_generation_batches(monkeypatch) -> list[int]:
+    """The size of each batch TextGenerator.forward runs from now on (streaming runs none)."""
+    sizes, forward = [], TextGenerator.forward
+
+    def recording_forward(self, prompts, **settings):
+        sizes.append(len(prompts))
+        return forward(self, prompts, **settings)
+
+    monkeypatch.setattr(TextGenerator, "forward", recording_forward)
+    return sizes
 
 
 # --- each subcommand gives what the Python API gives ----------------------------------------------
@@ -186,6 +206,65 @@ def test_generate_stop_string_ends_the_text(capsys):
     assert out.rstrip("\n").endswith(stop) and len(out) < len(full) + 1
 
 
+def test_generate_beam_search_prints_the_answer_instead_of_streaming(capsys):
+    code, out, err = run(["generate", "hi", "--model", GPT2, "--num-beams", "2", "--max-new-tokens", "6",
+                          "--no-do-sample"], capsys)
+    expected = tasks.load("text-generation", model=GPT2)("hi", num_beams=2, max_new_tokens=6, do_sample=False)
+    assert code == 0, err
+    assert out == expected[0]["generated_text"] + "\n"
+
+
+@pytest.mark.parametrize("output", [[], ["--json"]], ids=["readable", "json"])
+def test_generate_batch_size_runs_several_prompts_in_batches(capsys, monkeypatch, tmp_path, output):
+    prompts = ["The old lighthouse keeper", "Once upon a time", "hi"]
+    batches = record_generation_batches(monkeypatch)
+    code, out, err = run(["generate", "--file", lines_file(tmp_path, prompts), "--model", GPT2, "--batch-size", "2",
+                          "--max-new-tokens", "6", "--no-do-sample", *output], capsys)
+    assert code == 0, err
+    assert sorted(batches) == [1, 2]  # batched, not streamed one prompt at a time
+    expected = tasks.load("text-generation", model=GPT2)(prompts, max_new_tokens=6, do_sample=False, batch_size=2)
+    if output:
+        assert [line["output"] for line in json_lines(out)] == expected
+    else:
+        assert out == "".join(result[0]["generated_text"] + "\n" for result in expected)
+        assert "tokens/s" not in err
+
+
+def test_generate_one_prompt_streams_whatever_the_batch_size(capsys, monkeypatch):
+    batches = record_generation_batches(monkeypatch)
+    code, _, err = run(["generate", "hi", "--model", GPT2, "--batch-size", "4", "--max-new-tokens", "4"], capsys)
+    assert code == 0 and batches == []
+    assert "tokens/s" in err
+
+
+def test_generate_seed_is_set_once_for_all_streamed_prompts(capsys, tmp_path):
+    prompts = ["The old lighthouse keeper"] * 2
+    code, out, _ = run(["generate", "--file", lines_file(tmp_path, prompts), "--model", GPT2, "--max-new-tokens", "6",
+                        "--do-sample", "--seed", "5"], capsys)
+    generator = tasks.load("text-generation", model=GPT2)
+    set_seed(5)
+    expected = [generator(prompt, max_new_tokens=6, do_sample=True)[0]["generated_text"] for prompt in prompts]
+    assert code == 0
+    assert out.splitlines() == expected
+    assert expected[0] != expected[1]  # the second prompt draws new numbers
+
+
+def test_seed_is_set_once_so_later_chunks_draw_new_numbers(capsys):
+    """Each chunk is one call over a list, as `runner(chunk)` after a single set_seed would be."""
+    texts = [TEXTS[1]] * (inputs_per_chunk(1) + 2)
+    options = dict(do_sample=True, num_beams=1, max_new_tokens=6)
+    code, out, _ = run(["translate", *texts, "--model", MARIAN, "--do-sample", "--num-beams", "1",
+                        "--max-new-tokens", "6", "--batch-size", "1", "--seed", "3", "--json"], capsys)
+    translator = tasks.load("translation", model=MARIAN)
+    set_seed(3)
+    chunk = inputs_per_chunk(1)
+    expected = translator(texts[:chunk], **options) + translator(texts[chunk:], **options)
+    got = [line["output"] for line in json_lines(out)]
+    assert code == 0
+    assert got[chunk:] != got[:len(texts) - chunk]  # the second chunk does not repeat the first's draws
+    assert got == expected
+
+
 def test_long_text_needs_truncation(capsys):
     long_text = " ".join(TEXTS * 40)
     code, _, err = run(["classify", long_text, "--model", SST2], capsys)
@@ -223,8 +302,10 @@ def assert_one_line_error(err: str, *fragments: str) -> None:
         assert fragment in lines[0], lines[0]
 
 
-def test_no_input_is_a_usage_error(capsys, monkeypatch):
-    code, out, err = run(["classify", "--model", SST2], capsys, stdin="", monkeypatch=monkeypatch)
+@pytest.mark.parametrize("command", ["classify", "qa", "text2text", "generate"])
+def test_no_input_is_a_usage_error_found_before_loading_the_model(capsys, monkeypatch, tmp_path, command):
+    # The model folder does not exist: loading it first would fail with that instead.
+    code, out, err = run([command, "--model", str(tmp_path / "nowhere")], capsys, stdin="", monkeypatch=monkeypatch)
     assert code == 2 and out == ""
     assert_one_line_error(err, "no input", "--file")
 
@@ -237,8 +318,9 @@ def test_missing_model_folder_is_a_runtime_error(capsys, tmp_path):
 
 def test_wrong_head_names_the_task(capsys):
     code, _, err = run(["qa", "--question", "Who?", "--context", CONTEXT, "--model", GPT2], capsys)
-    assert code in (1, 2)
-    assert_one_line_error(err)
+    assert code == 2  # the --model given does not fit the command
+    assert_one_line_error(err, "no trained weights for GPT2ForQuestionAnswering", "not fine-tuned for this task",
+                          "Use a checkpoint trained for it")
 
 
 def test_bad_batch_size(capsys):
@@ -285,11 +367,73 @@ def test_negative_length(capsys):
     assert_one_line_error(err, "max_length")
 
 
+GENERATE_BAD_SETTINGS = [
+    (["--temperature", "0"], "temperature must be > 0"), (["--top-p", "1.5"], "top_p must be in (0, 1]"),
+    (["--top-k", "-1"], "top_k must be >= 0"), (["--num-beams", "0"], "num_beams must be >= 1"),
+    (["--max-new-tokens", "-1"], "max_new_tokens must be >= 1"),
+    (["--min-length", "30", "--max-length", "10"], "min_length (30) is larger than max_length (10)"),
+]
+
+
+@pytest.mark.parametrize("output", [[], ["--json"]], ids=["streamed", "json"])
+@pytest.mark.parametrize("setting, message", GENERATE_BAD_SETTINGS, ids=[bad[0][0] for bad in GENERATE_BAD_SETTINGS])
+def test_generate_bad_setting_prints_nothing_but_the_error(capsys, setting, message, output):
+    code, out, err = run(["generate", "hi", "--model", GPT2, *setting, *output], capsys)
+    assert code == 2 and out == ""
+    assert_one_line_error(err, message)
+
+
+@pytest.mark.parametrize("setting, message", [
+    (["--num-beams", "0"], "num_beams must be >= 1"), (["--do-sample", "--top-p", "1.5"], "top_p must be in (0, 1]"),
+    (["--min-length", "30", "--max-length", "10"], "min_length (30) is larger than max_length (10)"),
+], ids=["num-beams", "top-p", "min-length"])
+def test_text2text_bad_setting_prints_nothing_but_the_error(capsys, setting, message):
+    code, out, err = run(["text2text", "summarize: " + TEXTS[0], "--model", T5, *setting], capsys)
+    assert code == 2 and out == ""
+    assert_one_line_error(err, message)
+
+
+def test_bad_device_names_the_devices(capsys):
+    code, out, err = run(["generate", "hi", "--model", GPT2, "--device", "tpu"], capsys)
+    assert code == 2 and out == ""
+    assert_one_line_error(err, "'tpu'", "'cpu'", "'cuda'")
+
+
+def test_bad_dtype_is_one_line_naming_the_choices(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["text2text", "hello", "--model", T5, "--dtype", "float8"])
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 2 and captured.out == ""
+    assert_one_line_error(captured.err, "--dtype", "'float8'", "'bfloat16'", "nopipe text2text --help")
+
+
+def test_bench_failure_is_one_line(capsys, tmp_path):
+    (tmp_path / "taken").write_text("")  # a file where the results folder would go
+    argv = ["bench", "--models", "fixtures", "--quick", "--task", "text-classification", "--only", "distilbert-sst2",
+            "--out", str(tmp_path / "taken" / "results")]
+    code, _, err = run(argv, capsys)
+    assert code == 1
+    assert_one_line_error(err, "Not a directory", "taken")
+
+
+def test_bench_debug_shows_the_traceback_and_is_not_passed_on(monkeypatch):
+    received = []
+
+    def failing_bench(argv):
+        received.append(argv)
+        raise OSError("disk full")
+
+    monkeypatch.setattr("benchmarks.run.main", failing_bench)
+    with pytest.raises(OSError, match="disk full"):
+        main(["bench", "--quick", "--debug"])
+    assert received == [["--quick"]]
+
+
 def test_unknown_flag_is_argparse_usage_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["classify", "hello", "--no-such-flag"])
     assert exit_info.value.code == 2
-    assert "--no-such-flag" in capsys.readouterr().err
+    assert_one_line_error(capsys.readouterr().err, "--no-such-flag", "--help")
 
 
 def test_debug_shows_the_traceback(tmp_path):
