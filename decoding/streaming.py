@@ -6,6 +6,10 @@ character (decoded as the replacement character U+FFFD until the rest arrives), 
 releases text only up to the last whitespace, like transformers' `TextStreamer`, holding back
 anything that ends in U+FFFD; a newline or a CJK character (a word on its own) releases
 everything. Joined, the pieces equal `tokenizer.decode(new_tokens, **decode_kwargs)`.
+
+With the clean-up of tokenization spaces ("good ." -> "good."), a space can vanish only when the
+next token arrives, so the chunker cuts before the last space instead of after it and releases the
+cleaned-up text (see `clean_up_cut`).
 """
 
 from collections.abc import Iterable, Iterator, Sequence
@@ -26,37 +30,65 @@ def is_cjk(char: str) -> bool:
             or 0x2B740 <= cp <= 0x2B81F or 0x2B820 <= cp <= 0x2CEAF or 0xF900 <= cp <= 0xFAFF or 0x2F800 <= cp <= 0x2FA1F)
 
 
+# transformers' clean-up (`tokenizer.clean_up_tokenization`) deletes the space of " .", " ?", " !", " ,",
+# " n't", " 'm", " 's", " 've", " 're" and both spaces of " ' ". A text that ends in a space, " '" or
+# " n" may still lose a space to the text that follows; any other end keeps its clean-up.
+CLEAN_UP_OPEN_ENDS = (" ", " '", " n")
+
+
+def clean_up_cut(text: str, end: int) -> int:
+    """The last cut at or before `end` (a cut through whitespace) whose clean-up no later text changes:
+    clean_up(text[:cut] + " " + more) == clean_up(text[:cut]) + clean_up(" " + more), whatever `more`.
+
+    Every pattern starts with a space, so only a pattern that starts before the cut could span it, and
+    with the cut before a space only one of `CLEAN_UP_OPEN_ENDS` can start one (" n" + " ' t" becomes
+    " n't" once " ' " is cleaned up). A cut after a newline or a CJK character stays: no pattern holds one.
+    """
+    while text.endswith(CLEAN_UP_OPEN_ENDS, 0, end):
+        end -= 1
+    return end
+
+
 class TextChunker:
     """Turns a growing list of token ids into text pieces that are safe to show."""
 
     def __init__(self, tokenizer, **decode_kwargs):
         self.tokenizer = tokenizer
         self.decode_kwargs = decode_kwargs
+        clean_up = decode_kwargs.get("clean_up_tokenization_spaces")
+        self.clean_up = tokenizer.clean_up_tokenization_spaces if clean_up is None else clean_up
         self.token_ids: list[int] = []
-        self.shown = 0  # characters of the decoded text already released
+        self.shown = 0  # characters of the (cleaned up) decoded text already released
 
     def push(self, token_id: int) -> str:
         """Add one token; return the text that became safe to show (maybe "")."""
         self.token_ids.append(token_id)
-        text = self.tokenizer.decode(self.token_ids, **self.decode_kwargs)
-        if text.endswith(REPLACEMENT_CHAR):
+        raw = self.tokenizer.decode(self.token_ids, **{**self.decode_kwargs, "clean_up_tokenization_spaces": False})
+        if raw.endswith(REPLACEMENT_CHAR):
             return ""  # an incomplete multi-byte character: wait for its other bytes
-        if text.endswith("\n") or (text and is_cjk(text[-1])):
-            end = len(text)
+        if raw.endswith("\n") or (raw and is_cjk(raw[-1])):
+            end = len(raw)
         else:
-            end = max(text.rfind(" "), text.rfind("\n"), text.rfind("\t")) + 1  # through the last whitespace
-        return self._release(text, end)
+            end = max(raw.rfind(" "), raw.rfind("\n"), raw.rfind("\t")) + 1  # through the last whitespace
+        if not self.clean_up:
+            return self._release(raw[:end])
+        # transformers 5 skips the clean-up for BPE tokenizers (it would corrupt their text), so we ask the
+        # tokenizer whether it cleaned up: if it left the text as it was, the text holds no pattern, and
+        # neither does the part we cut from it.
+        cleaned_up = self.tokenizer.decode(self.token_ids, **self.decode_kwargs) != raw
+        kept = raw[:clean_up_cut(raw, end)]
+        return self._release(self.tokenizer.clean_up_tokenization(kept) if cleaned_up else kept)
 
     def finish(self) -> str:
         """Whatever is still held back, at the end of generation."""
-        text = self.tokenizer.decode(self.token_ids, **self.decode_kwargs)
-        return self._release(text, len(text))
+        return self._release(self.tokenizer.decode(self.token_ids, **self.decode_kwargs))
 
-    def _release(self, text: str, end: int) -> str:
-        if end <= self.shown:
+    def _release(self, final_text: str) -> str:
+        """final_text: the start of the decoded text that no later token changes."""
+        if len(final_text) <= self.shown:
             return ""
-        piece = text[self.shown:end]
-        self.shown = end
+        piece = final_text[self.shown:]
+        self.shown = len(final_text)
         return piece
 
 
@@ -75,18 +107,22 @@ def _stream_tokens(model, input_ids, attention_mask, tokenizer, logits_processor
 
 
 def stream(model, tokenizer, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
-           skip_special_tokens: bool = True, logits_processors: Sequence[Processor] = (),
-           strategy: Strategy | None = None, **settings) -> Iterator[str]:
+           skip_special_tokens: bool = True, clean_up_tokenization_spaces: bool | None = None,
+           logits_processors: Sequence[Processor] = (), strategy: Strategy | None = None,
+           **settings) -> Iterator[str]:
     """Yield the generated text of one prompt piece by piece, as `generate()` produces it.
 
     input_ids: (1, seq_len). Settings are those of `generate()` (no beam search). The pieces join
-    to `tokenizer.decode(new_tokens, skip_special_tokens=skip_special_tokens)`.
+    to `tokenizer.decode(new_tokens, skip_special_tokens=..., clean_up_tokenization_spaces=...)`
+    (None: the tokenizer's own `clean_up_tokenization_spaces`, as in `decode`).
     """
     if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.shape[0] != 1:
         shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
         raise ValueError(f"stream() takes one prompt: input_ids of shape (1, seq_len), got {shape}")
     tokens = _stream_tokens(model, input_ids, attention_mask, tokenizer, logits_processors, strategy, settings)
-    yield from released(TextChunker(tokenizer, skip_special_tokens=skip_special_tokens), tokens)
+    chunker = TextChunker(tokenizer, skip_special_tokens=skip_special_tokens,
+                          clean_up_tokenization_spaces=clean_up_tokenization_spaces)
+    yield from released(chunker, tokens)
 
 
 def released(chunker, items: Iterable) -> Iterator[str]:
