@@ -19,6 +19,10 @@ ones, silently, so `summarizer(text, max_length=50)` ignored the 50; the seq2seq
 default `max_new_tokens` at all, as before 4.52. And options given at construction count as the
 caller's: in 4.57.6 `task_specific_params` overrode them (not the same options given per call).
 
+Hooks. `logits_processors` (transformers' `logits_processor`, e.g. a LogitsProcessorList) and
+`strategy` are callables, not values: they skip the layering and reach `decoding.generate` as given.
+`trace` is refused: a pipeline answer has no place for it, and the message says how to get one.
+
 Output. Prompts run one at a time in the caller's order, as in the pipeline (so seeded sampling
 draws the same numbers), or in length-sorted batches; a batch's rows are cut back to the length the
 prompt would have had alone. Text is decoded with the 4.57.6 clean-up of tokenization spaces, which
@@ -42,15 +46,61 @@ DEFAULTS = {f.name: f.default for f in fields(DecodingConfig)}
 SAMPLING_SETTINGS = {"temperature", "top_k", "top_p", "min_p"}
 
 
+# Callables `decoding.generate` takes beside the settings: they change each step, they are not values
+# to merge with the model's. `logits_processor` is transformers' name (a LogitsProcessorList, which
+# the 4.57.6 pipelines passed on to `generate`) for the same thing as our `logits_processors`.
+HOOKS = ("logits_processors", "strategy")
+HOOK_ALIASES = {"logits_processor": "logits_processors"}
+TRACE_IS_NOT_AN_OPTION = (
+    "trace= is not an option of the task runners: their answers keep the pipeline's shape, which has no "
+    "place for a trace. To see why each token was chosen, call decoding.generate(runner.model, input_ids, "
+    "trace=True) on the prompt's ids and print decoding.format_trace(output.trace, runner.tokenizer)")
+
+
 def check_settings(settings: dict, task_options: tuple[str, ...] = ()) -> dict:
-    """Refuse an option that is neither a decoding setting nor one of the task's, with a suggestion."""
-    known = DECODING_SETTINGS + tuple(task_options)
+    """Refuse an option that is neither a decoding setting, a hook nor one of the task's, with a suggestion."""
+    if "trace" in settings:
+        raise TypeError(TRACE_IS_NOT_AN_OPTION)
+    known = DECODING_SETTINGS + HOOKS + tuple(HOOK_ALIASES) + tuple(task_options)
     for key in settings:
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; the options are: {', '.join(sorted(known))}"
             raise TypeError(f"unknown option {key!r}{hint}")
     return settings
+
+
+def split_hooks(settings: dict) -> tuple[dict, dict]:
+    """(decoding settings, hooks) of checked options; the hooks go to `decoding.generate` as they are.
+
+    `logits_processor=` is read as `logits_processors=`; None for either hook means none.
+    """
+    settings = dict(settings)
+    for alias, name in HOOK_ALIASES.items():
+        if alias in settings:
+            if name in settings:
+                raise ValueError(f"{alias}= (transformers' name) and {name}= are the same option; pass only one")
+            settings[name] = settings.pop(alias)
+    hooks = {name: settings.pop(name) for name in HOOKS if name in settings}
+    hooks = {name: value for name, value in hooks.items() if value is not None}
+    if "logits_processors" in hooks:
+        hooks["logits_processors"] = check_logits_processors(hooks["logits_processors"])
+    return settings, hooks
+
+
+def check_logits_processors(processors) -> list:
+    """A list of (input_ids, scores) -> scores callables, such as transformers' LogitsProcessorList."""
+    if not isinstance(processors, (list, tuple)):
+        hint = "; pass it in a list: [processor]" if callable(processors) else ""
+        raise TypeError(f"logits_processors must be a list of (input_ids, scores) -> scores callables, "
+                        f"got {type(processors).__name__}{hint}")
+    return list(processors)
+
+
+def call_settings(settings: dict, constructed_hooks: dict) -> tuple[dict, dict]:
+    """A call's (decoding settings, hooks): its options checked, its hooks over those given at construction."""
+    settings, hooks = split_hooks(check_settings(settings))
+    return settings, {**constructed_hooks, **hooks}
 
 
 def set_by_model(model) -> dict:

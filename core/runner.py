@@ -66,7 +66,7 @@ class TaskRunner:
 def check_text(text, name: str = "inputs") -> str:
     """A non-empty string, or a clear TypeError/ValueError naming the argument."""
     if not isinstance(text, str):
-        raise TypeError(f"{name} must be a string or a list of strings, got {type(text).__name__}")
+        raise TypeError(f"{name} must be a string or a list of strings, got {type(text).__name__}{decode_hint(text)}")
     if not text.strip():
         raise ValueError(f"{name} contains an empty string; pass text with at least one non-space character")
     return text
@@ -81,9 +81,55 @@ def as_batch(inputs, check_item=check_text, name: str = "inputs") -> tuple[list,
         raise TypeError(f"{name} must be a string or a list of strings, got None")
     if isinstance(inputs, (str, dict)):
         return [check_item(inputs, name)], True
+    if isinstance(inputs, (bytes, bytearray)):  # iterable, but as ints: refuse before it is read byte by byte
+        raise TypeError(f"{name} must be a string or a list of strings, got {type(inputs).__name__}"
+                        f"{decode_hint(inputs)}")
     if not isinstance(inputs, Iterable):
         raise TypeError(f"{name} must be a string or a list of strings, got {type(inputs).__name__}")
     items = list(inputs)
     if not items:
         raise ValueError(f"{name} is empty; pass at least one text")
     return [check_item(item, f"{name}[{index}]") for index, item in enumerate(items)], False
+
+
+def decode_hint(value) -> str:
+    """The fix for bytes given as text: decode them first (empty for anything else)."""
+    if isinstance(value, (bytes, bytearray)):
+        return "; decode it first, e.g. data.decode('utf-8')"
+    return ""
+
+
+def check_flag(value, name: str) -> bool:
+    """True or False, not merely truthy: `return_full_text="no"` would otherwise mean yes."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def check_flags(**flags) -> None:
+    """`check_flag` for each keyword: check_flags(stream=stream, skip_special_tokens=skip_special_tokens)."""
+    for name, value in flags.items():
+        check_flag(value, name)
+
+
+def check_optional_flags(**flags) -> None:
+    """Flags that may also be None (None: the task decides)."""
+    for name, value in flags.items():
+        if value is not None and not isinstance(value, bool):
+            raise TypeError(f"{name} must be True, False or None, got {value!r}")
+
+
+TRUNCATION_STRATEGIES = ("longest_first", "only_first", "only_second", "do_not_truncate")
+
+
+def check_truncation(truncation) -> bool | str:
+    """True/False or a tokenizer truncation strategy (the pipelines passed it to the tokenizer).
+
+    "do_not_truncate" is returned as False, so that every truthy value means "cut".
+    """
+    if isinstance(truncation, bool) or truncation in TRUNCATION_STRATEGIES[:-1]:
+        return truncation
+    if truncation == TRUNCATION_STRATEGIES[-1]:
+        return False
+    raise TypeError(f"truncation must be True, False or one of {', '.join(map(repr, TRUNCATION_STRATEGIES))}, "
+                    f"got {truncation!r}")

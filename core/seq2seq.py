@@ -27,9 +27,10 @@ import torch
 from transformers import AutoModelForSeq2SeqLM
 
 from core.batching import check_batch_size
-from core.generation_settings import (check_settings, decode_text, draw_like_the_pipeline_dataloader,
-                                      pipeline_settings, run_generation_batches, split_batch_output, task_params)
-from core.runner import TaskRunner, as_batch
+from core.generation_settings import (call_settings, check_settings, decode_text, draw_like_the_pipeline_dataloader,
+                                      pipeline_settings, run_generation_batches, split_batch_output, split_hooks,
+                                      task_params)
+from core.runner import TaskRunner, as_batch, check_flags, check_optional_flags, check_truncation
 from core.windows import max_input_tokens
 from decoding import DecodingConfig, generate
 from decoding.config import DEFAULT_NEW_TOKENS
@@ -84,7 +85,8 @@ class Seq2SeqRunner(TaskRunner):
     pipeline_defaults = {"num_beams": 4}
 
     def __init__(self, model, tokenizer, placement=None, *, batch_size: int = 1, **settings):
-        """settings: decoding settings used by every call (a call's own override them).
+        """settings: decoding settings and hooks (logits_processors, strategy) used by every call (a call's
+        own override them).
 
         batch_size=1 by default, as the pipeline: each text is generated alone, so nothing depends on
         which texts share a batch. Larger batches are faster; their padding can move the last bits of
@@ -95,7 +97,7 @@ class Seq2SeqRunner(TaskRunner):
             raise ValueError(f"{type(self).__name__} needs an encoder-decoder model (T5, BART, Marian, M2M100...), "
                              f"got {type(model).__name__}; for a decoder-only model use TextGenerator")
         self.batch_size = check_batch_size(batch_size)
-        self.settings = check_settings(settings)
+        self.settings, self.hooks = split_hooks(check_settings(settings))
         self.recipe = task_recipe(model, self.task)
 
     # -- preprocess --------------------------------------------------------------------------------
@@ -115,6 +117,7 @@ class Seq2SeqRunner(TaskRunner):
         (True or a tokenizer truncation strategy): then it is cut to the limit, with a warning.
         """
         recipe = recipe or self.default_recipe()
+        truncation = check_truncation(truncation)
         limit = max_input_tokens(self.tokenizer, self.model.config)
         features = []
         for index, text in enumerate(texts):
@@ -153,17 +156,18 @@ class Seq2SeqRunner(TaskRunner):
             merged["min_length"] = max_length
         return merged
 
-    def forward(self, features: list[dict], **settings) -> list[torch.Tensor]:
+    def forward(self, features: list[dict], *, logits_processors=(), strategy=None, **settings) -> list[torch.Tensor]:
         """Generate for a batch of texts: per text, output ids (num_return_sequences, len), on the CPU.
 
         Rows start with the decoder start token; a row that finished early is padded with the pad
         token, up to where the text's last row finished (as if the text had run alone).
-        settings: the final decoding settings (see `generation_settings`).
+        settings: the final decoding settings (see `generation_settings`); logits_processors and
+        strategy go to `decoding.generate` unchanged.
         """
         batch = self.tokenizer.pad(features, padding=True, return_tensors="pt")
         batch = self.to_device({"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]})
         output = generate(self.model, batch["input_ids"], batch["attention_mask"], tokenizer=self.tokenizer,
-                          **settings)
+                          logits_processors=logits_processors, strategy=strategy, **settings)
         sequences = output.sequences.cpu()
         sequences = sequences.reshape(len(features), -1, sequences.shape[-1])
         return split_batch_output(sequences, 1, DecodingConfig.from_model(self.model, **settings), self.tokenizer)
@@ -192,10 +196,15 @@ class Seq2SeqRunner(TaskRunner):
 
         return_tensors=True returns the token ids (a 1-D tensor per sequence) instead of the text;
         return_text is accepted for compatibility and, as in the pipeline, changes nothing.
-        settings: any decoding setting (max_length, min_length, num_beams, do_sample, ...).
+        settings: any decoding setting (max_length, min_length, num_beams, do_sample, ...), and the
+        hooks of `decoding.generate`: logits_processors (or transformers' logits_processor) and strategy.
         """
         texts, single = as_batch(inputs)
+        check_optional_flags(return_tensors=return_tensors, return_text=return_text)
+        check_flags(clean_up_tokenization_spaces=clean_up_tokenization_spaces)
+        truncation = check_truncation(truncation)
         batch_size = self.batch_size if batch_size is None else check_batch_size(batch_size)
+        settings, hooks = call_settings(settings, self.hooks)
         settings = self.generation_settings(settings, recipe)
         features = self.preprocess(texts, recipe, truncation=truncation)
         lengths = [len(feature["input_ids"]) for feature in features]
@@ -204,7 +213,8 @@ class Seq2SeqRunner(TaskRunner):
             self.check_lengths(lengths, effective_max_length(config))
         if not single:
             draw_like_the_pipeline_dataloader()
-        outputs = run_generation_batches(features, lengths, batch_size, lambda batch: self.forward(batch, **settings))
+        outputs = run_generation_batches(features, lengths, batch_size,
+                                         lambda batch: self.forward(batch, **hooks, **settings))
         results = [self.postprocess(ids, bool(return_tensors), clean_up_tokenization_spaces) for ids in outputs]
         if single:
             return results[0]

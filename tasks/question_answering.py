@@ -36,7 +36,7 @@ import torch
 from transformers import AutoModelForQuestionAnswering
 
 from core.batching import check_batch_size
-from core.runner import TaskRunner, check_text
+from core.runner import TaskRunner, check_flag, check_text
 from core.scores import softmax
 from core.windows import (Window, forward_in_batches, max_input_tokens, pad_features, run_model, split_into_windows,
                           windows_by_source)
@@ -94,10 +94,24 @@ def check_positive_int(value, name: str) -> int:
     return value
 
 
-def check_flag(value, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return value
+def no_tokens_error(field: str, index: int, pairs: int, text: str) -> ValueError:
+    """A question or context that passed the empty-string check, but of which the tokenizer keeps nothing.
+
+    Named "context" for a single pair, "context[2]" among many.
+    """
+    name = field if pairs == 1 else f"{field}[{index}]"
+    return ValueError(f"{name} has no tokens: the tokenizer drops every character of {text[:40]!r} (zero-width, "
+                      f"control or other unreadable characters only); pass a {field} with words in it")
+
+
+def check_contexts_have_tokens(windows: list[Window], contexts: list[str]) -> None:
+    """A context with no tokens has no span to answer with (the answer list would be empty)."""
+    readable = [False] * len(contexts)
+    for window in windows:
+        readable[window.source] = readable[window.source] or 1 in window.encoding.sequence_ids
+    for index, has_tokens in enumerate(readable):
+        if not has_tokens:
+            raise no_tokens_error("context", index, len(contexts), contexts[index])
 
 
 def span_probabilities(logits: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -200,6 +214,8 @@ class QuestionAnswerer(TaskRunner):
         (huggingface/tokenizers#944), an error Python cannot catch."""
         lengths = [len(ids) for ids in self.tokenizer(questions, add_special_tokens=False)["input_ids"]]
         for index, length in enumerate(lengths):
+            if length == 0:
+                raise no_tokens_error("question", index, len(questions), questions[index])
             room = max_seq_len - length - self.tokenizer.num_special_tokens_to_add(pair=True)
             if room <= doc_stride:
                 raise ValueError(f"question {index} is {length} tokens long, which leaves {room} context tokens per "
@@ -211,8 +227,11 @@ class QuestionAnswerer(TaskRunner):
         max_seq_len, doc_stride = self.window_sizes(max_seq_len, doc_stride)
         questions = [pair["question"] for pair in pairs]
         self.check_room(questions, max_seq_len, doc_stride)
-        return split_into_windows(self.tokenizer, questions, [pair["context"] for pair in pairs],
-                                  max_length=max_seq_len, stride=doc_stride, truncation="only_second")
+        contexts = [pair["context"] for pair in pairs]
+        windows = split_into_windows(self.tokenizer, questions, contexts, max_length=max_seq_len, stride=doc_stride,
+                                     truncation="only_second")
+        check_contexts_have_tokens(windows, contexts)
+        return windows
 
     def forward(self, features: list[dict]) -> torch.Tensor:
         """Start and end logits of a padded batch: `(batch, tokens, 2)`, float32 on the CPU."""

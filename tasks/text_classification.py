@@ -17,7 +17,7 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from core.batching import check_batch_size
-from core.runner import TaskRunner, as_batch, check_text
+from core.runner import TaskRunner, as_batch, check_flag, check_text
 from core.scores import ACTIVATIONS
 from core.windows import forward_in_batches, max_input_tokens, pad_features, run_model
 
@@ -130,8 +130,7 @@ class TextClassifier(TaskRunner):
         top_k = check_top_k(top_k)
         if function_to_apply is not None:
             check_activation(function_to_apply)
-        if not isinstance(truncation, bool):
-            raise TypeError(f"truncation must be True or False, got {truncation!r}")
+        check_flag(truncation, "truncation")
         check_batch_size(batch_size)
         logits = forward_in_batches(self.forward, self.preprocess(texts, truncation), batch_size)
         results = [self.postprocess(row, function_to_apply, top_k) for row in logits]

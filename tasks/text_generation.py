@@ -23,6 +23,8 @@ As in the 4.57.6 pipeline:
   the assistant's turn opened, or continued when the last message is the assistant's. The answer is
   the message list with the reply appended (or the last message extended).
 - One prompt gives a list with one dict per returned sequence; a list of prompts, a list of such lists.
+- `logits_processor=` (a LogitsProcessorList) reaches the decoding loop, as the pipeline passed it to
+  `generate()`; `logits_processors=` and `strategy=` are the same hooks under `decoding.generate`'s names.
 
 Where we differ, on purpose:
 - A `max_length` set by the caller, the model or `task_specific_params` wins over the default
@@ -42,10 +44,10 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from core.batching import check_batch_size
-from core.generation_settings import (check_settings, clean_up_tokenization, decode_text,
+from core.generation_settings import (call_settings, check_settings, clean_up_tokenization, decode_text,
                                       draw_like_the_pipeline_dataloader, pipeline_settings, run_generation_batches,
-                                      split_batch_output, task_params)
-from core.runner import TaskRunner, as_batch, check_text
+                                      split_batch_output, split_hooks, task_params)
+from core.runner import TaskRunner, as_batch, check_flags, check_optional_flags, check_text, check_truncation
 from core.windows import max_input_tokens
 from decoding import DecodingConfig, generate
 from decoding import stream as stream_pieces
@@ -66,12 +68,25 @@ class Chat:
 
 
 def as_chat(messages, name: str = "inputs") -> Chat:
+    """Messages checked before the chat template sees them (its errors name neither message nor fix)."""
     if not messages:
         raise ValueError(f"{name} is an empty chat; pass at least one {{'role': ..., 'content': ...}} message")
     for index, message in enumerate(messages):
         if not isinstance(message, dict) or "role" not in message or "content" not in message:
             raise ValueError(f"{name}[{index}] must be a message dict with 'role' and 'content' keys, got {message!r}")
+        for key in ("role", "content"):
+            if not isinstance(message[key], str):
+                raise TypeError(f"{name}[{index}][{key!r}] must be a string, got {message[key]!r}; "
+                                f"pass the message's {key} as text")
     return Chat(list(messages))
+
+
+def check_prefix(prefix) -> str | None:
+    """None (the model's own prefix) or the text to put before every prompt."""
+    if prefix is not None and not isinstance(prefix, str):
+        raise TypeError(f"prefix must be a string (text put before every prompt, not shown in the answer) or None, "
+                        f"got {prefix!r}")
+    return prefix
 
 
 def as_prompts(inputs) -> tuple[list, bool]:
@@ -126,6 +141,7 @@ def keep_end_for_new_tokens(prompt_ids: list[int], new_tokens: int, limit: int) 
 
 def return_type(return_full_text=None, return_tensors=None, return_text=None) -> str:
     """What the answer holds, from the pipeline's three overlapping flags (at most one may be given)."""
+    check_optional_flags(return_full_text=return_full_text, return_tensors=return_tensors, return_text=return_text)
     given = [name for name, value in (("return_full_text", return_full_text), ("return_tensors", return_tensors),
                                       ("return_text", return_text)) if value is not None]
     if len(given) > 1:
@@ -205,7 +221,8 @@ class TextGenerator(TaskRunner):
 
     def __init__(self, model, tokenizer, placement=None, *, batch_size: int = 1, prefix: str | None = None,
                  **settings):
-        """settings: decoding settings used by every call (a call's own override them).
+        """settings: decoding settings and hooks (logits_processors, strategy) used by every call (a call's
+        own override them).
 
         prefix: text put before every prompt (not chats) and cut from the answer; by default the
         model's `task_specific_params` or `config.prefix`, as in the pipeline.
@@ -216,9 +233,9 @@ class TextGenerator(TaskRunner):
             raise ValueError(f"TextGenerator needs a decoder-only model (GPT-2, Llama, SmolLM2...), got "
                              f"{type(model).__name__}; for an encoder-decoder model use Text2TextGenerator")
         self.batch_size = check_batch_size(batch_size)
-        self.settings = check_settings(settings)
+        self.settings, self.hooks = split_hooks(check_settings(settings))
         _, task_prefix = task_params(model, self.task)
-        if prefix is None:
+        if check_prefix(prefix) is None:
             prefix = task_prefix if task_prefix is not None else getattr(model.config, "prefix", None) or ""
         self.prefix = prefix
 
@@ -255,7 +272,8 @@ class TextGenerator(TaskRunner):
         """
         if handle_long_generation not in (None, "hole"):
             raise ValueError(f"handle_long_generation must be None or 'hole', got {handle_long_generation!r}")
-        prefix = self.prefix if prefix is None else prefix
+        truncation = check_truncation(truncation)
+        prefix = self.prefix if check_prefix(prefix) is None else prefix
         limit = max_input_tokens(self.tokenizer, self.model.config)
         config = DecodingConfig.from_model(self.model, **(settings or {}))
         encoded = []
@@ -272,7 +290,7 @@ class TextGenerator(TaskRunner):
                                      "handle_long_generation='hole' to keep its end")
                 warnings.warn(f"inputs[{index}] is {len(ids)} tokens long; truncated to the model's {limit}",
                               UserWarning, stacklevel=3)
-                ids = self.encode(prompt, **options, truncation=True, max_length=limit)
+                ids = self.encode(prompt, **options, truncation=truncation, max_length=limit)
             encoded.append(ids)
         return encoded
 
@@ -302,16 +320,18 @@ class TextGenerator(TaskRunner):
         padding = DecodingConfig.from_model(self.model, **settings).effective_pad_token_id
         return padding if padding is not None else 0
 
-    def forward(self, prompts: list[list[int]], **settings) -> list[torch.Tensor]:
+    def forward(self, prompts: list[list[int]], *, logits_processors=(), strategy=None,
+                **settings) -> list[torch.Tensor]:
         """Generate for a batch of prompts: per prompt, ids (num_return_sequences, prompt + new), on the CPU.
 
         A row that finished early is padded with the pad token up to where the prompt's last row
-        finished, as if the prompt had run alone. settings: see `generation_settings`.
+        finished, as if the prompt had run alone. settings: see `generation_settings`;
+        logits_processors and strategy go to `decoding.generate` unchanged.
         """
         input_ids, attention_mask, padding = left_pad(prompts, self.pad_token_id(settings))
         batch = self.to_device({"input_ids": input_ids, "attention_mask": attention_mask})
         output = generate(self.model, batch["input_ids"], batch["attention_mask"], tokenizer=self.tokenizer,
-                          **settings)
+                          logits_processors=logits_processors, strategy=strategy, **settings)
         sequences = output.sequences.cpu()
         sequences = sequences.reshape(len(prompts), -1, sequences.shape[-1])
         return split_batch_output(sequences, input_ids.shape[1], DecodingConfig.from_model(self.model, **settings),
@@ -351,14 +371,20 @@ class TextGenerator(TaskRunner):
 
         settings: any decoding setting (max_new_tokens, max_length, do_sample, temperature, top_k,
         top_p, min_p, num_beams, num_return_sequences, repetition_penalty, no_repeat_ngram_size,
-        bad_words_ids, stop_strings, ...). stream=True returns an iterator over the new text instead.
+        bad_words_ids, stop_strings, ...), and the hooks of `decoding.generate`: logits_processors (or
+        transformers' logits_processor) and strategy. stream=True returns an iterator over the new text instead.
         """
         prompts, single = as_prompts(inputs)
         output = return_type(return_full_text, return_tensors, return_text)
+        check_flags(clean_up_tokenization_spaces=clean_up_tokenization_spaces,
+                    skip_special_tokens=skip_special_tokens, stream=stream)
+        check_optional_flags(add_special_tokens=add_special_tokens, continue_final_message=continue_final_message)
+        truncation = check_truncation(truncation)
         batch_size = self.batch_size if batch_size is None else check_batch_size(batch_size)
+        settings, hooks = call_settings(settings, self.hooks)
         if stop_sequence is not None:
             settings["stop_strings"] = stop_sequence
-        prefix = self.prefix if prefix is None else prefix
+        prefix = self.prefix if check_prefix(prefix) is None else prefix
         prefix_length = 0
         if prefix and any(isinstance(prompt, str) for prompt in prompts):  # chats take no prefix
             prefix_length = len(self.tokenizer(prefix, add_special_tokens=bool(add_special_tokens))["input_ids"])
@@ -369,11 +395,11 @@ class TextGenerator(TaskRunner):
         if stream:
             if not single:
                 raise ValueError("stream=True shows one answer as it is written: pass a single prompt")
-            return self.stream_text(prompt_ids[0], settings, clean_up_tokenization_spaces, skip_special_tokens)
+            return self.stream_text(prompt_ids[0], settings, clean_up_tokenization_spaces, skip_special_tokens, hooks)
         if not single:
             draw_like_the_pipeline_dataloader()
         outputs = run_generation_batches(prompt_ids, [len(ids) for ids in prompt_ids], batch_size,
-                                         lambda batch: self.forward(batch, **settings))
+                                         lambda batch: self.forward(batch, **hooks, **settings))
         results = [self.postprocess(prompt, ids, sequences, output=output, skip_special_tokens=skip_special_tokens,
                                     clean_up_tokenization_spaces=clean_up_tokenization_spaces,
                                     continue_final_message=continue_final_message)
@@ -381,10 +407,11 @@ class TextGenerator(TaskRunner):
         return results[0] if single else results
 
     def stream_text(self, prompt_ids: list[int], settings: dict, clean_up_tokenization_spaces: bool = True,
-                    skip_special_tokens: bool = True) -> Iterator[str]:
+                    skip_special_tokens: bool = True, hooks: dict | None = None) -> Iterator[str]:
         """The new text of one prompt, in pieces as the tokens arrive (no piece splits a word).
 
         The pieces join to the `return_full_text=False` answer of the same call without streaming.
+        hooks: logits_processors and strategy for `decoding.stream`.
         """
         config = DecodingConfig.from_model(self.model, **settings)
         if config.num_beams > 1 or config.num_return_sequences > 1:
@@ -392,7 +419,7 @@ class TextGenerator(TaskRunner):
                              f"num_beams={config.num_beams} or num_return_sequences={config.num_return_sequences}")
         input_ids = torch.tensor([prompt_ids], dtype=torch.long, device=self.device)
         pieces = stream_pieces(self.model, self.tokenizer, input_ids, torch.ones_like(input_ids),
-                               skip_special_tokens=skip_special_tokens, **settings)
+                               skip_special_tokens=skip_special_tokens, **(hooks or {}), **settings)
         prompt_text = self.tokenizer.decode(prompt_ids, skip_special_tokens=skip_special_tokens,
                                             clean_up_tokenization_spaces=False)
         return released(StreamedNewText(prompt_text, clean_up_tokenization_spaces), pieces)

@@ -23,11 +23,16 @@ Where we differ from the pipeline, on purpose:
   of a window), never truncated. The pipeline truncates unless given `stride`, and refuses `stride`
   with "none"; here "none" works too: a token seen by two windows is kept once (its higher-scoring
   reading), and `index` counts tokens over the whole text.
+- A slow (Python-only) tokenizer is refused at load, for every strategy. The pipeline refused it for
+  "first", "average" and "max" only, and with "none" or "simple" answered with `start`/`end` None;
+  here they are always character offsets, which only a fast tokenizer gives (as it gives the windows).
 Entities from overlapping windows are merged as the pipeline does: of two overlapping entities
 the longer one stays, on equal length the higher score. As in the pipeline, this can lose text:
 with `ignore_labels=[]`, a long "O" group of one window hides the next window's groups that start
 inside it, even where they reach further.
 """
+
+from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -53,9 +58,11 @@ def check_ignore_labels(ignore_labels) -> tuple[str, ...]:
     """Labels (or entity groups) to leave out; the pipeline's default drops "O", the non-entity label."""
     if ignore_labels is None:
         return ("O",)
-    if isinstance(ignore_labels, str) or not all(isinstance(label, str) for label in ignore_labels):
+    is_list = isinstance(ignore_labels, Iterable) and not isinstance(ignore_labels, str)
+    labels = tuple(ignore_labels) if is_list else ()  # read once: a generator is empty the second time
+    if not is_list or not all(isinstance(label, str) for label in labels):
         raise TypeError(f"ignore_labels must be a list of label names such as ['O'], got {ignore_labels!r}")
-    return tuple(ignore_labels)
+    return labels
 
 
 def token_entries(window: Window, text: str, probs: np.ndarray, tokenizer) -> list[dict]:
@@ -163,7 +170,11 @@ def keep_each_token_once(tokens: list[dict]) -> list[dict]:
 class TokenClassifier(TaskRunner):
     head = AutoModelForTokenClassification
     needs_fast_tokenizer = True
-    fast_tokenizer_reason = "token classification needs character offsets and word ids"
+    # Even "none" and "simple" need offsets: every entity's start/end are characters of the text (4.57.6
+    # gave None there with a slow tokenizer), and long texts are cut into windows by the fast tokenizer.
+    fast_tokenizer_reason = ("token classification gives every entity's start/end in the text, with any "
+                             "aggregation_strategy ('none' and 'simple' too), and reads long texts in windows, "
+                             "which needs the character offsets and word ids")
 
     @property
     def window_room(self) -> int:

@@ -12,7 +12,10 @@ Models name the languages in one of three ways, and the runner finds out which f
 - language tokens (M2M100, NLLB, mBART): the tokenizer marks the source language, and the first
   generated token is forced to the target language's token (`forced_bos_token_id`).
 Languages come from `task="translation_en_to_fr"` or `src_lang=`/`tgt_lang=`, at construction or per
-call. A pair the model cannot do is a ValueError that lists what it can do.
+call. A pair the model cannot do is a ValueError that lists what it can do. A task-prefix model
+loaded with no language named gets the first translation pair of its `task_specific_params`
+(T5: English to German), with a warning, as 4.57.6's `pipeline("translation")` did; unlike it, a
+pair named with src_lang=/tgt_lang= is then translated (4.57.6 kept the first pair's prefix).
 
 The recipe itself (preprocess -> forward -> postprocess) is core/seq2seq.py.
 """
@@ -22,15 +25,23 @@ import warnings
 from core.seq2seq import Seq2SeqRunner, TaskRecipe, first_offender, task_recipe
 
 
+def language_pair(key) -> tuple[str, str] | None:
+    """("en", "fr") for "translation_en_to_fr"; None for anything else."""
+    parts = key.split("_") if isinstance(key, str) else []
+    if len(parts) == 4 and parts[0] == "translation" and parts[2] == "to":
+        return parts[1], parts[3]
+    return None
+
+
 def parse_task(task: str | None) -> tuple[str | None, str | None]:
     """"translation_en_to_fr" -> ("en", "fr"); "translation" or None -> (None, None)."""
     if task is None or task == "translation":
         return None, None
-    parts = task.split("_") if isinstance(task, str) else []
-    if len(parts) != 4 or parts[0] != "translation" or parts[2] != "to":
+    pair = language_pair(task)
+    if pair is None:
         raise ValueError("task must be 'translation' or 'translation_XX_to_YY' (e.g. 'translation_en_to_fr'), "
                          f"got {task!r}")
-    return parts[1], parts[3]
+    return pair
 
 
 def uses_language_tokens(tokenizer) -> bool:
@@ -54,6 +65,13 @@ def language_token_id(tokenizer, language: str) -> int:
     return tokenizer.convert_tokens_to_ids(language)
 
 
+def first_translation_pair(model) -> tuple[str | None, str | None]:
+    """The pair of the first translation_XX_to_YY key of `task_specific_params`, in the config's order
+    (the one 4.57.6's `pipeline("translation")` fell back to); (None, None) when there is none."""
+    pairs = (language_pair(key) for key in getattr(model.config, "task_specific_params", None) or {})
+    return next((pair for pair in pairs if pair is not None), (None, None))
+
+
 def translation_pairs(model) -> list[str]:
     """The translation entries of `task_specific_params` (T5: translation_en_to_de, _en_to_fr, _en_to_ro)."""
     params = getattr(model.config, "task_specific_params", None) or {}
@@ -74,11 +92,23 @@ class Translator(Seq2SeqRunner):
                 raise ValueError(f"{name}={given!r} contradicts task={task!r}; pass one or the other")
         self.src_lang = src_lang or task_src
         self.tgt_lang = tgt_lang or task_tgt
+        if self.src_lang is None and self.tgt_lang is None:
+            self.src_lang, self.tgt_lang = self.fall_back_to_the_first_pair()
         # A model that needs a pair (M2M100, T5) may be loaded without one, as pipeline("translation")
         # could, and get it per call; a pair it cannot do is refused now.
         needs_pair = uses_language_tokens(tokenizer) or bool(translation_pairs(model))
         has_pair = self.src_lang is not None and self.tgt_lang is not None
         self.recipe = self.translation_recipe(self.src_lang, self.tgt_lang) if has_pair or not needs_pair else None
+
+    def fall_back_to_the_first_pair(self) -> tuple[str | None, str | None]:
+        """No language named: the model's first task_specific_params pair, with a warning, as 4.57.6 did."""
+        src_lang, tgt_lang = first_translation_pair(self.model)
+        if src_lang is not None:
+            warnings.warn(f"no language pair given; translating {src_lang} to {tgt_lang} "
+                          f"(translation_{src_lang}_to_{tgt_lang}, the first pair in the model's task_specific_params, "
+                          f"as pipeline('translation') did). Pass task='translation_XX_to_YY' or src_lang=/tgt_lang= "
+                          f"to choose one of {', '.join(translation_pairs(self.model))}", UserWarning, stacklevel=3)
+        return src_lang, tgt_lang
 
     def default_recipe(self) -> TaskRecipe:
         """The recipe chosen at construction; without one, the error that says which languages to pass."""

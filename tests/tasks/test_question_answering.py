@@ -277,6 +277,12 @@ def test_answers_of_any_logits_are_slices_of_the_context(wolfgang_window, logits
     (dict(question={"question": "Where?"}), ValueError, "must have exactly the keys 'question' and 'context'"),
     (dict(question=[{"question": "Where?", "context": ""}]), ValueError,
      r"inputs\[0\]\['context'\] contains an empty string"),
+    # text that passes the empty-string check, but of which the tokenizer keeps nothing
+    (dict(question="Where?", context="\u200b"), ValueError, r"context has no tokens.*'\\u200b'"),
+    (dict(question="Where?", context="\x00\x01", top_k=2), ValueError, "context has no tokens"),
+    (dict(question="\u200b", context=WOLFGANG), ValueError, "question has no tokens"),
+    (dict(question=["Where?", "Who?"], context=[WOLFGANG, "\u200b\u200b"]), ValueError,
+     r"context\[1\] has no tokens"),
 ], ids=repr)
 def test_bad_inputs_name_the_argument(loaded, kwargs, error, message):
     with pytest.raises(error, match=message):

@@ -7,13 +7,17 @@ behaviours around them, including where nopipe deliberately differs (a caller's 
 import warnings
 
 import pytest
+import torch
+from transformers import LogitsProcessorList, SuppressTokensLogitsProcessor
 
 import tasks
 from core.generation_settings import clean_up_tokenization
+from decoding import generate
 from tasks.summarization import Summarizer
 from tasks.text2text import Text2TextGenerator
 from tasks.translation import Translator, parse_task
 from tests.paths import FIXTURES, corpus_lines
+from tests.tasks.test_text_generation import second_best, suppress_token  # a logits processor and a strategy
 
 LINES = [line for line in corpus_lines() if line.strip()]
 TEXTS = [LINES[20], "The river runs to the sea.", " ".join(LINES[10:13])]
@@ -30,12 +34,16 @@ def runners():
     def load(task, fixture, **options):
         return tasks.load(task, model=str(FIXTURES / fixture), **options)
 
+    def load_with_the_fallback_warning(task, fixture):
+        with pytest.warns(UserWarning, match="no language pair given"):
+            return load(task, fixture)
+
     return {
         "summarize-bart": load("summarization", "bart-cnn"),
         "summarize-t5": load("summarization", "t5"),
         "text2text-t5": load("text2text-generation", "t5"),
         "translate-marian": load("translation_en_to_fr", "marian-en-fr"),
-        "translate-t5": load("translation", "t5"),
+        "translate-t5": load_with_the_fallback_warning("translation", "t5"),
         "translate-m2m100": load("translation", "m2m100"),
         "translate-m2m100-en-fr": load("translation_en_to_fr", "m2m100"),
     }
@@ -130,8 +138,22 @@ def test_translation_task_name_must_be_well_formed():
 def test_language_tokens_models_need_a_pair(runners):
     with pytest.raises(ValueError, match="pass src_lang= and tgt_lang=.*language codes: af"):
         runners["translate-m2m100"](TEXTS[1], **QUICK)
+    half_a_pair = Translator.from_pretrained(FIXTURES / "t5", src_lang="en")  # no fallback: a language was named
     with pytest.raises(ValueError, match="choose a pair with task=.*translation_en_to_de"):
-        runners["translate-t5"](TEXTS[1], **QUICK)
+        half_a_pair(TEXTS[1], **QUICK)
+
+
+def test_translation_without_a_pair_falls_back_to_the_first_task_pair_like_4_57_6():
+    """4.57.6's pipeline("translation", model=t5) took the first translation_* key of task_specific_params."""
+    with pytest.warns(UserWarning, match=r"translating en to de \(translation_en_to_de, the first pair.*"
+                                         r"task='translation_XX_to_YY' or src_lang=/tgt_lang="):
+        fallback = tasks.load("translation", model=str(FIXTURES / "t5"))
+    chosen = tasks.load("translation_en_to_de", model=str(FIXTURES / "t5"))
+    assert fallback.recipe.prefix == "translate English to German: "
+    assert fallback(TEXTS[1], max_length=12) == chosen(TEXTS[1], max_length=12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a model with a single pair (Marian) has nothing to fall back from
+        tasks.load("translation", model=str(FIXTURES / "marian-en-fr"))
 
 
 def test_m2m100_languages_per_call_equal_a_runner_built_for_them(runners):
@@ -276,3 +298,80 @@ def test_goldens_runner_classes_are_the_task_classes(runners):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a plain call on a fitting text warns about nothing
         runners["translate-marian"](TEXTS[1], max_length=16)  # 13 tokens in, up to 16 out
+
+
+# -- hooks of decoding.generate, flags ----------------------------------------------------------------------
+
+
+def generate_directly(runner, text: str, call: dict, **hooks) -> list[int]:
+    """What decoding.generate gives with the runner's own inputs and settings for this call."""
+    features = runner.preprocess([text])[0]
+    settings = runner.generation_settings(call)
+    output = generate(runner.model, torch.tensor([features["input_ids"]]), torch.tensor([features["attention_mask"]]),
+                      tokenizer=runner.tokenizer, **hooks, **settings)
+    return output.sequences[0].tolist()
+
+
+@pytest.mark.parametrize("name", ["translate-marian", "summarize-bart"])
+@pytest.mark.parametrize("call", [dict(num_beams=1, max_length=12, min_length=2), dict(max_length=12, min_length=2)],
+                         ids=["greedy", "beams"])
+def test_a_logits_processor_changes_the_output_as_in_decoding_generate(runners, name, call):
+    runner = runners[name]
+    key = f"{runner.output_name}_token_ids"
+    plain = runner(TEXTS[1], return_tensors=True, **call)[0][key].tolist()
+    banned = next(token for token in plain if token not in runner.tokenizer.all_special_ids)
+    processor = suppress_token(banned)
+    ours = runner(TEXTS[1], return_tensors=True, logits_processors=[processor], **call)[0][key].tolist()
+    assert ours == generate_directly(runner, TEXTS[1], call, logits_processors=[processor])
+    assert banned not in ours
+    # transformers' spelling, with one of its LogitsProcessor classes, does the same
+    theirs = LogitsProcessorList([SuppressTokensLogitsProcessor([banned])])
+    assert runner(TEXTS[1], return_tensors=True, logits_processor=theirs, **call)[0][key].tolist() == ours
+
+
+def test_a_strategy_replaces_greedy_as_in_decoding_generate(runners):
+    runner, call = runners["translate-marian"], dict(num_beams=1, max_length=12)
+    ours = runner(TEXTS[1], return_tensors=True, strategy=second_best, **call)[0]["translation_token_ids"].tolist()
+    assert ours == generate_directly(runner, TEXTS[1], call, strategy=second_best)
+    assert ours != runner(TEXTS[1], return_tensors=True, **call)[0]["translation_token_ids"].tolist()
+
+
+def test_hooks_given_at_construction_apply_to_every_call(runners):
+    built = tasks.load("translation_en_to_fr", model=str(FIXTURES / "marian-en-fr"), strategy=second_best)
+    assert built(TEXTS[1], num_beams=1, max_length=12) == \
+        runners["translate-marian"](TEXTS[1], num_beams=1, max_length=12, strategy=second_best)
+
+
+@pytest.mark.parametrize("options, error, message", [
+    (dict(trace=True), TypeError, r"trace= is not an option.*decoding.generate\(.*trace=True\)"),
+    (dict(logits_processors=[second_best], logits_processor=[second_best]), ValueError, "same option; pass only one"),
+    (dict(logits_processors=second_best), TypeError, r"logits_processors must be a list.*\[processor\]"),
+    (dict(logits_processors=[3]), TypeError, "each logits processor must be a callable"),
+    (dict(strategy="greedy"), TypeError, "strategy must be a callable"),
+], ids=repr)
+def test_bad_hooks_are_refused_clearly(runners, options, error, message):
+    with pytest.raises(error, match=message):
+        runners["translate-marian"](TEXTS[1], num_beams=1, max_length=8, **options)
+
+
+@pytest.mark.parametrize("name", RUNNER_NAMES)
+@pytest.mark.parametrize("flag, value, message", [
+    ("return_tensors", "yes", "return_tensors must be True, False or None, got 'yes'"),
+    ("return_text", 1, "return_text must be True, False or None, got 1"),
+    ("clean_up_tokenization_spaces", "x", "clean_up_tokenization_spaces must be True or False, got 'x'"),
+    ("truncation", "yes", "truncation must be True, False or one of 'longest_first'"),
+])
+def test_flags_must_be_booleans(runners, name, flag, value, message):
+    with pytest.raises(TypeError, match=message):
+        runners[name](TEXTS[1], **{flag: value}, **QUICK)
+
+
+def test_truncation_takes_a_tokenizer_strategy_too(runners):
+    summarizer, options = runners["summarize-bart"], dict(max_length=10, min_length=2, return_tensors=True)
+    with pytest.warns(UserWarning, match="truncated"):
+        by_name = summarizer(LONG_TEXT, truncation="longest_first", **options)
+    with pytest.warns(UserWarning, match="truncated"):
+        assert by_name[0]["summary_token_ids"].tolist() == \
+            summarizer(LONG_TEXT, truncation=True, **options)[0]["summary_token_ids"].tolist()
+    with pytest.raises(ValueError, match="reads at most 256"):
+        summarizer(LONG_TEXT, truncation="do_not_truncate", **options)

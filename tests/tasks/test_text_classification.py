@@ -161,6 +161,8 @@ def test_ranked_labels_are_sorted_and_ties_keep_label_order():
     (["fine", ""], ValueError, r"inputs\[1\] contains an empty string"),
     ({"txt": "a"}, ValueError, "must have the keys 'text' and optionally 'text_pair'"),
     ({"text": "a", "text_pair": ""}, ValueError, r"inputs\['text_pair'\] contains an empty string"),
+    (b"abc", TypeError, r"inputs must be a string or a list of strings, got bytes; decode it first"),
+    (["fine", b"abc"], TypeError, r"inputs\[1\] must be a string or a list of strings, got bytes; decode it"),
 ], ids=repr)
 def test_bad_inputs_name_the_argument(loaded, inputs, error, message):
     runner, _ = loaded("distilbert-sst2")

@@ -10,14 +10,15 @@ new tokens.
 from collections.abc import Iterator
 
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from transformers import pipeline
+from transformers import LogitsProcessorList, SuppressTokensLogitsProcessor, pipeline
 
 import tasks
 from core.generation_settings import clean_up_tokenization
 from core.seed import set_seed
-from decoding import DecodingConfig
+from decoding import DecodingConfig, generate
 from tasks.text_generation import StreamedNewText, TextGenerator, last_clean_cut, left_pad, return_type
 from tests.paths import FIXTURES, corpus_lines
 
@@ -309,6 +310,11 @@ def test_tasks_load_gives_a_text_generator():
     (["The river", 7], TypeError, r"inputs\[1\] must be a string"),
     ([{"role": "user"}], ValueError, "'role' and 'content'"),
     ([[{"role": "user", "content": "hi"}], []], ValueError, "empty chat"),
+    ([{"role": "user", "content": None}], TypeError, r"inputs\[0\]\['content'\] must be a string, got None"),
+    ([{"role": "system", "content": "Be brief."}, {"role": "user", "content": 5}], TypeError,
+     r"inputs\[1\]\['content'\] must be a string, got 5"),
+    ([CHAT, [{"role": None, "content": "hi"}]], TypeError, r"inputs\[1\]\[0\]\['role'\] must be a string, got None"),
+    (b"The river", TypeError, r"inputs must be a string or a list of strings, got bytes; decode it first"),
 ])
 def test_bad_prompts_are_refused_clearly(generators, bad, error, message):
     with pytest.raises(error, match=message):
@@ -350,9 +356,14 @@ def test_prompt_longer_than_the_model_is_an_error_unless_asked_to_cut(generators
 
 
 def test_truncation_keeps_the_start_of_the_prompt_with_a_warning(generators):
+    generator = generators["llama"]
     with pytest.warns(UserWarning, match="truncated to the model's 256"):
-        kept_start = generators["llama"](LONG_PROMPT, max_new_tokens=5, do_sample=False, truncation=True)
-    assert LONG_PROMPT.startswith(kept_start[0]["generated_text"][:len(LONG_PROMPT)])
+        kept_start = generator(LONG_PROMPT, max_new_tokens=5, do_sample=False, truncation=True, return_tensors=True)
+    start = generator.tokenizer(LONG_PROMPT, verbose=False)["input_ids"][:256]
+    fed = kept_start[0]["generated_token_ids"]
+    assert fed[:256] == start and len(fed) == 256 + 5  # the first 256 tokens, then 5 new ones
+    from_the_start = generate(generator.model, torch.tensor([start]), max_new_tokens=5, do_sample=False)
+    assert fed == from_the_start.sequences[0].tolist()
     # GPT-2's positions run out: the 256 kept tokens leave no room for a new one, and decoding says so
     with pytest.warns(UserWarning, match="truncated"), pytest.raises(ValueError, match="context of 256 positions"):
         generators["gpt2"](LONG_PROMPT, max_new_tokens=5, truncation=True)
@@ -362,3 +373,95 @@ def test_encoder_decoder_model_is_refused():
     t5 = tasks.load("text2text-generation", model=str(FIXTURES / "t5"))
     with pytest.raises(ValueError, match="decoder-only.*Text2TextGenerator"):
         TextGenerator(t5.model, t5.tokenizer)
+
+
+# -- hooks of decoding.generate, flags --------------------------------------------------------------------
+
+
+def suppress_token(token_id: int):
+    """A logits processor (input_ids, scores) -> scores that never lets `token_id` win."""
+    def processor(input_ids, scores):
+        return scores.masked_fill(torch.arange(scores.shape[-1]) == token_id, float("-inf"))
+    return processor
+
+
+def second_best(scores):
+    """A strategy: the runner-up token of each row."""
+    return scores.topk(2, dim=-1).indices[:, 1]
+
+
+def generate_directly(generator, prompt: str, call: dict, **hooks) -> list[int]:
+    """What decoding.generate gives with the runner's own prompt ids and settings for this call."""
+    input_ids = torch.tensor(generator.preprocess([prompt]))
+    output = generate(generator.model, input_ids, torch.ones_like(input_ids), tokenizer=generator.tokenizer,
+                      **hooks, **generator.generation_settings(call))
+    return output.sequences[0].tolist()
+
+
+@pytest.mark.parametrize("fixture", FIXTURE_NAMES)
+@pytest.mark.parametrize("call", [GREEDY, dict(do_sample=False, num_beams=3, max_new_tokens=12)], ids=["greedy", "beams"])
+def test_a_logits_processor_changes_the_output_as_in_decoding_generate(generators, fixture, call):
+    generator = generators[fixture]
+    plain = generator(PROMPTS[0], return_tensors=True, **call)[0]["generated_token_ids"]
+    prompt_length = len(generator.preprocess([PROMPTS[0]])[0])
+    banned = plain[prompt_length]  # the first new token
+    processor = suppress_token(banned)
+    ours = generator(PROMPTS[0], return_tensors=True, logits_processors=[processor], **call)[0]["generated_token_ids"]
+    assert ours == generate_directly(generator, PROMPTS[0], call, logits_processors=[processor])
+    assert banned not in ours[prompt_length:]
+    # transformers' spelling, with one of its LogitsProcessor classes, does the same
+    theirs = LogitsProcessorList([SuppressTokensLogitsProcessor([banned])])
+    assert generator(PROMPTS[0], return_tensors=True, logits_processor=theirs, **call)[0]["generated_token_ids"] == ours
+
+
+def test_a_strategy_replaces_greedy_as_in_decoding_generate(generators):
+    generator = generators["gpt2"]
+    ours = generator(PROMPTS[0], return_tensors=True, strategy=second_best, **GREEDY)[0]["generated_token_ids"]
+    assert ours == generate_directly(generator, PROMPTS[0], GREEDY, strategy=second_best)
+    assert ours != generator(PROMPTS[0], return_tensors=True, **GREEDY)[0]["generated_token_ids"]
+
+
+def test_hooks_reach_streaming_and_batches(generators):
+    generator = generators["llama"]
+    alone = generator(PROMPTS[0], return_full_text=False, strategy=second_best, **GREEDY)[0]["generated_text"]
+    assert "".join(generator(PROMPTS[0], stream=True, strategy=second_best, **GREEDY)) == alone
+    batched = generator(PROMPTS, batch_size=4, strategy=second_best, **GREEDY)
+    assert batched == [generator(prompt, strategy=second_best, **GREEDY) for prompt in PROMPTS]
+
+
+def test_hooks_given_at_construction_apply_to_every_call(generators):
+    built = tasks.load("text-generation", model=str(FIXTURES / "gpt2"), strategy=second_best)
+    assert built(PROMPTS[0], **GREEDY) == generators["gpt2"](PROMPTS[0], strategy=second_best, **GREEDY)
+
+
+@pytest.mark.parametrize("options, error, message", [
+    (dict(trace=True), TypeError, r"trace= is not an option.*decoding.generate\(.*trace=True\)"),
+    (dict(logits_processors=[second_best], logits_processor=[second_best]), ValueError, "same option; pass only one"),
+    (dict(logits_processors=second_best), TypeError, r"logits_processors must be a list.*\[processor\]"),
+    (dict(strategy=second_best, num_beams=2), ValueError, "strategy= .* cannot be combined with num_beams=2"),
+], ids=repr)
+def test_bad_hooks_are_refused_clearly(generators, options, error, message):
+    with pytest.raises(error, match=message):
+        generators["gpt2"](PROMPTS[0], **GREEDY, **options)
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("return_full_text", "no", "return_full_text must be True, False or None, got 'no'"),
+    ("return_tensors", "yes", "return_tensors must be True, False or None"),
+    ("return_text", 0, "return_text must be True, False or None, got 0"),
+    ("stream", "yes", "stream must be True or False, got 'yes'"),
+    ("clean_up_tokenization_spaces", "x", "clean_up_tokenization_spaces must be True or False, got 'x'"),
+    ("skip_special_tokens", None, "skip_special_tokens must be True or False, got None"),
+    ("add_special_tokens", "no", "add_special_tokens must be True, False or None"),
+    ("continue_final_message", 1, "continue_final_message must be True, False or None"),
+    ("truncation", "yes", "truncation must be True, False or one of 'longest_first'"),
+    ("prefix", 5, "prefix must be a string"),
+])
+def test_flags_must_be_booleans(generators, flag, value, message):
+    with pytest.raises(TypeError, match=message):
+        generators["gpt2"](PROMPTS[0], **{flag: value}, **GREEDY)
+
+
+def test_prefix_given_at_construction_must_be_a_string():
+    with pytest.raises(TypeError, match="prefix must be a string .* got 5"):
+        TextGenerator.from_pretrained(FIXTURES / "gpt2", prefix=5)

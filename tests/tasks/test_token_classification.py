@@ -354,6 +354,7 @@ def test_bad_inputs_name_the_argument(loaded, inputs, error, message):
     ({"aggregation_strategy": None}, ValueError, "aggregation_strategy must be one of"),
     ({"ignore_labels": "O"}, TypeError, r"ignore_labels must be a list of label names such as \['O'\]"),
     ({"ignore_labels": [0]}, TypeError, "ignore_labels must be a list of label names"),
+    ({"ignore_labels": 3}, TypeError, "ignore_labels must be a list of label names such as .* got 3"),
     ({"stride": -1}, ValueError, "stride must be >= 0 and smaller than the 126 text tokens a window holds"),
     ({"stride": 126}, ValueError, "stride must be >= 0 and smaller than the 126"),
     ({"stride": 500}, ValueError, "stride must be"),
@@ -371,3 +372,17 @@ def test_a_slow_tokenizer_is_refused_with_the_fix(loaded):
     slow = SimpleNamespace(is_fast=False)
     with pytest.raises(ValueError, match="slow .*tokenizer.*word ids: a fast tokenizer is required"):
         TokenClassifier(runner.model, slow)
+
+
+def test_the_slow_tokenizer_error_says_why_none_and_simple_need_one_too(loaded):
+    """4.57.6 took a slow tokenizer for "none"/"simple" (start/end None); our start/end are always offsets."""
+    runner, _ = loaded("bert-ner")
+    with pytest.raises(ValueError, match=r"start/end in the text, with any aggregation_strategy \('none' and "
+                                         r"'simple' too\).*a fast tokenizer is required.*tokenizer.json"):
+        TokenClassifier(runner.model, SimpleNamespace(is_fast=False))
+
+
+def test_ignore_labels_may_be_any_iterable_of_names(loaded):
+    runner, _ = loaded("bert-ner")
+    as_list = runner(LINES[0], aggregation_strategy="simple", ignore_labels=["O"])
+    assert runner(LINES[0], aggregation_strategy="simple", ignore_labels=(label for label in ["O"])) == as_list
