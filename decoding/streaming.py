@@ -49,6 +49,17 @@ def clean_up_cut(text: str, end: int) -> int:
     return end
 
 
+def final_end(text: str, clean_up: bool) -> int:
+    """How much of a growing text no later text can change: all of it after a newline or a CJK
+    character, else up to its last whitespace (a word may still grow), and with the clean-up of
+    tokenization spaces, before the spaces that a later text could still remove (`clean_up_cut`)."""
+    if text.endswith("\n") or (text and is_cjk(text[-1])):
+        end = len(text)
+    else:
+        end = max(text.rfind(" "), text.rfind("\n"), text.rfind("\t")) + 1  # through the last whitespace
+    return clean_up_cut(text, end) if clean_up else end
+
+
 class TextChunker:
     """Turns a growing list of token ids into text pieces that are safe to show."""
 
@@ -66,17 +77,13 @@ class TextChunker:
         raw = self.tokenizer.decode(self.token_ids, **{**self.decode_kwargs, "clean_up_tokenization_spaces": False})
         if raw.endswith(REPLACEMENT_CHAR):
             return ""  # an incomplete multi-byte character: wait for its other bytes
-        if raw.endswith("\n") or (raw and is_cjk(raw[-1])):
-            end = len(raw)
-        else:
-            end = max(raw.rfind(" "), raw.rfind("\n"), raw.rfind("\t")) + 1  # through the last whitespace
         if not self.clean_up:
-            return self._release(raw[:end])
+            return self._release(raw[:final_end(raw, clean_up=False)])
         # transformers 5 skips the clean-up for BPE tokenizers (it would corrupt their text), so we ask the
         # tokenizer whether it cleaned up: if it left the text as it was, the text holds no pattern, and
         # neither does the part we cut from it.
         cleaned_up = self.tokenizer.decode(self.token_ids, **self.decode_kwargs) != raw
-        kept = raw[:clean_up_cut(raw, end)]
+        kept = raw[:final_end(raw, clean_up=True)]
         return self._release(self.tokenizer.clean_up_tokenization(kept) if cleaned_up else kept)
 
     def finish(self) -> str:

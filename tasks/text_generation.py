@@ -52,7 +52,7 @@ from core.windows import max_input_tokens
 from decoding import DecodingConfig, generate
 from decoding import stream as stream_pieces
 from decoding.config import DEFAULT_NEW_TOKENS
-from decoding.streaming import released
+from decoding.streaming import final_end, released
 
 FULL_TEXT, NEW_TEXT, TENSORS = "full_text", "new_text", "tensors"
 
@@ -170,22 +170,12 @@ def full_answer(prompt, new_text: str, continue_final_message: bool | None = Non
 # -- streaming -------------------------------------------------------------------------------------
 
 
-def last_clean_cut(text: str) -> int:
-    """The longest prefix of `text` that clean-up treats apart from what follows, so the cleaned
-    prefix is final however the text continues. Every clean-up pattern starts with a space; only
-    " ' " has a second one, so a cut before a space that does not follow " '" splits no match."""
-    cut = text.rfind(" ")
-    while cut > 0 and text[max(0, cut - 2):cut] == " '":
-        cut = text.rfind(" ", 0, cut)
-    return max(cut, 0)
-
-
 class StreamedNewText:
     """The new text of a streamed call, released piece by piece, equal in the end to what the same
     call without `stream` returns with `return_full_text=False`.
 
     That text is `cleaned(prompt + new)[len(cleaned(prompt)):]`, the pipeline's character cut; with
-    clean-up on, only text before `last_clean_cut` is released until generation ends.
+    clean-up on, only the text before `decoding.streaming.final_end` is released until generation ends.
     """
 
     def __init__(self, prompt_text: str, clean_up_tokenization_spaces: bool):
@@ -196,7 +186,7 @@ class StreamedNewText:
     def push(self, piece: str) -> str:
         """Add raw decoded text; return what became final (maybe "")."""
         self.text += piece
-        end = last_clean_cut(self.text) if self.clean is clean_up_tokenization else len(self.text)
+        end = final_end(self.text, clean_up=True) if self.clean is clean_up_tokenization else len(self.text)
         return self._release(self.clean(self.text[:end]))
 
     def finish(self) -> str:
@@ -418,8 +408,10 @@ class TextGenerator(TaskRunner):
             raise ValueError("stream=True shows one answer token by token: it cannot be combined with "
                              f"num_beams={config.num_beams} or num_return_sequences={config.num_return_sequences}")
         input_ids = torch.tensor([prompt_ids], dtype=torch.long, device=self.device)
+        # Raw pieces: StreamedNewText applies the pipeline's clean-up itself, to the whole text.
         pieces = stream_pieces(self.model, self.tokenizer, input_ids, torch.ones_like(input_ids),
-                               skip_special_tokens=skip_special_tokens, **(hooks or {}), **settings)
+                               skip_special_tokens=skip_special_tokens, clean_up_tokenization_spaces=False,
+                               **(hooks or {}), **settings)
         prompt_text = self.tokenizer.decode(prompt_ids, skip_special_tokens=skip_special_tokens,
                                             clean_up_tokenization_spaces=False)
         return released(StreamedNewText(prompt_text, clean_up_tokenization_spaces), pieces)

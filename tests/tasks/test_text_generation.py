@@ -19,7 +19,7 @@ import tasks
 from core.generation_settings import clean_up_tokenization
 from core.seed import set_seed
 from decoding import DecodingConfig, generate
-from tasks.text_generation import StreamedNewText, TextGenerator, last_clean_cut, left_pad, return_type
+from tasks.text_generation import StreamedNewText, TextGenerator, left_pad, return_type
 from tests.paths import FIXTURES, corpus_lines
 
 CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
@@ -233,10 +233,13 @@ def test_streamed_new_text_is_the_pipelines_cut_of_the_whole(prompt, pieces, cle
     assert released == clean(prompt + "".join(pieces))[len(clean(prompt)):]
 
 
-def test_last_clean_cut_avoids_a_quote_between_spaces():
-    assert last_clean_cut("it is done") == 5
-    assert last_clean_cut("it ' s") == 2  # " ' " may still become "'"
-    assert last_clean_cut("nospace") == 0
+@pytest.mark.parametrize("pieces", [["a  ' s"], ["x n", " ' t"], ["a  ' v", "e"], ["it ' s", " done ."]])
+def test_streamed_new_text_keeps_back_what_a_later_piece_can_clean_up(pieces):
+    # " n" + " ' t" becomes "n't" only once " ' " is cleaned; "a  ' s" loses both spaces of " ' "
+    text, released = StreamedNewText("", clean_up_tokenization_spaces=True), ""
+    for piece in pieces:
+        released += text.push(piece)
+    assert released + text.finish() == clean_up_tokenization("".join(pieces))
 
 
 # -- defaults and options ---------------------------------------------------------------------------------
