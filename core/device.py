@@ -3,11 +3,15 @@
 `device=None` picks the best accelerator present (cuda, then mps, then cpu). `dtype="auto"` picks
 float32 on CPU (half precision there is slow or unsupported by many kernels) and bfloat16 or float16
 on GPUs. `dtype="int8"` is PyTorch's dynamic int8 quantization of the linear layers, a CPU-only
-speed-up. What was chosen is reported back in a `Placement`, so a runner can say what it runs on.
+speed-up, packed for the kernels that suit the runner's matrices (`int8_engine`). What was chosen
+is reported back in a `Placement`, so a runner can say what it runs on.
 """
 
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -88,13 +92,17 @@ def resolve_dtype(dtype, device: torch.device) -> str:
     return dtype
 
 
-def place_model(model: nn.Module, device=None, dtype="auto") -> tuple[nn.Module, Placement]:
-    """Move `model` to the chosen device and precision, in eval mode; return it with the Placement."""
+def place_model(model: nn.Module, device=None, dtype="auto", many_rows: bool = True) -> tuple[nn.Module, Placement]:
+    """Move `model` to the chosen device and precision, in eval mode; return it with the Placement.
+
+    many_rows: whether the model's matrix products have many rows (encoders, beams of a batch) or
+    a few (token-by-token decoding); int8 packs its weights for the kernels that suit them.
+    """
     resolved_device = resolve_device(device)
     resolved_dtype = resolve_dtype(dtype, resolved_device)
     model.eval()
     if resolved_dtype == "int8":
-        model = quantize_linear_layers(model.to(torch.float32))
+        model = quantize_linear_layers(model.to(torch.float32), engine=int8_engine(many_rows))
     else:
         model = model.to(device=resolved_device, dtype=DTYPES[resolved_dtype])
     return model, Placement(resolved_device, resolved_dtype)
@@ -115,11 +123,44 @@ def conv1d_to_linear(model: nn.Module) -> nn.Module:
     return model
 
 
-def quantize_linear_layers(model: nn.Module) -> nn.Module:
+@lru_cache(maxsize=None)
+def cpu_has_amx() -> bool:
+    """Intel AMX (Sapphire Rapids and later): matrix tiles that oneDNN's int8 kernels use."""
+    cpuinfo = Path("/proc/cpuinfo")
+    return cpuinfo.is_file() and "amx_int8" in cpuinfo.read_text(errors="ignore")
+
+
+def int8_engine(many_rows: bool) -> str:
+    """The quantized engine whose kernels suit the model's matrix products.
+
+    Measured on 2 cores with AMX (a Xeon, torch 2.13): oneDNN's kernels are 1.3-3x
+    faster than fbgemm's from ~16 rows up (a 1024 x 50264 LM head at 32 rows: 1.5 ms against 5.0),
+    and slightly slower on 1-8 rows. Elsewhere PyTorch's own choice stays.
+    """
+    if many_rows and cpu_has_amx() and "onednn" in torch.backends.quantized.supported_engines:
+        return "onednn"
+    return torch.backends.quantized.engine
+
+
+@contextmanager
+def quantized_engine(engine: str):
+    """Pack weights for `engine`; a packed weight keeps its kernels afterwards, whatever the global engine."""
+    previous = torch.backends.quantized.engine
+    torch.backends.quantized.engine = engine
+    try:
+        yield
+    finally:
+        torch.backends.quantized.engine = previous
+
+
+def quantize_linear_layers(model: nn.Module, engine: str | None = None) -> nn.Module:
     """Dynamic int8 quantization of every linear layer, the LM head included: weights are int8,
-    activations are quantized on the fly per batch, so no calibration data is needed."""
+    activations are quantized on the fly per batch, so no calibration data is needed.
+
+    engine: the quantized engine to pack for (default: PyTorch's current one).
+    """
     model = conv1d_to_linear(model)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), quantized_engine(engine or torch.backends.quantized.engine):
         # torch marks the eager quantization API as deprecated in favour of torchao, which is not
         # a dependency of ours; the API still works and is what we measure.
         warnings.simplefilter("ignore", category=UserWarning)

@@ -110,8 +110,9 @@ def _head_class_name(head, config: PretrainedConfig) -> str:
 
 
 def load_model(model, head, *, revision=None, trust_remote_code=False, gguf_file=None,
-               device=None, dtype="auto") -> tuple[PreTrainedModel, Placement]:
-    """Load the weights for `head` (e.g. AutoModelForQuestionAnswering) and place them.
+               device=None, dtype="auto", many_rows: bool = True) -> tuple[PreTrainedModel, Placement]:
+    """Load the weights for `head` (e.g. AutoModelForQuestionAnswering) and place them
+    (`many_rows`: see core.device.place_model).
 
     A checkpoint whose own weights do not include the head (GPT-2 given to question answering) is
     refused: transformers would fill the head with random numbers and answer nonsense.
@@ -134,7 +135,7 @@ def load_model(model, head, *, revision=None, trust_remote_code=False, gguf_file
         raise ValueError(f"{name!r} has no trained weights for {head_name} (missing: {', '.join(missing[:4])}"
                          f"{', ...' if len(missing) > 4 else ''}); it was not fine-tuned for this task. "
                          "Use a checkpoint trained for it")
-    placed, placement = place_model(loaded, resolved_device, resolved_dtype)
+    placed, placement = place_model(loaded, resolved_device, resolved_dtype, many_rows=many_rows)
     return placed, placement
 
 

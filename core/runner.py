@@ -18,6 +18,9 @@ class TaskRunner:
     head = None  # the AutoModelFor* class of the task
     needs_fast_tokenizer = False  # True where the task needs offsets or word ids
     fast_tokenizer_reason = "this task needs character offsets"
+    # Whether the task's matrix products have many rows (whole texts, beams of a batch) or a few
+    # (one new token per prompt): int8 weights are packed for the kernels that suit them.
+    many_rows = True
 
     def __init__(self, model, tokenizer, placement: Placement | None = None):
         if placement is None:
@@ -43,7 +46,8 @@ class TaskRunner:
             tokenizer = load_tokenizer(tokenizer or model, gguf_file=gguf_file if tokenizer is None else None,
                                        require_fast=cls.needs_fast_tokenizer, why_fast=cls.fast_tokenizer_reason,
                                        **source)
-        loaded, placement = load_model(model, cls.head, gguf_file=gguf_file, device=device, dtype=dtype, **source)
+        loaded, placement = load_model(model, cls.head, gguf_file=gguf_file, device=device, dtype=dtype,
+                                       many_rows=cls.many_rows, **source)
         return cls(loaded, tokenizer, placement, **options)
 
     @property

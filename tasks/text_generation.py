@@ -207,6 +207,7 @@ class TextGenerator(TaskRunner):
 
     head = AutoModelForCausalLM
     task = "text-generation"  # the key into config.task_specific_params
+    many_rows = False  # decoding feeds one token per prompt: int8 kernels for few rows
     pipeline_defaults = {"max_new_tokens": 256, "do_sample": True, "temperature": 0.7}
 
     def __init__(self, model, tokenizer, placement=None, *, batch_size: int = 1, prefix: str | None = None,

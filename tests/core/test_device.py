@@ -5,7 +5,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from core import place_model, resolve_device, resolve_dtype
-from core.device import conv1d_to_linear
+import core.device
+from core.device import conv1d_to_linear, int8_engine
 
 from tests.paths import FIXTURES
 
@@ -74,6 +75,22 @@ def test_float16_warning_points_at_the_callers_line():
     with pytest.warns(UserWarning, match="float16' on the CPU") as caught:
         TextClassifier.from_pretrained(str(FIXTURES / "distilbert-sst2"), device="cpu", dtype="float16")
     assert caught[0].filename == __file__
+
+
+def test_int8_packs_for_onednn_on_amx_machines_when_the_matrices_have_many_rows(monkeypatch):
+    default = torch.backends.quantized.engine
+    monkeypatch.setattr(core.device, "cpu_has_amx", lambda: True)
+    assert int8_engine(many_rows=True) == "onednn" and int8_engine(many_rows=False) == default
+    monkeypatch.setattr(core.device, "cpu_has_amx", lambda: False)
+    assert int8_engine(many_rows=True) == default
+
+
+def test_int8_weights_packed_for_another_engine_leave_the_global_engine_alone():
+    default = torch.backends.quantized.engine
+    model, _ = place_model(gpt2(), "cpu", "int8", many_rows=True)
+    assert torch.backends.quantized.engine == default
+    ids = torch.tensor([[1, 2, 3, 4]])
+    assert model(ids).logits.shape == (1, 4, model.config.vocab_size)
 
 
 def test_bfloat16_model_reports_its_placement():
