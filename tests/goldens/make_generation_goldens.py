@@ -15,6 +15,10 @@ added to the pipeline call only (recorded under "reference_options"):
   or the fixture's `task_specific_params` (GPT-2's 50).
 - the seed: `transformers.set_seed(seed)` right before the call, as the tests do with ours.
 
+A case with a "generation_config" field runs on a copy of its fixture whose generation_config.json
+has those values on top (golden_file.model_folder, which the replay test uses too): a model's own
+temperature and top_p, without one more committed fixture.
+
 And one thing is changed in 4.57.6 while a case runs: its M2M100 model draws `torch.rand([])` for
 the layerdrop check of every layer on every forward pass, in eval mode too (modeling_m2m_100.py
 l.877 and l.1124; the draw only matters when training). That moves the random stream a seeded
@@ -24,17 +28,19 @@ when training, and nopipe runs the transformers 5 model; here that one draw retu
 """
 
 import json
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from golden_file import make_goldens
+from golden_file import make_goldens, model_folder
 from transformers import pipeline, set_seed
 
 HERE = Path(__file__).resolve().parent
 FIXTURES = HERE.parent / "fixtures" / "models"
 CORPUS = HERE.parent / "fixtures" / "corpus.txt"
 OUTPUT = HERE / "generation.json"
+SCRATCH = tempfile.TemporaryDirectory(prefix="nopipe-goldens-")  # fixture copies with another generation_config
 
 # A ChatML template like SmolLM2's; the llama fixture ships none, so chat cases set this one.
 CHATML_TEMPLATE = (
@@ -54,9 +60,15 @@ SHORT = corpus_text(20, 1)
 LONG = corpus_text(0, 11) + " The old lighthouse keeper"  # ~300 GPT-2 fixture tokens, more than its 256 positions
 
 
-def case(id, task, fixture, inputs, options=None, seed=None, init=None, chat_template=None):
-    return dict(id=id, task=task, fixture=fixture, inputs=inputs, options=options or {}, seed=seed,
+def corpus_line(index: int) -> str:
+    return corpus_text(index, 1)
+
+
+def case(id, task, fixture, inputs, options=None, seed=None, init=None, chat_template=None, generation_config=None):
+    """One golden case; "generation_config" (values put on top of the fixture's) only where a case sets it."""
+    spec = dict(id=id, task=task, fixture=fixture, inputs=inputs, options=options or {}, seed=seed,
                 init=init or {}, chat_template=chat_template)
+    return {**spec, "generation_config": generation_config} if generation_config else spec
 
 
 TEXT_GENERATION = [
@@ -118,6 +130,14 @@ TEXT_GENERATION = [
          dict(do_sample=False, max_new_tokens=20, min_new_tokens=15)),
     case("gpt2-return-text", "text-generation", "gpt2", "The river",
          dict(do_sample=False, max_new_tokens=8, return_text=True)),
+    # The model's generation_config sets temperature 0.3 and top_p 0.8: the pipeline's temperature=0.7
+    # wins over the model's (it is not transformers' default 1.0), the model's top_p is used (the
+    # pipeline's is the default). Text differs with temperature 0.3 and with top_p 1.0 (the test checks).
+    case("llama-model-temperature-top-p", "text-generation", "llama", "Marie Curie was a",
+         dict(max_new_tokens=20), seed=0, generation_config={"temperature": 0.3, "top_p": 0.8}),
+    case("llama-model-temperature-top-p-list", "text-generation", "llama", ["Dogs are loyal", "Marie Curie was a"],
+         dict(max_new_tokens=15, num_return_sequences=2), seed=2,
+         generation_config={"temperature": 0.3, "top_p": 0.8}),
 ]
 
 SUMMARIZATION = [
@@ -135,6 +155,13 @@ SUMMARIZATION = [
          dict(max_length=15, min_length=5, return_tensors=True)),
     case("bart-cleanup", "summarization", "bart-cnn", SHORT,
          dict(max_length=20, min_length=5, clean_up_tokenization_spaces=True)),
+    # T5's task_specific_params["summarization"]: prefix "summarize: ", 4 beams, min_length 30,
+    # max_length 200, length_penalty 2, no_repeat_ngram 3; its generation_config has none of them
+    # (bart-cnn's generation_config equals its task params, so it cannot tell whether they are applied).
+    case("t5-summarize-defaults", "summarization", "t5", ARTICLE),
+    case("t5-summarize-max-length", "summarization", "t5", ARTICLE_2, dict(max_length=40)),
+    case("t5-summarize-max-length-below-task-min", "summarization", "t5", SHORT, dict(max_length=20)),
+    case("t5-summarize-list", "summarization", "t5", [SHORT, ARTICLE_2], dict(max_length=30, min_length=10)),
 ]
 
 TEXT2TEXT = [
@@ -173,6 +200,15 @@ TRANSLATION = [
          dict(src_lang="en", tgt_lang="fr", num_beams=1, max_length=14)),
     case("m2m100-sample-seeded", "translation", "m2m100", SHORT,
          dict(src_lang="en", tgt_lang="fr", num_beams=1, do_sample=True, max_new_tokens=12), seed=9),
+    # No num_beams: the pipeline's 4, not the fixture generation_config's 5. On these texts 4 and 5
+    # beams give different text (the test checks), unlike m2m100-en-fr and m2m100-en-de.
+    case("m2m100-default-beams-en-fr", "translation", "m2m100", corpus_line(1), dict(src_lang="en", tgt_lang="fr")),
+    case("m2m100-default-beams-en-de", "translation", "m2m100", corpus_line(5), dict(src_lang="en", tgt_lang="de")),
+    case("m2m100-default-beams-en-de-max-length", "translation", "m2m100", corpus_line(2),
+         dict(src_lang="en", tgt_lang="de", max_length=20)),
+    case("m2m100-default-beams-list", "translation", "m2m100", [corpus_line(4), corpus_line(10)],
+         dict(src_lang="en", tgt_lang="fr", max_length=20)),
+    case("m2m100-default-beams-task-name", "translation_en_to_de", "m2m100", corpus_line(0), dict(max_length=20)),
 ]
 
 CASES = TEXT_GENERATION + SUMMARIZATION + TEXT2TEXT + TRANSLATION
@@ -214,9 +250,9 @@ def no_eval_layerdrop_draws():
 
 
 def run(spec: dict, pipelines: dict):
-    key = (spec["task"], spec["fixture"])
+    key = (spec["task"], model_folder(spec, FIXTURES, Path(SCRATCH.name)))
     if key not in pipelines:
-        pipelines[key] = pipeline(spec["task"], model=str(FIXTURES / spec["fixture"]), device="cpu")
+        pipelines[key] = pipeline(spec["task"], model=str(key[1]), device="cpu")
     pipe = pipelines[key]
     pipe.tokenizer.chat_template = spec["chat_template"]
     options = {**spec["options"], **reference_options(spec)}
