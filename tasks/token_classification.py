@@ -23,6 +23,14 @@ Where we differ from the pipeline, on purpose:
   of a window), never truncated. The pipeline truncates unless given `stride`, and refuses `stride`
   with "none"; here "none" works too: a token seen by two windows is kept once (its higher-scoring
   reading), and `index` counts tokens over the whole text.
+- A window never reads a word it cuts ("first", "average", "max"). A window ends after a number of
+  tokens, inside a word if need be; the pipeline (given `stride`) then labels the piece as a word of
+  its own, and its entity, starting or ending inside a word ("##gle" of "Google"), can win the merge.
+  Here a window leaves out a word that goes on past its first or last token when the neighbouring
+  window, which shares `stride` tokens with it, holds the word whole (`partial_words`). Only a word
+  longer than the stride, which no window holds whole, is read in parts as the pipeline reads it.
+  "none" and "simple" label tokens, whose entities may cut words anywhere, and stay the pipeline's:
+  there a window edge only splits an entity, which the merge then resolves as anywhere else.
 - A slow (Python-only) tokenizer is refused at load, for every strategy. The pipeline refused it for
   "first", "average" and "max" only, and with "none" or "simple" answered with `start`/`end` None;
   here they are always character offsets, which only a fast tokenizer gives (as it gives the windows).
@@ -89,6 +97,30 @@ def label_tokens(entries: list[dict], id2label: dict) -> list[dict]:
                          "word": entry["word"], "start": entry["start"], "end": entry["end"],
                          "pieces": [entry["word"]]})
     return labelled
+
+
+def partial_words(word_ids: list[list[int | None]], step: int) -> list[set[int]]:
+    """For each window of a text, the words it holds only part of while another window holds them whole.
+
+    `word_ids: (windows, tokens)`: each window's `word_ids()` in reading order, None for special tokens,
+    words counted over the whole text; token i of window k is token `k * step + i` of the text (every
+    window starts with the same special tokens). A window cuts a word when the word goes on before its
+    first token or after its last; the neighbouring window, which shares `stride` tokens with it, then
+    holds the word whole if the word is shorter than the stride. A word that no window holds whole (one
+    longer than the stride) is left to every window that reads part of it, as before: nothing is lost.
+    """
+    held = [{} for _ in word_ids]  # per window: word -> the text's tokens of it that the window holds
+    for window, (held_here, ids) in enumerate(zip(held, word_ids)):
+        for index, word in enumerate(ids):
+            if word is not None:
+                held_here.setdefault(word, set()).add(window * step + index)
+    every = {}  # word -> all its tokens in the text
+    for held_here in held:
+        for word, tokens in held_here.items():
+            every.setdefault(word, set()).update(tokens)
+    whole_somewhere = {word for held_here in held for word, tokens in held_here.items() if tokens == every[word]}
+    return [{word for word, tokens in held_here.items() if tokens != every[word] and word in whole_somewhere}
+            for held_here in held]
 
 
 def split_words(entries: list[dict]) -> list[list[dict]]:
@@ -211,8 +243,10 @@ class TokenClassifier(TaskRunner):
         strategy = check_aggregation_strategy(aggregation_strategy)
         ignore = check_ignore_labels(ignore_labels)
         step = self.window_room - self.check_stride(stride)  # how far each window moves along the text
-        per_window = [self.window_entities(text, window, softmax(window_logits[:len(window)]).numpy(), strategy)
-                      for window, window_logits in zip(windows, logits)]
+        partial = partial_words([window.encoding.word_ids for window in windows], step)
+        per_window = [self.window_entities(text, window, softmax(window_logits[:len(window)]).numpy(), strategy,
+                                           leave_out)
+                      for window, window_logits, leave_out in zip(windows, logits, partial)]
         if strategy == "none":  # tokens: one reading per token first, then drop the ignored labels
             for window, tokens in zip(windows, per_window):
                 for token in tokens:
@@ -223,14 +257,20 @@ class TokenClassifier(TaskRunner):
             found = merge_overlapping_entities(found) if len(windows) > 1 else found
         return [{**entity, "score": float(entity["score"])} for entity in found]
 
-    def window_entities(self, text: str, window: Window, probs: np.ndarray, strategy: str) -> list[dict]:
-        """Tokens, words or entities of one window, before labels are ignored."""
+    def window_entities(self, text: str, window: Window, probs: np.ndarray, strategy: str,
+                        leave_out: set[int] = frozenset()) -> list[dict]:
+        """Tokens, words or entities of one window, before labels are ignored.
+
+        With "first", "average" and "max" the words in `leave_out` (the window cuts them; another window
+        reads them whole, see `partial_words`) are left out. "none" and "simple" label tokens and keep them all.
+        """
         id2label, join_tokens = self.model.config.id2label, self.tokenizer.convert_tokens_to_string
         entries = token_entries(window, text, probs, self.tokenizer)
         if strategy in ("none", "simple"):
             labelled = label_tokens(entries, id2label)
         else:
-            labelled = [label_word(word, strategy, id2label, join_tokens) for word in split_words(entries)]
+            words = [word for word in split_words(entries) if word[0]["word_id"] not in leave_out]
+            labelled = [label_word(word, strategy, id2label, join_tokens) for word in words]
         if strategy == "none":
             return [{key: value for key, value in token.items() if key != "pieces"} for token in labelled]
         return group_bio_entities(labelled, join_tokens)
