@@ -50,6 +50,10 @@ class DecodingConfig:
     # beam search
     length_penalty: float = 1.0
     early_stopping: bool | str = False
+    # encoder-decoder models: the beams (or samples) of an input read one copy of its cross-attention
+    # keys and values (decoding/shared_cross_attention.py). The same tokens; beam scores then differ
+    # from generate()'s in the last bits. False repeats the encoder output per row, as generate() does.
+    share_cross_attention: bool = True
     # special tokens and stopping
     eos_token_id: int | list | None = None
     pad_token_id: int | None = None
@@ -134,6 +138,8 @@ def validate(config: DecodingConfig, is_encoder_decoder: bool) -> None:
     for name in ("temperature", "top_p", "repetition_penalty", "length_penalty"):
         if not _is_number(getattr(c, name)):
             raise TypeError(f"{name} must be a number, got {getattr(c, name)!r}")
+    if not isinstance(c.share_cross_attention, bool):
+        raise TypeError(f"share_cross_attention must be True or False, got {c.share_cross_attention!r}")
     if not isinstance(c.do_sample, bool):
         raise TypeError(f"do_sample must be True or False, got {c.do_sample!r}")
 

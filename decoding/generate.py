@@ -133,7 +133,7 @@ def prepare(model, input_ids, attention_mask, *, tokenizer, logits_processors: S
     expand = max(config.num_beams, config.num_return_sequences)
     decoder_start = config.decoder_start_token_id if config.decoder_start_token_id is not None else config.bos_token_id
     sequences, state = start(model, input_ids, attention_mask, expand=expand, decoder_start_token_id=decoder_start,
-                             max_length=lengths.max_length)
+                             max_length=lengths.max_length, share_cross_attention=config.share_cross_attention)
     logits = prefill(model, sequences, state)
 
     skip_before = None
