@@ -73,7 +73,8 @@ def check_settings(settings: dict, task_options: tuple[str, ...] = ()) -> dict:
 def split_hooks(settings: dict) -> tuple[dict, dict]:
     """(decoding settings, hooks) of checked options; the hooks go to `decoding.generate` as they are.
 
-    `logits_processor=` is read as `logits_processors=`; None for either hook means none.
+    `logits_processor=` is read as `logits_processors=`; None for either hook means none (and, in a
+    call, clears one given at construction: see `call_settings`).
     """
     settings = dict(settings)
     for alias, name in HOOK_ALIASES.items():
@@ -82,10 +83,14 @@ def split_hooks(settings: dict) -> tuple[dict, dict]:
                 raise ValueError(f"{alias}= (transformers' name) and {name}= are the same option; pass only one")
             settings[name] = settings.pop(alias)
     hooks = {name: settings.pop(name) for name in HOOKS if name in settings}
-    hooks = {name: value for name, value in hooks.items() if value is not None}
-    if "logits_processors" in hooks:
+    if hooks.get("logits_processors") is not None:
         hooks["logits_processors"] = check_logits_processors(hooks["logits_processors"])
-    return settings, hooks
+    return settings, given(hooks)
+
+
+def given(hooks: dict) -> dict:
+    """The hooks that are set (None means none)."""
+    return {name: value for name, value in hooks.items() if value is not None}
 
 
 def check_logits_processors(processors) -> list:
@@ -98,9 +103,14 @@ def check_logits_processors(processors) -> list:
 
 
 def call_settings(settings: dict, constructed_hooks: dict) -> tuple[dict, dict]:
-    """A call's (decoding settings, hooks): its options checked, its hooks over those given at construction."""
-    settings, hooks = split_hooks(check_settings(settings))
-    return settings, {**constructed_hooks, **hooks}
+    """A call's (decoding settings, hooks): its options checked, its hooks over those given at
+    construction; a hook set to None in the call clears the constructed one."""
+    settings = check_settings(settings)
+    cleared = {name: None for name in HOOKS + tuple(HOOK_ALIASES) if name in settings and settings[name] is None}
+    settings, hooks = split_hooks({key: value for key, value in settings.items() if key not in cleared})
+    cleared = {HOOK_ALIASES.get(name, name) for name in cleared}
+    return settings, given({**{name: hook for name, hook in constructed_hooks.items() if name not in cleared},
+                            **hooks})
 
 
 def set_by_model(model) -> dict:

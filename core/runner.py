@@ -123,11 +123,13 @@ def check_optional_flags(**flags) -> None:
             raise TypeError(f"{name} must be True, False or None, got {value!r}")
 
 
-TRUNCATION_STRATEGIES = ("longest_first", "only_first", "only_second", "do_not_truncate")
+# The tokenizer's strategies that make sense for one text ("only_second" needs a pair).
+TRUNCATION_STRATEGIES = ("longest_first", "only_first", "do_not_truncate")
 
 
 def check_truncation(truncation) -> bool | str:
-    """True/False or a tokenizer truncation strategy (the pipelines passed it to the tokenizer).
+    """True/False or a tokenizer truncation strategy for a single text (the pipelines passed it to
+    the tokenizer).
 
     "do_not_truncate" is returned as False, so that every truthy value means "cut".
     """

@@ -20,7 +20,6 @@ warnings (a summary allowed to be longer than its text, an input near a translat
 are Python warnings here, from each task's `check_lengths`.
 """
 
-import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -31,6 +30,7 @@ from core.generation_settings import (call_settings, check_settings, decode_text
                                       pipeline_settings, run_generation_batches, split_batch_output, split_hooks,
                                       task_params)
 from core.runner import TaskRunner, as_batch, check_flags, check_optional_flags, check_truncation
+from core.warn import warn_caller
 from core.windows import max_input_tokens
 from decoding import DecodingConfig, generate
 from decoding.config import DEFAULT_NEW_TOKENS
@@ -127,8 +127,7 @@ class Seq2SeqRunner(TaskRunner):
                 if not truncation:
                     raise ValueError(f"inputs[{index}] is {length} tokens long but the model reads at most {limit}; "
                                      "shorten it or pass truncation=True to cut it to the limit")
-                warnings.warn(f"inputs[{index}] is {length} tokens long; truncated to the model's {limit}",
-                              UserWarning, stacklevel=4)
+                warn_caller(f"inputs[{index}] is {length} tokens long; truncated to the model's {limit}")
                 encoded = self.encode(text, recipe, truncation=truncation, max_length=limit)
             features.append({"input_ids": list(encoded["input_ids"]),
                              "attention_mask": list(encoded["attention_mask"])})
@@ -150,9 +149,9 @@ class Seq2SeqRunner(TaskRunner):
         if config.min_length > max_length and not {"min_length", "min_new_tokens"} & caller.keys():
             # e.g. distilbart-cnn's min_length=56 with summarizer(text, max_length=50): the minimum cannot be
             # met, generation runs to max_length, exactly what the pipeline did after a warning.
-            warnings.warn(f"min_length={config.min_length} from the model's configuration is above "
-                          f"max_length={max_length}; the output will have {max_length} tokens. "
-                          "Pass min_length= to choose a minimum.", UserWarning, stacklevel=4)
+            warn_caller(f"min_length={config.min_length} from the model's configuration is above "
+                        f"max_length={max_length}; the output will have {max_length} tokens. "
+                        "Pass min_length= to choose a minimum.")
             merged["min_length"] = max_length
         return merged
 

@@ -10,10 +10,11 @@ Lengths that depend on the prompt (`max_new_tokens` -> `max_length`) are resolve
 """
 
 import difflib
-import warnings
 from dataclasses import dataclass, field, fields
 
 from torch import nn
+
+from core.warn import warn_caller
 
 DEFAULT_NEW_TOKENS = 20  # transformers' max_length=20 default, counted as new tokens when nobody set a length
 
@@ -138,10 +139,9 @@ def validate(config: DecodingConfig, is_encoder_decoder: bool) -> None:
     for name in ("temperature", "top_p", "repetition_penalty", "length_penalty"):
         if not _is_number(getattr(c, name)):
             raise TypeError(f"{name} must be a number, got {getattr(c, name)!r}")
-    if not isinstance(c.share_cross_attention, bool):
-        raise TypeError(f"share_cross_attention must be True or False, got {c.share_cross_attention!r}")
-    if not isinstance(c.do_sample, bool):
-        raise TypeError(f"do_sample must be True or False, got {c.do_sample!r}")
+    for name in ("do_sample", "share_cross_attention"):
+        if not isinstance(getattr(c, name), bool):
+            raise TypeError(f"{name} must be True or False, got {getattr(c, name)!r}")
 
     if c.num_beams < 1:
         raise ValueError(f"num_beams must be >= 1, got {c.num_beams}; use num_beams=1 for greedy or sampling")
@@ -249,8 +249,7 @@ def resolve_lengths(config: DecodingConfig, prompt_length: int, model_config) ->
             raise ValueError(message)
         # The minimum came from the model's generation_config (e.g. BART-CNN's min_length=56) and the caller
         # only shortened the output: transformers warns and stops at max_length, so do we.
-        warnings.warn(message + " (the minimum comes from model.generation_config; generation stops at max_length)",
-                      UserWarning, stacklevel=4)
+        warn_caller(message + " (the minimum comes from model.generation_config; generation stops at max_length)")
     return Lengths(max_length=max_length, min_length=min_length)
 
 

@@ -9,12 +9,12 @@ The returned `sequences` are shaped like `model.generate()`'s: decoder-only = pr
 encoder-decoder = decoder start token + new tokens, finished rows padded with the pad token.
 """
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
+from core.warn import warn_caller
 from decoding.beam import beam_search
 from decoding.config import DecodingConfig, Lengths, context_size, has_position_table, resolve_lengths
 from decoding.loop import ModelState, infer_attention_mask, prefill, start
@@ -122,8 +122,8 @@ def prepare(model, input_ids, attention_mask, *, tokenizer, logits_processors: S
         if attention_mask is None:
             attention_mask = infer_attention_mask(input_ids, pad_token_id, config.eos_ids)
         if input_ids.shape[0] > 1 and bool((attention_mask[:, -1] == 0).any()):
-            warnings.warn("right padding found in a decoder-only batch: the new tokens would follow pad tokens; "
-                          "pad on the left (tokenizer.padding_side = 'left')", UserWarning, stacklevel=3)
+            warn_caller("right padding found in a decoder-only batch: the new tokens would follow pad tokens; "
+                        "pad on the left (tokenizer.padding_side = 'left')")
 
     check_prompt_fits(model, input_ids.shape[1])
     start_length = 1 if is_encoder_decoder else input_ids.shape[1]

@@ -70,6 +70,7 @@ class TextChunker:
         self.clean_up = tokenizer.clean_up_tokenization_spaces if clean_up is None else clean_up
         self.token_ids: list[int] = []
         self.shown = 0  # characters of the (cleaned up) decoded text already released
+        self.tokenizer_cleans_up: bool | None = None  # asked once, when the clean-up first matters
 
     def push(self, token_id: int) -> str:
         """Add one token; return the text that became safe to show (maybe "")."""
@@ -79,12 +80,13 @@ class TextChunker:
             return ""  # an incomplete multi-byte character: wait for its other bytes
         if not self.clean_up:
             return self._release(raw[:final_end(raw, clean_up=False)])
-        # transformers 5 skips the clean-up for BPE tokenizers (it would corrupt their text), so we ask the
-        # tokenizer whether it cleaned up: if it left the text as it was, the text holds no pattern, and
-        # neither does the part we cut from it.
-        cleaned_up = self.tokenizer.decode(self.token_ids, **self.decode_kwargs) != raw
         kept = raw[:final_end(raw, clean_up=True)]
-        return self._release(self.tokenizer.clean_up_tokenization(kept) if cleaned_up else kept)
+        cleaned = self.tokenizer.clean_up_tokenization(kept)
+        if cleaned != kept and self.tokenizer_cleans_up is None:
+            # transformers 5 skips the clean-up for BPE tokenizers (it would corrupt their text): the
+            # tokenizer's own decode of a text that holds a pattern tells whether it applies it.
+            self.tokenizer_cleans_up = self.tokenizer.decode(self.token_ids, **self.decode_kwargs) != raw
+        return self._release(cleaned if self.tokenizer_cleans_up else kept)
 
     def finish(self) -> str:
         """Whatever is still held back, at the end of generation."""

@@ -11,9 +11,8 @@ prefix "summarize: ". A caller's `max_length`/`min_length` win over them (in 4.5
 `max_length` is lowered to it, with a warning. The recipe is in core/seq2seq.py.
 """
 
-import warnings
-
 from core.seq2seq import Seq2SeqRunner, first_offender
+from core.warn import warn_caller
 
 
 class Summarizer(Seq2SeqRunner):
@@ -25,6 +24,5 @@ class Summarizer(Seq2SeqRunner):
         offender = first_offender(input_lengths, lambda length: length < max_length)
         if offender:
             shortest = min(input_lengths)
-            warnings.warn(f"{offender}, less than max_length={max_length}, so its summary may come out longer "
-                          f"than the text; pass a smaller max_length (e.g. max_length={max(shortest // 2, 2)})",
-                          UserWarning, stacklevel=4)
+            warn_caller(f"{offender}, less than max_length={max_length}, so its summary may come out longer "
+                        f"than the text; pass a smaller max_length (e.g. max_length={max(shortest // 2, 2)})")

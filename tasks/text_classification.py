@@ -11,7 +11,6 @@ the model fails on the extra positions with an index error. Texts run in length-
 so little compute goes to padding.
 """
 
-import warnings
 
 import torch
 from transformers import AutoModelForSequenceClassification
@@ -19,6 +18,7 @@ from transformers import AutoModelForSequenceClassification
 from core.batching import check_batch_size
 from core.runner import TaskRunner, as_batch, check_flag, check_text
 from core.scores import ACTIVATIONS
+from core.warn import warn_caller
 from core.windows import forward_in_batches, max_input_tokens, pad_features, run_model
 
 
@@ -95,8 +95,8 @@ class TextClassifier(TaskRunner):
                 raise ValueError(f"text {index} is {length} tokens long, more than the {limit} the model reads; "
                                  f"pass truncation=True to cut it to {limit} tokens, or split it")
             if length > limit:
-                warnings.warn(f"text {index} is {length} tokens long, more than the model's {limit}; it is "
-                              f"truncated to {limit} tokens", stacklevel=3)
+                warn_caller(f"text {index} is {length} tokens long, more than the model's {limit}; it is "
+                            f"truncated to {limit} tokens")
                 encoded = self.tokenizer(**pair, truncation=True, max_length=limit)
             features.append({name: encoded[name] for name in self.tokenizer.model_input_names if name in encoded})
         return features

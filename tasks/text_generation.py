@@ -36,7 +36,6 @@ Where we differ, on purpose:
 - `batch_size` > 1 runs left-padded batches; greedy results equal the one-at-a-time results.
 """
 
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -48,6 +47,7 @@ from core.generation_settings import (call_settings, check_settings, clean_up_to
                                       draw_like_the_pipeline_dataloader, pipeline_settings, run_generation_batches,
                                       split_batch_output, split_hooks, task_params)
 from core.runner import TaskRunner, as_batch, check_flags, check_optional_flags, check_text, check_truncation
+from core.warn import warn_caller
 from core.windows import max_input_tokens
 from decoding import DecodingConfig, generate
 from decoding import stream as stream_pieces
@@ -279,8 +279,7 @@ class TextGenerator(TaskRunner):
                     raise ValueError(f"inputs[{index}] is {len(ids)} tokens long but the model reads at most {limit}; "
                                      "shorten it, pass truncation=True to keep its start, or "
                                      "handle_long_generation='hole' to keep its end")
-                warnings.warn(f"inputs[{index}] is {len(ids)} tokens long; truncated to the model's {limit}",
-                              UserWarning, stacklevel=3)
+                warn_caller(f"inputs[{index}] is {len(ids)} tokens long; truncated to the model's {limit}")
                 ids = self.encode(prompt, **options, truncation=truncation, max_length=limit)
             encoded.append(ids)
         return encoded

@@ -53,6 +53,7 @@ from core.windows import (Window, forward_in_batches, max_input_tokens, pad_feat
                           windows_by_source)
 
 AGGREGATION_STRATEGIES = ("none", "simple", "first", "average", "max")
+WORD_STRATEGIES = ("first", "average", "max")  # label words, not tokens
 
 
 def check_aggregation_strategy(aggregation_strategy) -> str:
@@ -243,7 +244,8 @@ class TokenClassifier(TaskRunner):
         strategy = check_aggregation_strategy(aggregation_strategy)
         ignore = check_ignore_labels(ignore_labels)
         step = self.window_room - self.check_stride(stride)  # how far each window moves along the text
-        partial = partial_words([window.encoding.word_ids for window in windows], step)
+        partial = (partial_words([window.encoding.word_ids for window in windows], step)
+                   if strategy in WORD_STRATEGIES else [frozenset()] * len(windows))
         per_window = [self.window_entities(text, window, softmax(window_logits[:len(window)]).numpy(), strategy,
                                            leave_out)
                       for window, window_logits, leave_out in zip(windows, logits, partial)]

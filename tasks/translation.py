@@ -20,9 +20,9 @@ pair named with src_lang=/tgt_lang= is then translated (4.57.6 kept the first pa
 The recipe itself (preprocess -> forward -> postprocess) is core/seq2seq.py.
 """
 
-import warnings
 
 from core.seq2seq import Seq2SeqRunner, TaskRecipe, first_offender, task_recipe
+from core.warn import warn_caller
 
 
 def language_pair(key) -> tuple[str, str] | None:
@@ -104,10 +104,10 @@ class Translator(Seq2SeqRunner):
         """No language named: the model's first task_specific_params pair, with a warning, as 4.57.6 did."""
         src_lang, tgt_lang = first_translation_pair(self.model)
         if src_lang is not None:
-            warnings.warn(f"no language pair given; translating {src_lang} to {tgt_lang} "
-                          f"(translation_{src_lang}_to_{tgt_lang}, the first pair in the model's task_specific_params, "
-                          f"as pipeline('translation') did). Pass task='translation_XX_to_YY' or src_lang=/tgt_lang= "
-                          f"to choose one of {', '.join(translation_pairs(self.model))}", UserWarning, stacklevel=3)
+            warn_caller(f"no language pair given; translating {src_lang} to {tgt_lang} "
+                        f"(translation_{src_lang}_to_{tgt_lang}, the first pair in the model's task_specific_params, "
+                        f"as pipeline('translation') did). Pass task='translation_XX_to_YY' or src_lang=/tgt_lang= "
+                        f"to choose one of {', '.join(translation_pairs(self.model))}")
         return src_lang, tgt_lang
 
     def default_recipe(self) -> TaskRecipe:
@@ -161,9 +161,9 @@ class Translator(Seq2SeqRunner):
         """A translation is about as long as its text: an input near max_length may be cut short."""
         offender = first_offender(input_lengths, lambda length: length > 0.9 * max_length)
         if offender:
-            warnings.warn(f"{offender}, close to or above max_length={max_length}, so its translation may be cut "
-                          f"short; pass a larger max_length (e.g. max_length={2 * max(input_lengths)}) or "
-                          "max_new_tokens", UserWarning, stacklevel=4)
+            warn_caller(f"{offender}, close to or above max_length={max_length}, so its translation may be cut "
+                        f"short; pass a larger max_length (e.g. max_length={2 * max(input_lengths)}) or "
+                        "max_new_tokens")
 
     def encode(self, text: str, recipe: TaskRecipe, **tokenizer_kwargs) -> dict:
         if recipe.src_lang is None:

@@ -146,8 +146,9 @@ def test_language_tokens_models_need_a_pair(runners):
 def test_translation_without_a_pair_falls_back_to_the_first_task_pair_like_4_57_6():
     """4.57.6's pipeline("translation", model=t5) took the first translation_* key of task_specific_params."""
     with pytest.warns(UserWarning, match=r"translating en to de \(translation_en_to_de, the first pair.*"
-                                         r"task='translation_XX_to_YY' or src_lang=/tgt_lang="):
+                                         r"task='translation_XX_to_YY' or src_lang=/tgt_lang=") as caught:
         fallback = tasks.load("translation", model=str(FIXTURES / "t5"))
+    assert caught[0].filename == __file__  # the caller's line, not ours
     chosen = tasks.load("translation_en_to_de", model=str(FIXTURES / "t5"))
     assert fallback.recipe.prefix == "translate English to German: "
     assert fallback(TEXTS[1], max_length=12) == chosen(TEXTS[1], max_length=12)
@@ -375,3 +376,5 @@ def test_truncation_takes_a_tokenizer_strategy_too(runners):
             summarizer(LONG_TEXT, truncation=True, **options)[0]["summary_token_ids"].tolist()
     with pytest.raises(ValueError, match="reads at most 256"):
         summarizer(LONG_TEXT, truncation="do_not_truncate", **options)
+    with pytest.raises(TypeError, match="truncation must be True, False or one of 'longest_first', 'only_first'"):
+        summarizer(LONG_TEXT, truncation="only_second", **options)  # a strategy for pairs: one text has none

@@ -437,6 +437,13 @@ def test_hooks_given_at_construction_apply_to_every_call(generators):
     assert built(PROMPTS[0], **GREEDY) == generators["gpt2"](PROMPTS[0], strategy=second_best, **GREEDY)
 
 
+def test_a_hook_set_to_none_in_a_call_clears_the_constructed_one(generators):
+    built = tasks.load("text-generation", model=str(FIXTURES / "gpt2"), strategy=second_best)
+    plain = generators["gpt2"](PROMPTS[0], **GREEDY)
+    assert built(PROMPTS[0], strategy=None, **GREEDY) == plain
+    assert built(PROMPTS[0], **GREEDY) != plain  # the constructed strategy is back for the next call
+
+
 @pytest.mark.parametrize("options, error, message", [
     (dict(trace=True), TypeError, r"trace= is not an option.*decoding.generate\(.*trace=True\)"),
     (dict(logits_processors=[second_best], logits_processor=[second_best]), ValueError, "same option; pass only one"),
