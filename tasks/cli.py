@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 
 import tasks
 from core.generation_settings import DECODING_SETTINGS
-from decoding import DecodingConfig
 
 USAGE_ERROR, RUNTIME_ERROR = 2, 1
 
@@ -294,11 +293,9 @@ def decoding_settings(chosen: dict) -> dict:
 
 
 def can_stream(runner, chosen: dict) -> bool:
-    """Whether the call gives one answer that can be shown token by token, with the model's own
-    settings counted: beam search knows its best beam only at the end. Checks every setting, so a
-    bad one fails here, before anything is printed."""
-    config = DecodingConfig.from_model(runner.model, **runner.generation_settings(decoding_settings(chosen)))
-    return config.num_beams == 1 and config.num_return_sequences == 1
+    """Whether the call can be shown token by token, with the model's own settings counted. Checks
+    every setting, so a bad one fails here, before anything is printed."""
+    return runner.can_stream(runner.generation_settings(decoding_settings(chosen)))
 
 
 def stream_answer(runner, prompt: str, chosen: dict, out) -> None:

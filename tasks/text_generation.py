@@ -396,6 +396,12 @@ class TextGenerator(TaskRunner):
                    for prompt, ids, sequences in zip(prompts, prompt_ids, outputs)]
         return results[0] if single else results
 
+    def can_stream(self, settings: dict) -> bool:
+        """Whether these final settings give one answer that can be shown token by token (beam
+        search knows its best beam only at the end). Checks every setting on the way."""
+        config = DecodingConfig.from_model(self.model, **settings)
+        return config.num_beams == 1 and config.num_return_sequences == 1
+
     def stream_text(self, prompt_ids: list[int], settings: dict, clean_up_tokenization_spaces: bool = True,
                     skip_special_tokens: bool = True, hooks: dict | None = None) -> Iterator[str]:
         """The new text of one prompt, in pieces as the tokens arrive (no piece splits a word).
@@ -403,8 +409,8 @@ class TextGenerator(TaskRunner):
         The pieces join to the `return_full_text=False` answer of the same call without streaming.
         hooks: logits_processors and strategy for `decoding.stream`.
         """
-        config = DecodingConfig.from_model(self.model, **settings)
-        if config.num_beams > 1 or config.num_return_sequences > 1:
+        if not self.can_stream(settings):
+            config = DecodingConfig.from_model(self.model, **settings)
             raise ValueError("stream=True shows one answer token by token: it cannot be combined with "
                              f"num_beams={config.num_beams} or num_return_sequences={config.num_return_sequences}")
         input_ids = torch.tensor([prompt_ids], dtype=torch.long, device=self.device)
