@@ -60,7 +60,20 @@ def final_end(text: str, clean_up: bool) -> int:
     return clean_up_cut(text, end) if clean_up else end
 
 
-class TextChunker:
+class FinalText:
+    """A text that grows at its end and is shown piece by piece: `release` gets the start of it that
+    no later text changes and returns what of it was not shown yet."""
+
+    shown = 0  # characters already released
+
+    def release(self, final_text: str) -> str:
+        if len(final_text) <= self.shown:
+            return ""
+        piece, self.shown = final_text[self.shown:], len(final_text)
+        return piece
+
+
+class TextChunker(FinalText):
     """Turns a growing list of token ids into text pieces that are safe to show."""
 
     def __init__(self, tokenizer, **decode_kwargs):
@@ -69,7 +82,6 @@ class TextChunker:
         clean_up = decode_kwargs.get("clean_up_tokenization_spaces")
         self.clean_up = tokenizer.clean_up_tokenization_spaces if clean_up is None else clean_up
         self.token_ids: list[int] = []
-        self.shown = 0  # characters of the (cleaned up) decoded text already released
         self.tokenizer_cleans_up: bool | None = None  # asked once, when the clean-up first matters
 
     def push(self, token_id: int) -> str:
@@ -79,26 +91,19 @@ class TextChunker:
         if raw.endswith(REPLACEMENT_CHAR):
             return ""  # an incomplete multi-byte character: wait for its other bytes
         if not self.clean_up:
-            return self._release(raw[:final_end(raw, clean_up=False)])
+            return self.release(raw[:final_end(raw, clean_up=False)])
         kept = raw[:final_end(raw, clean_up=True)]
         cleaned = self.tokenizer.clean_up_tokenization(kept)
         if cleaned != kept and self.tokenizer_cleans_up is None:
             # transformers 5 skips the clean-up for BPE tokenizers (it would corrupt their text): the
             # tokenizer's own decode of a text that holds a pattern tells whether it applies it.
             self.tokenizer_cleans_up = self.tokenizer.decode(self.token_ids, **self.decode_kwargs) != raw
-        return self._release(cleaned if self.tokenizer_cleans_up else kept)
+        return self.release(cleaned if self.tokenizer_cleans_up else kept)
 
     def finish(self) -> str:
         """Whatever is still held back, at the end of generation."""
-        return self._release(self.tokenizer.decode(self.token_ids, **self.decode_kwargs))
+        return self.release(self.tokenizer.decode(self.token_ids, **self.decode_kwargs))
 
-    def _release(self, final_text: str) -> str:
-        """final_text: the start of the decoded text that no later token changes."""
-        if len(final_text) <= self.shown:
-            return ""
-        piece = final_text[self.shown:]
-        self.shown = len(final_text)
-        return piece
 
 
 @torch.inference_mode()

@@ -52,7 +52,7 @@ from core.windows import max_input_tokens
 from decoding import DecodingConfig, generate
 from decoding import stream as stream_pieces
 from decoding.config import DEFAULT_NEW_TOKENS
-from decoding.streaming import final_end, released
+from decoding.streaming import FinalText, final_end, released
 
 FULL_TEXT, NEW_TEXT, TENSORS = "full_text", "new_text", "tensors"
 
@@ -170,7 +170,7 @@ def full_answer(prompt, new_text: str, continue_final_message: bool | None = Non
 # -- streaming -------------------------------------------------------------------------------------
 
 
-class StreamedNewText:
+class StreamedNewText(FinalText):
     """The new text of a streamed call, released piece by piece, equal in the end to what the same
     call without `stream` returns with `return_full_text=False`.
 
@@ -179,24 +179,21 @@ class StreamedNewText:
     """
 
     def __init__(self, prompt_text: str, clean_up_tokenization_spaces: bool):
-        self.clean = clean_up_tokenization if clean_up_tokenization_spaces else (lambda text: text)
+        self.clean_up = clean_up_tokenization_spaces
         self.text = prompt_text
-        self.shown = len(self.clean(prompt_text))
+        self.shown = len(self.cleaned(prompt_text))  # the prompt's part is never shown
+
+    def cleaned(self, text: str) -> str:
+        return clean_up_tokenization(text) if self.clean_up else text
 
     def push(self, piece: str) -> str:
         """Add raw decoded text; return what became final (maybe "")."""
         self.text += piece
-        end = final_end(self.text, clean_up=True) if self.clean is clean_up_tokenization else len(self.text)
-        return self._release(self.clean(self.text[:end]))
+        end = final_end(self.text, clean_up=True) if self.clean_up else len(self.text)
+        return self.release(self.cleaned(self.text[:end]))
 
     def finish(self) -> str:
-        return self._release(self.clean(self.text))
-
-    def _release(self, cleaned: str) -> str:
-        if len(cleaned) <= self.shown:
-            return ""
-        piece, self.shown = cleaned[self.shown:], len(cleaned)
-        return piece
+        return self.release(self.cleaned(self.text))
 
 
 # -- the task --------------------------------------------------------------------------------------
