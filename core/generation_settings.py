@@ -44,6 +44,7 @@ DEFAULTS = {f.name: f.default for f in fields(DecodingConfig)}
 # The pipeline adds its sampling defaults only when sampling (transformers 5 does the same), so a
 # greedy call does not carry a temperature it never uses.
 SAMPLING_SETTINGS = {"temperature", "top_k", "top_p", "min_p"}
+TRANSFORMERS_MAX_LENGTH = 20  # GenerationConfig's own max_length, which 4.57.6 read as "nobody set it"
 
 
 # Callables `decoding.generate` takes beside the settings: they change each step, they are not values
@@ -116,12 +117,14 @@ def call_settings(settings: dict, constructed_hooks: dict) -> tuple[dict, dict]:
 def set_by_model(model) -> dict:
     """The decoding settings the model's generation_config sets to something other than transformers' default.
 
-    max_length=20 is transformers' own default written out (4.57.6 treated it as unset too).
+    A max_length of TRANSFORMERS_MAX_LENGTH is transformers' default written out (4.57.6 treated it
+    as unset too).
     """
     config = getattr(model, "generation_config", None)
     values = {name: getattr(config, name, None) for name in DECODING_SETTINGS}
+    unset = {**DEFAULTS, "max_length": TRANSFORMERS_MAX_LENGTH}
     return {name: value for name, value in values.items()
-            if value is not None and value != DEFAULTS[name] and not (name == "max_length" and value == 20)}
+            if value is not None and value != DEFAULTS[name] and value != unset[name]}
 
 
 def task_params(model, task: str | None) -> tuple[dict, str | None]:

@@ -105,7 +105,6 @@ class TextChunker(FinalText):
         return self.release(self.tokenizer.decode(self.token_ids, **self.decode_kwargs))
 
 
-
 @torch.inference_mode()
 def _stream_tokens(model, input_ids, attention_mask, tokenizer, logits_processors, strategy, settings):
     prepared = prepare(model, input_ids, attention_mask, tokenizer=tokenizer, logits_processors=logits_processors,
