@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from core.warn import warn_caller
+from decoding.warn import warn_caller
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 DTYPE_CHOICES = ("auto", "float32", "float16", "bfloat16", "int8")

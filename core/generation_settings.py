@@ -39,7 +39,7 @@ from core.batching import run_in_sorted_batches
 from decoding import DecodingConfig
 from decoding.stopping import StopCriteria
 
-DECODING_SETTINGS = tuple(f.name for f in fields(DecodingConfig) if f.name != "set_by_caller")
+DECODING_SETTINGS = DecodingConfig.setting_names()
 DEFAULTS = {f.name: f.default for f in fields(DecodingConfig)}
 # The pipeline adds its sampling defaults only when sampling (transformers 5 does the same), so a
 # greedy call does not carry a temperature it never uses.

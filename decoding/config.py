@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 
 from torch import nn
 
-from core.warn import warn_caller
+from decoding.warn import warn_caller
 
 DEFAULT_NEW_TOKENS = 20  # transformers' max_length=20 default, counted as new tokens when nobody set a length
 
@@ -61,33 +61,62 @@ class DecodingConfig:
     bos_token_id: int | None = None
     decoder_start_token_id: int | None = None
     stop_strings: str | list | None = None
-    # which fields the caller passed (not read from the model); some checks only blame the caller
-    set_by_caller: frozenset = field(default=frozenset(), repr=False, compare=False)
+    # Where each setting came from: field name -> layer ("caller", "generation_config", ...); a field
+    # missing here kept its default (TRANSFORMERS_DEFAULT). `explain()` prints it.
+    sources: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def setting_names(cls) -> tuple[str, ...]:
+        """The names a caller may set (every field but the bookkeeping)."""
+        return tuple(f.name for f in fields(cls) if f.name != "sources")
 
     @classmethod
     def from_model(cls, model, **settings) -> "DecodingConfig":
         """Defaults from `model.generation_config`, then `settings` on top; validated."""
-        names = [f.name for f in fields(cls) if f.name != "set_by_caller"]
-        unknown = [key for key in settings if key not in names]
-        if unknown:
-            key = unknown[0]
-            close = difflib.get_close_matches(key, names, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; known settings: {', '.join(names)}"
-            raise TypeError(f"unknown decoding setting {key!r}{hint}")
-        values = {}
-        generation_config = getattr(model, "generation_config", None)
-        for name in names:
-            value = getattr(generation_config, name, None)
-            if value is not None:
-                values[name] = value
-        values.update(settings)
-        # A caller's explicit None means "off / the default" (e.g. top_k=None disables top-k, as in generate()).
+        check_setting_names(settings)
+        layers = [(GENERATION_CONFIG, generation_config_values(model)), (CALLER, settings)]
+        return cls.from_layers(model, layers)
+
+    @classmethod
+    def from_layers(cls, model, layers) -> "DecodingConfig":
+        """The settings of `layers` [(name, {setting: value})], each over the ones before; validated.
+
+        Every value records the layer it came from in `sources`. A caller's explicit None means "off /
+        the default" (e.g. top_k=None disables top-k, as in generate()).
+        """
+        values, sources = {}, {}
+        for layer, settings in layers:
+            values.update(settings)
+            sources.update(dict.fromkeys(settings, layer))
         for name, off_value in _NONE_MEANS.items():
             if name in values and values[name] is None:
                 values[name] = off_value
-        config = cls(**values, set_by_caller=frozenset(settings))
+        config = cls(**values, sources=sources)
         validate(config, is_encoder_decoder=bool(getattr(model.config, "is_encoder_decoder", False)))
         return config
+
+    def with_settings(self, model, **settings) -> "DecodingConfig":
+        """This config with `settings` from the caller on top, validated again."""
+        check_setting_names(settings)
+        values = {name: getattr(self, name) for name in self.sources}
+        layers = [(source, {name: values[name] for name in values if self.sources[name] == source})
+                  for source in dict.fromkeys(self.sources.values())]
+        return DecodingConfig.from_layers(model, [*layers, (CALLER, settings)])
+
+    def set_by(self, *layers: str) -> set[str]:
+        """The settings that one of `layers` chose."""
+        return {name for name, source in self.sources.items() if source in layers}
+
+    @property
+    def set_by_caller(self) -> set[str]:
+        """The settings somebody chose for this call (not read from the model's generation_config)."""
+        return set(self.sources) - self.set_by(GENERATION_CONFIG)
+
+    def explain(self) -> str:
+        """One line per setting: its value and the layer that chose it, e.g. "num_beams = 4 (pipeline default)"."""
+        width = max(map(len, self.setting_names()))
+        return "\n".join(f"{name:<{width}} = {getattr(self, name)!r} ({self.sources.get(name, TRANSFORMERS_DEFAULT)})"
+                         for name in self.setting_names())
 
     @property
     def eos_ids(self) -> list[int]:
@@ -100,6 +129,30 @@ class DecodingConfig:
         if self.pad_token_id is not None:
             return self.pad_token_id
         return self.eos_ids[0] if self.eos_ids else None
+
+
+# The layers a setting can come from, strongest last in `from_layers`; the task runners add theirs
+# (construction, task_specific_params, pipeline default) between these two.
+TRANSFORMERS_DEFAULT = "transformers default"
+GENERATION_CONFIG = "generation_config"
+CALLER = "caller"
+
+
+def check_setting_names(settings: dict) -> None:
+    """Refuse a name that is no decoding setting, suggesting the closest one."""
+    names = DecodingConfig.setting_names()
+    for key in settings:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known settings: {', '.join(names)}"
+            raise TypeError(f"unknown decoding setting {key!r}{hint}")
+
+
+def generation_config_values(model) -> dict:
+    """The settings `model.generation_config` sets (fields it leaves at None are unset)."""
+    generation_config = getattr(model, "generation_config", None)
+    values = {name: getattr(generation_config, name, None) for name in DecodingConfig.setting_names()}
+    return {name: value for name, value in values.items() if value is not None}
 
 
 # Fields where None from a caller stands for the default value rather than for "unset".

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from core.warn import warn_caller
+from decoding.warn import warn_caller
 from decoding.beam import beam_search
 from decoding.config import DecodingConfig, Lengths, context_size, has_position_table, resolve_lengths
 from decoding.loop import ModelState, infer_attention_mask, prefill, start
@@ -95,11 +95,21 @@ def check_output_fits(model, lengths: Lengths) -> None:
                          f"lower max_new_tokens/max_length so that the output fits in {limit} tokens")
 
 
+def resolve_config(model, config: DecodingConfig | None, settings: dict) -> DecodingConfig:
+    """A ready config (with the keyword settings on top), or one read from the model and the settings."""
+    if config is None:
+        return DecodingConfig.from_model(model, **settings)
+    if not isinstance(config, DecodingConfig):
+        raise TypeError(f"config must be a decoding.DecodingConfig, got {type(config).__name__}; "
+                        "pass keyword settings instead, e.g. generate(model, ids, max_new_tokens=20)")
+    return config.with_settings(model, **settings) if settings else config
+
+
 def prepare(model, input_ids, attention_mask, *, tokenizer, logits_processors: Sequence[Processor],
-            strategy: Strategy | None, trace, settings: dict) -> Prepared:
+            strategy: Strategy | None, trace, settings: dict, config: DecodingConfig | None = None) -> Prepared:
     """Resolve settings, check everything, run the encoder and the prefill, build processors and stops."""
     check_inputs(model, input_ids, attention_mask)
-    config = DecodingConfig.from_model(model, **settings)
+    config = resolve_config(model, config, settings)
     if strategy is not None and not callable(strategy):
         raise TypeError(f"strategy must be a callable (scores) -> next token ids, got {strategy!r}")
     if strategy is not None and config.num_beams > 1:
@@ -159,18 +169,19 @@ def token_steps(model, prepared: Prepared, strategy: Strategy | None):
 @torch.inference_mode()
 def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *, tokenizer=None,
              logits_processors: Sequence[Processor] = (), strategy: Strategy | None = None, trace=False,
-             **settings) -> GenerationOutput:
+             config: DecodingConfig | None = None, **settings) -> GenerationOutput:
     """Generate from `input_ids` (batch, seq_len) like `model.generate(input_ids, attention_mask, **settings)`.
 
     settings: any DecodingConfig field (max_new_tokens, num_beams, do_sample, top_p, ...); unset
-    ones come from `model.generation_config`. tokenizer: needed for stop_strings only.
+    ones come from `model.generation_config`. config: a ready DecodingConfig (e.g. a task runner's
+    resolved settings) instead of, or under, the keyword settings. tokenizer: for stop_strings only.
     logits_processors: extra (input_ids, scores) -> scores callables, run after the built-in ones.
     strategy: a (scores) -> next_tokens callable replacing greedy/sampling (not with beams).
     trace: True (or a number of candidates) records why each token was chosen.
     Decoder-only batches must be left-padded, with their attention_mask.
     """
     prepared = prepare(model, input_ids, attention_mask, tokenizer=tokenizer, logits_processors=logits_processors,
-                       strategy=strategy, trace=trace, settings=settings)
+                       strategy=strategy, trace=trace, settings=settings, config=config)
     config = prepared.config
     tracer = prepared.tracer
     if config.num_beams > 1:

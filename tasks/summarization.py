@@ -12,7 +12,7 @@ prefix "summarize: ". A caller's `max_length`/`min_length` win over them (in 4.5
 """
 
 from core.seq2seq import Seq2SeqRunner, first_offender
-from core.warn import warn_caller
+from decoding.warn import warn_caller
 
 
 class Summarizer(Seq2SeqRunner):

@@ -47,7 +47,7 @@ from core.generation_settings import (call_settings, check_settings, clean_up_to
                                       draw_like_the_pipeline_dataloader, pipeline_settings, run_generation_batches,
                                       split_batch_output, split_hooks, task_params)
 from core.runner import TaskRunner, as_batch, check_flags, check_optional_flags, check_text, check_truncation
-from core.warn import warn_caller
+from decoding.warn import warn_caller
 from core.windows import max_input_tokens
 from decoding import DecodingConfig, generate
 from decoding import stream as stream_pieces

@@ -22,7 +22,7 @@ The recipe itself (preprocess -> forward -> postprocess) is core/seq2seq.py.
 
 
 from core.seq2seq import Seq2SeqRunner, TaskRecipe, first_offender, task_recipe
-from core.warn import warn_caller
+from decoding.warn import warn_caller
 
 
 def language_pair(key) -> tuple[str, str] | None:
