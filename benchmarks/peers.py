@@ -24,8 +24,9 @@ def import_systems() -> None:
     load time and memory do not include importing nopipe's tasks, transformers' pipelines or CTranslate2."""
     import pkgutil
 
-    import tasks
     import transformers.pipelines  # noqa: F401
+
+    import tasks
 
     for module in pkgutil.iter_modules(tasks.__path__):
         try:

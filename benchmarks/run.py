@@ -8,8 +8,15 @@
 
 import sys
 
-from benchmarks import (question_answering, summarization, text2text, text_classification, text_generation,
-                        token_classification, translation)
+from benchmarks import (
+    question_answering,
+    summarization,
+    text2text,
+    text_classification,
+    text_generation,
+    token_classification,
+    translation,
+)
 from benchmarks.suite import main as run_benchmarks
 
 BENCHMARKS = [module.BENCHMARK for module in (text_classification, token_classification, question_answering,

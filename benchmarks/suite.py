@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.measure import PeakRSS, latencies, percentile, release_memory, rss_bytes, timed
-from benchmarks.models import MODES, MODELS, model_folder
+from benchmarks.models import MODELS, MODES, model_folder
 
 
 @dataclass(frozen=True)

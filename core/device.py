@@ -10,7 +10,7 @@ is reported back in a `Placement`, so a runner can say what it runs on.
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -123,7 +123,7 @@ def conv1d_to_linear(model: nn.Module) -> nn.Module:
     return model
 
 
-@lru_cache(maxsize=None)
+@cache
 def cpu_has_amx() -> bool:
     """Intel AMX (Sapphire Rapids and later): matrix tiles that oneDNN's int8 kernels use."""
     cpuinfo = Path("/proc/cpuinfo")

@@ -102,7 +102,7 @@ def _head_class_name(head, config: PretrainedConfig) -> str:
     """The class `head` (an AutoModelFor* class) would build for this config, or raise if none."""
     mapping = head._model_mapping
     if type(config) not in mapping:
-        supported = sorted({config_class.model_type for config_class in mapping.keys()
+        supported = sorted({config_class.model_type for config_class in mapping
                             if getattr(config_class, "model_type", "")})
         raise ValueError(f"a {config.model_type} model cannot be used with {head.__name__}: the architecture "
                          f"has no such head. Use a checkpoint of one of: {', '.join(supported)}")

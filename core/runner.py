@@ -8,8 +8,8 @@ from collections.abc import Iterable
 
 import torch
 
-from core.loading import check_fast_tokenizer, load_model, load_tokenizer
 from core.device import Placement
+from core.loading import check_fast_tokenizer, load_model, load_tokenizer
 
 
 class TaskRunner:

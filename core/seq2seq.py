@@ -26,14 +26,22 @@ import torch
 from transformers import AutoModelForSeq2SeqLM
 
 from core.batching import check_batch_size
-from core.generation_settings import (call_settings, check_settings, decode_text, draw_like_the_pipeline_dataloader,
-                                      pipeline_settings, run_generation_batches, split_batch_output, split_hooks,
-                                      task_params)
+from core.generation_settings import (
+    call_settings,
+    check_settings,
+    decode_text,
+    draw_like_the_pipeline_dataloader,
+    pipeline_settings,
+    run_generation_batches,
+    split_batch_output,
+    split_hooks,
+    task_params,
+)
 from core.runner import TaskRunner, as_batch, check_flags, check_optional_flags, check_truncation
-from decoding.warn import warn_caller
 from core.windows import max_input_tokens
 from decoding import DecodingConfig, generate
 from decoding.config import DEFAULT_NEW_TOKENS
+from decoding.warn import warn_caller
 
 
 @dataclass(frozen=True)

@@ -14,14 +14,14 @@ from dataclasses import dataclass
 
 import torch
 
-from decoding.warn import warn_caller
 from decoding.beam import beam_search
 from decoding.config import DecodingConfig, Lengths, context_size, has_position_table, resolve_lengths
 from decoding.loop import ModelState, infer_attention_mask, prefill, start
 from decoding.processors import Processor, build_processors
 from decoding.stopping import StopCriteria
 from decoding.strategies import Strategy, decode_tokens, greedy, sample
-from decoding.trace import TraceStep, Tracer, make_tracer
+from decoding.trace import Tracer, TraceStep, make_tracer
+from decoding.warn import warn_caller
 
 
 @dataclass

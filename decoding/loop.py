@@ -13,7 +13,7 @@ out for the two model families we decode.
 
 import inspect
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import torch
 from transformers.cache_utils import Cache
@@ -41,7 +41,7 @@ class ModelState:
     keep_last_logits: bool = False  # the model accepts logits_to_keep=1 (skip the LM head on the prompt)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _accepts(model_class: type, argument: str) -> bool:
     return argument in inspect.signature(model_class.forward).parameters
 

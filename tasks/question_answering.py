@@ -38,8 +38,15 @@ from transformers import AutoModelForQuestionAnswering
 from core.batching import check_batch_size
 from core.runner import TaskRunner, check_flag, check_text
 from core.scores import softmax
-from core.windows import (Window, forward_in_batches, max_input_tokens, pad_features, run_model, split_into_windows,
-                          windows_by_source)
+from core.windows import (
+    Window,
+    forward_in_batches,
+    max_input_tokens,
+    pad_features,
+    run_model,
+    split_into_windows,
+    windows_by_source,
+)
 
 MASKED_LOGIT = -10000.0  # the pipeline's value; a masked token keeps exp(-10000) = 0 probability
 NO_NULL_SCORE = 1_000_000.0  # the pipeline's start value for the lowest "no answer" score

@@ -18,8 +18,8 @@ from transformers import AutoModelForSequenceClassification
 from core.batching import check_batch_size
 from core.runner import TaskRunner, as_batch, check_flag, check_text
 from core.scores import ACTIVATIONS
-from decoding.warn import warn_caller
 from core.windows import forward_in_batches, max_input_tokens, pad_features, run_model
+from decoding.warn import warn_caller
 
 
 class _BestLabelOnly:

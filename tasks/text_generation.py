@@ -43,16 +43,25 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from core.batching import check_batch_size
-from core.generation_settings import (call_settings, check_settings, clean_up_tokenization, decode_text,
-                                      draw_like_the_pipeline_dataloader, pipeline_settings, run_generation_batches,
-                                      split_batch_output, split_hooks, task_params)
+from core.generation_settings import (
+    call_settings,
+    check_settings,
+    clean_up_tokenization,
+    decode_text,
+    draw_like_the_pipeline_dataloader,
+    pipeline_settings,
+    run_generation_batches,
+    split_batch_output,
+    split_hooks,
+    task_params,
+)
 from core.runner import TaskRunner, as_batch, check_flags, check_optional_flags, check_text, check_truncation
-from decoding.warn import warn_caller
 from core.windows import max_input_tokens
 from decoding import DecodingConfig, generate
 from decoding import stream as stream_pieces
 from decoding.config import DEFAULT_NEW_TOKENS
 from decoding.streaming import FinalText, final_end, released
+from decoding.warn import warn_caller
 
 FULL_TEXT, NEW_TEXT, TENSORS = "full_text", "new_text", "tensors"
 

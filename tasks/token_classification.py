@@ -49,8 +49,15 @@ from transformers import AutoModelForTokenClassification
 from core.batching import check_batch_size
 from core.runner import TaskRunner, as_batch
 from core.scores import softmax
-from core.windows import (Window, forward_in_batches, max_input_tokens, pad_features, run_model, split_into_windows,
-                          windows_by_source)
+from core.windows import (
+    Window,
+    forward_in_batches,
+    max_input_tokens,
+    pad_features,
+    run_model,
+    split_into_windows,
+    windows_by_source,
+)
 
 AGGREGATION_STRATEGIES = ("none", "simple", "first", "average", "max")
 WORD_STRATEGIES = ("first", "average", "max")  # label words, not tokens

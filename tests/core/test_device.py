@@ -4,10 +4,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from core import place_model, resolve_device, resolve_dtype
 import core.device
+from core import place_model, resolve_device, resolve_dtype
 from core.device import conv1d_to_linear, int8_engine
-
 from tests.paths import FIXTURES
 
 CPU = torch.device("cpu")

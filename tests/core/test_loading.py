@@ -4,13 +4,12 @@ import importlib.util
 import shutil
 
 import pytest
-from transformers import (AutoModelForCausalLM, AutoModelForQuestionAnswering, AutoModelForSequenceClassification)
+from transformers import AutoModelForCausalLM, AutoModelForQuestionAnswering, AutoModelForSequenceClassification
 
 import core.loading
 from core import ModelLoadError, defaults, load_model, load_tokenizer
 from core.loading import resolve_source
 from core.runner import TaskRunner
-
 from tests.paths import FIXTURES
 
 

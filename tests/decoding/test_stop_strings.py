@@ -78,7 +78,7 @@ def test_stop_strings_stop_where_generate_stops(name):
     fixture, settings = SETTINGS[name]
     model, tokenizer, encoded, texts = written_texts(fixture, settings)
     stopped_early = 0
-    for case, stop_strings in stop_string_cases(texts).items():
+    for _case, stop_strings in stop_string_cases(texts).items():
         expected = run(reference, model, encoded, settings, stop_strings=stop_strings, tokenizer=tokenizer)
         actual = run(ours, model, encoded, settings, stop_strings=stop_strings, tokenizer=tokenizer)
         assert_same_tokens(expected, actual)

@@ -34,6 +34,7 @@ from transformers import (
 from transformers.utils import logging
 
 from tests.paths import FIXTURES
+
 VOCAB = 96
 DECODER_ONLY = ("gpt2", "llama")
 ENCODER_DECODER = ("bart", "marian", "t5", "m2m100")

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from tasks.text_classification import TextClassifier, default_activation, ranked_labels
-from tests.tasks.references import runner_and_pipeline
 from tests.paths import FIXTURES, corpus_lines
+from tests.tasks.references import runner_and_pipeline
 
 FIXTURE_NAMES = ["distilbert-sst2", "bert-stars", "roberta-emotion", "bert-multilabel"]
 LINES = [line for line in corpus_lines() if line.strip()]

@@ -29,10 +29,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import AutoTokenizer, XLMRobertaConfig, XLMRobertaForTokenClassification, pipeline
 
-from tasks.token_classification import (TokenClassifier, bio_tag, group_bio_entities, keep_each_token_once,
-                                        label_word, merge_overlapping_entities, partial_words, split_words)
-from tests.tasks.references import runner_and_pipeline
+from tasks.token_classification import (
+    TokenClassifier,
+    bio_tag,
+    group_bio_entities,
+    keep_each_token_once,
+    label_word,
+    merge_overlapping_entities,
+    partial_words,
+    split_words,
+)
 from tests.paths import FIXTURES, corpus_lines
+from tests.tasks.references import runner_and_pipeline
 
 pytestmark = pytest.mark.filterwarnings("ignore:Tokenizer does not support real words")  # the pipeline on BPE
 
