@@ -14,17 +14,15 @@ larger batch is nearly free per step, and splitting it made beam search up to tw
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
+from core.checks import check_positive_int
+
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
 def check_batch_size(batch_size) -> int:
     """Validate `batch_size` once, with a message that names it."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
-        raise TypeError(f"batch_size must be an int, got {type(batch_size).__name__}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    return batch_size
+    return check_positive_int(batch_size, "batch_size")
 
 
 ENCODER_MAX_PADDING = 0.1  # at most this share of a batch's longest length is padding, per item...

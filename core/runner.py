@@ -4,12 +4,11 @@ A task subclasses `TaskRunner`, names its `head` (an AutoModelFor* class) and wr
 stages. Nothing else about loading or devices lives in a task module.
 """
 
-from collections.abc import Iterable
-
 import torch
 
 from core.device import Placement
 from core.loading import check_fast_tokenizer, load_model, load_tokenizer
+from core.windows import pad_features, run_model
 
 
 class TaskRunner:
@@ -67,75 +66,15 @@ class TaskRunner:
         return f"{type(self).__name__}(model={name!r}, device={str(self.device)!r}, dtype={self.dtype!r})"
 
 
-def check_text(text, name: str = "inputs") -> str:
-    """A non-empty string, or a clear TypeError/ValueError naming the argument."""
-    if not isinstance(text, str):
-        raise TypeError(f"{name} must be a string or a list of strings, got {type(text).__name__}{decode_hint(text)}")
-    if not text.strip():
-        raise ValueError(f"{name} contains an empty string; pass text with at least one non-space character")
-    return text
+class EncoderRunner(TaskRunner):
+    """A runner whose model reads whole texts once (classification, NER, QA): one forward pass per
+    padded batch, no decoding. A task says which of the model's outputs are its logits (`logits_of`)."""
 
+    def logits_of(self, output) -> torch.Tensor:
+        """The task's logits in the model's output (QA stacks its start and end logits)."""
+        return output.logits
 
-def as_batch(inputs, check_item=check_text, name: str = "inputs") -> tuple[list, bool]:
-    """Normalise one input or many (list, tuple, generator) into a list; say whether it was a single one.
-
-    The pipelines accept both and answer a single input with a single result, so the tasks do too.
-    """
-    if inputs is None:
-        raise TypeError(f"{name} must be a string or a list of strings, got None")
-    if isinstance(inputs, (str, dict)):
-        return [check_item(inputs, name)], True
-    if isinstance(inputs, (bytes, bytearray)):  # iterable, but as ints: refuse before it is read byte by byte
-        raise TypeError(f"{name} must be a string or a list of strings, got {type(inputs).__name__}"
-                        f"{decode_hint(inputs)}")
-    if not isinstance(inputs, Iterable):
-        raise TypeError(f"{name} must be a string or a list of strings, got {type(inputs).__name__}")
-    items = list(inputs)
-    if not items:
-        raise ValueError(f"{name} is empty; pass at least one text")
-    return [check_item(item, f"{name}[{index}]") for index, item in enumerate(items)], False
-
-
-def decode_hint(value) -> str:
-    """The fix for bytes given as text: decode them first (empty for anything else)."""
-    if isinstance(value, (bytes, bytearray)):
-        return "; decode it first, e.g. data.decode('utf-8')"
-    return ""
-
-
-def check_flag(value, name: str) -> bool:
-    """True or False, not merely truthy: `return_full_text="no"` would otherwise mean yes."""
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return value
-
-
-def check_flags(**flags) -> None:
-    """`check_flag` for each keyword: check_flags(stream=stream, skip_special_tokens=skip_special_tokens)."""
-    for name, value in flags.items():
-        check_flag(value, name)
-
-
-def check_optional_flags(**flags) -> None:
-    """Flags that may also be None (None: the task decides)."""
-    for name, value in flags.items():
-        if value is not None and not isinstance(value, bool):
-            raise TypeError(f"{name} must be True, False or None, got {value!r}")
-
-
-# The tokenizer's strategies that make sense for one text ("only_second" needs a pair).
-TRUNCATION_STRATEGIES = ("longest_first", "only_first", "do_not_truncate")
-
-
-def check_truncation(truncation) -> bool | str:
-    """True/False or a tokenizer truncation strategy for a single text (the pipelines passed it to
-    the tokenizer).
-
-    "do_not_truncate" is returned as False, so that every truthy value means "cut".
-    """
-    if isinstance(truncation, bool) or truncation in TRUNCATION_STRATEGIES[:-1]:
-        return truncation
-    if truncation == TRUNCATION_STRATEGIES[-1]:
-        return False
-    raise TypeError(f"truncation must be True, False or one of {', '.join(map(repr, TRUNCATION_STRATEGIES))}, "
-                    f"got {truncation!r}")
+    def forward(self, features: list[dict]) -> torch.Tensor:
+        """Logits of one right-padded batch, float32 on the CPU: `(batch, ...)` as `logits_of` gives them."""
+        batch = self.to_device(pad_features(self.tokenizer, features))
+        return self.logits_of(run_model(self.model, batch)).float().cpu()

@@ -16,6 +16,12 @@ from torch import nn
 
 from decoding.warn import warn_caller
 
+# The layers a setting can come from, strongest last in `from_layers`; the task runners add theirs
+# (construction, task_specific_params, pipeline default) between these two.
+TRANSFORMERS_DEFAULT = "transformers default"
+GENERATION_CONFIG = "generation_config"
+CALLER = "caller"
+
 DEFAULT_NEW_TOKENS = 20  # transformers' max_length=20 default, counted as new tokens when nobody set a length
 
 
@@ -95,13 +101,13 @@ class DecodingConfig:
         validate(config, is_encoder_decoder=bool(getattr(model.config, "is_encoder_decoder", False)))
         return config
 
-    def with_settings(self, model, **settings) -> "DecodingConfig":
-        """This config with `settings` from the caller on top, validated again."""
+    def with_settings(self, model, layer: str = CALLER, **settings) -> "DecodingConfig":
+        """This config with `settings` on top, recorded as coming from `layer`; validated again."""
         check_setting_names(settings)
         values = {name: getattr(self, name) for name in self.sources}
         layers = [(source, {name: values[name] for name in values if self.sources[name] == source})
                   for source in dict.fromkeys(self.sources.values())]
-        return DecodingConfig.from_layers(model, [*layers, (CALLER, settings)])
+        return DecodingConfig.from_layers(model, [*layers, (layer, settings)])
 
     def set_by(self, *layers: str) -> set[str]:
         """The settings that one of `layers` chose."""
@@ -131,11 +137,12 @@ class DecodingConfig:
         return self.eos_ids[0] if self.eos_ids else None
 
 
-# The layers a setting can come from, strongest last in `from_layers`; the task runners add theirs
-# (construction, task_specific_params, pipeline default) between these two.
-TRANSFORMERS_DEFAULT = "transformers default"
-GENERATION_CONFIG = "generation_config"
-CALLER = "caller"
+
+def unknown_name_error(key: str, known, what: str = "decoding setting") -> TypeError:
+    """The error for a keyword nobody knows, with the closest known one (or the list) as the fix."""
+    close = difflib.get_close_matches(key, list(known), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; the known ones are: {', '.join(sorted(known))}"
+    return TypeError(f"unknown {what} {key!r}{hint}")
 
 
 def check_setting_names(settings: dict) -> None:
@@ -143,9 +150,7 @@ def check_setting_names(settings: dict) -> None:
     names = DecodingConfig.setting_names()
     for key in settings:
         if key not in names:
-            close = difflib.get_close_matches(key, names, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; known settings: {', '.join(names)}"
-            raise TypeError(f"unknown decoding setting {key!r}{hint}")
+            raise unknown_name_error(key, names)
 
 
 def generation_config_values(model) -> dict:

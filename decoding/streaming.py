@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 
+from decoding.config import DecodingConfig
 from decoding.generate import prepare, token_steps
 from decoding.processors import Processor
 from decoding.strategies import Strategy
@@ -105,16 +106,25 @@ class TextChunker(FinalText):
         return self.release(self.tokenizer.decode(self.token_ids, **self.decode_kwargs))
 
 
+def can_stream(config: DecodingConfig) -> bool:
+    """Whether these settings give one answer that can be shown token by token: beam search knows its
+    best beam only at the end, and several sequences are not one text."""
+    return config.num_beams == 1 and config.num_return_sequences == 1
+
+
+def check_can_stream(config: DecodingConfig) -> None:
+    """The error for settings that cannot stream (see `can_stream`), naming them and the fix."""
+    if not can_stream(config):
+        raise ValueError(f"streaming shows one answer token by token: it cannot show num_beams={config.num_beams} "
+                         f"or num_return_sequences={config.num_return_sequences} (the best beam is only known at "
+                         "the end); pass num_beams=1 and num_return_sequences=1, or do not stream")
+
+
 @torch.inference_mode()
-def _stream_tokens(model, input_ids, attention_mask, tokenizer, logits_processors, strategy, settings):
+def _stream_tokens(model, input_ids, attention_mask, tokenizer, logits_processors, strategy, config, settings):
     prepared = prepare(model, input_ids, attention_mask, tokenizer=tokenizer, logits_processors=logits_processors,
-                       strategy=strategy, trace=False, settings=settings)
-    config = prepared.config
-    if config.num_beams > 1:
-        raise ValueError(f"stream() decodes one token at a time and cannot show beam search (num_beams="
-                         f"{config.num_beams}): the best beam is only known at the end; use generate()")
-    if prepared.sequences.shape[0] != 1:
-        raise ValueError("stream() shows one sequence: pass a single prompt and num_return_sequences=1")
+                       strategy=strategy, trace=False, settings=settings, config=config)
+    check_can_stream(prepared.config)
     for sequences in token_steps(model, prepared, strategy):
         yield int(sequences[0, -1])
 
@@ -122,17 +132,17 @@ def _stream_tokens(model, input_ids, attention_mask, tokenizer, logits_processor
 def stream(model, tokenizer, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
            skip_special_tokens: bool = True, clean_up_tokenization_spaces: bool | None = None,
            logits_processors: Sequence[Processor] = (), strategy: Strategy | None = None,
-           **settings) -> Iterator[str]:
+           config: DecodingConfig | None = None, **settings) -> Iterator[str]:
     """Yield the generated text of one prompt piece by piece, as `generate()` produces it.
 
-    input_ids: (1, seq_len). Settings are those of `generate()` (no beam search). The pieces join
-    to `tokenizer.decode(new_tokens, skip_special_tokens=..., clean_up_tokenization_spaces=...)`
-    (None: the tokenizer's own `clean_up_tokenization_spaces`, as in `decode`).
+    input_ids: (1, seq_len). Settings are those of `generate()` (no beam search), as keywords or a
+    ready `config`. The pieces join to `tokenizer.decode(new_tokens, skip_special_tokens=...,
+    clean_up_tokenization_spaces=...)` (None: the tokenizer's own `clean_up_tokenization_spaces`).
     """
     if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.shape[0] != 1:
         shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
         raise ValueError(f"stream() takes one prompt: input_ids of shape (1, seq_len), got {shape}")
-    tokens = _stream_tokens(model, input_ids, attention_mask, tokenizer, logits_processors, strategy, settings)
+    tokens = _stream_tokens(model, input_ids, attention_mask, tokenizer, logits_processors, strategy, config, settings)
     chunker = TextChunker(tokenizer, skip_special_tokens=skip_special_tokens,
                           clean_up_tokenization_spaces=clean_up_tokenization_spaces)
     yield from released(chunker, tokens)

@@ -25,7 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import tasks
-from core.generation_settings import DECODING_SETTINGS
+from decoding.streaming import can_stream as settings_can_stream
+from tasks.settings import DECODING_SETTINGS
 
 USAGE_ERROR, RUNTIME_ERROR = 2, 1
 
@@ -295,7 +296,7 @@ def decoding_settings(chosen: dict) -> dict:
 def can_stream(runner, chosen: dict) -> bool:
     """Whether the call can be shown token by token, with the model's own settings counted. Checks
     every setting, so a bad one fails here, before anything is printed."""
-    return runner.can_stream(runner.generation_settings(decoding_settings(chosen)))
+    return settings_can_stream(runner.decoding_config(**decoding_settings(chosen)))
 
 
 def stream_answer(runner, prompt: str, chosen: dict, out) -> None:

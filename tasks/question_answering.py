@@ -36,14 +36,13 @@ import torch
 from transformers import AutoModelForQuestionAnswering
 
 from core.batching import check_batch_size
-from core.runner import TaskRunner, check_flag, check_text
+from core.checks import check_flag, check_positive_int, check_text
+from core.runner import EncoderRunner
 from core.scores import softmax
 from core.windows import (
     Window,
     forward_in_batches,
     max_input_tokens,
-    pad_features,
-    run_model,
     split_into_windows,
     windows_by_source,
 )
@@ -91,14 +90,6 @@ def check_pair(pair: dict, name: str) -> dict:
     if set(pair) != {"question", "context"}:
         raise ValueError(f"{name} must have exactly the keys 'question' and 'context', got {sorted(pair)}")
     return {key: check_text(pair[key], f"{name}[{key!r}]") for key in ("question", "context")}
-
-
-def check_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int >= 1, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return value
 
 
 def no_tokens_error(field: str, index: int, pairs: int, text: str) -> ValueError:
@@ -198,7 +189,7 @@ class Answers:
         return new
 
 
-class QuestionAnswerer(TaskRunner):
+class QuestionAnswerer(EncoderRunner):
     head = AutoModelForQuestionAnswering
     needs_fast_tokenizer = True
     fast_tokenizer_reason = "question answering maps answer tokens back to characters of the context"
@@ -240,10 +231,9 @@ class QuestionAnswerer(TaskRunner):
         check_contexts_have_tokens(windows, contexts)
         return windows
 
-    def forward(self, features: list[dict]) -> torch.Tensor:
-        """Start and end logits of a padded batch: `(batch, tokens, 2)`, float32 on the CPU."""
-        output = run_model(self.model, self.to_device(pad_features(self.tokenizer, features)))
-        return torch.stack([output.start_logits, output.end_logits], dim=-1).float().cpu()
+    def logits_of(self, output) -> torch.Tensor:
+        """Start and end logits side by side: `forward` (EncoderRunner's) gives `(batch, tokens, 2)`."""
+        return torch.stack([output.start_logits, output.end_logits], dim=-1)
 
     def window_probabilities(self, window: Window, logits: torch.Tensor):
         """(start_probs, end_probs, is_context) of one window, each `(tokens,)`; padding is cut off."""

@@ -11,8 +11,8 @@ prefix "summarize: ". A caller's `max_length`/`min_length` win over them (in 4.5
 `max_length` is lowered to it, with a warning. The recipe is in core/seq2seq.py.
 """
 
-from core.seq2seq import Seq2SeqRunner, first_offender
 from decoding.warn import warn_caller
+from tasks.seq2seq import Seq2SeqRunner, first_offender
 
 
 class Summarizer(Seq2SeqRunner):

@@ -9,7 +9,7 @@ in core/seq2seq.py. This task adds nothing to it: no prefix beyond the model's `
 `task_specific_params["text2text-generation"]` if the checkpoint has them, the key "generated_text".
 """
 
-from core.seq2seq import Seq2SeqRunner
+from tasks.seq2seq import Seq2SeqRunner
 
 
 class Text2TextGenerator(Seq2SeqRunner):

@@ -16,10 +16,10 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from core.batching import check_batch_size
-from core.runner import TaskRunner, as_batch, check_flag, check_text
+from core.checks import as_batch, check_flag, check_input_length, check_text
+from core.runner import EncoderRunner
 from core.scores import ACTIVATIONS
-from core.windows import forward_in_batches, max_input_tokens, pad_features, run_model
-from decoding.warn import warn_caller
+from core.windows import forward_in_batches, max_input_tokens
 
 
 class _BestLabelOnly:
@@ -80,7 +80,7 @@ def ranked_labels(scores: torch.Tensor, id2label: dict, top_k: int | None) -> li
     return sorted(labelled, key=lambda entry: entry["score"], reverse=True)[:top_k]
 
 
-class TextClassifier(TaskRunner):
+class TextClassifier(EncoderRunner):
     head = AutoModelForSequenceClassification
 
     def preprocess(self, texts: list, truncation: bool = False) -> list[dict]:
@@ -90,21 +90,12 @@ class TextClassifier(TaskRunner):
         for index, text in enumerate(texts):
             pair = text if isinstance(text, dict) else {"text": text}
             encoded = self.tokenizer(**pair, verbose=False)  # we say it ourselves, naming the text
-            length = len(encoded["input_ids"])
-            if length > limit and not truncation:
-                raise ValueError(f"text {index} is {length} tokens long, more than the {limit} the model reads; "
-                                 f"pass truncation=True to cut it to {limit} tokens, or split it")
-            if length > limit:
-                warn_caller(f"text {index} is {length} tokens long, more than the model's {limit}; it is "
-                            f"truncated to {limit} tokens")
+            if check_input_length(index, len(encoded["input_ids"]), limit, truncation):
                 encoded = self.tokenizer(**pair, truncation=True, max_length=limit)
             features.append({name: encoded[name] for name in self.tokenizer.model_input_names if name in encoded})
         return features
 
-    def forward(self, features: list[dict]) -> torch.Tensor:
-        """Logits of a padded batch: `(batch, labels)`, float32 on the CPU."""
-        batch = self.to_device(pad_features(self.tokenizer, features))
-        return run_model(self.model, batch).logits.float().cpu()
+    # forward (EncoderRunner.forward): a padded batch of features -> logits `(batch, labels)`
 
     def postprocess(self, logits: torch.Tensor, function_to_apply: str | None = None, top_k=BEST_LABEL_ONLY):
         """`logits: (labels,)` of one text -> the best {"label", "score"}, or the top_k of them, sorted."""

@@ -42,26 +42,20 @@ from dataclasses import dataclass
 import torch
 from transformers import AutoModelForCausalLM
 
-from core.batching import check_batch_size
-from core.generation_settings import (
-    call_settings,
-    check_settings,
-    clean_up_tokenization,
-    decode_text,
-    draw_like_the_pipeline_dataloader,
-    pipeline_settings,
-    run_generation_batches,
-    split_batch_output,
-    split_hooks,
-    task_params,
+from core.checks import (
+    as_batch,
+    check_flags,
+    check_input_length,
+    check_optional_flags,
+    check_text,
+    check_truncation,
 )
-from core.runner import TaskRunner, as_batch, check_flags, check_optional_flags, check_text, check_truncation
 from core.windows import max_input_tokens
-from decoding import DecodingConfig, generate
+from decoding import DEFAULT_NEW_TOKENS, DecodingConfig
 from decoding import stream as stream_pieces
-from decoding.config import DEFAULT_NEW_TOKENS
-from decoding.streaming import FinalText, final_end, released
-from decoding.warn import warn_caller
+from decoding.streaming import FinalText, check_can_stream, final_end, released
+from tasks.generation import GenerationRunner, clean_up_tokenization, decode_text
+from tasks.settings import task_params
 
 FULL_TEXT, NEW_TEXT, TENSORS = "full_text", "new_text", "tensors"
 
@@ -208,33 +202,48 @@ class StreamedNewText(FinalText):
 # -- the task --------------------------------------------------------------------------------------
 
 
-class TextGenerator(TaskRunner):
+class TextGenerator(GenerationRunner):
     """A decoder-only language model that continues prompts and chats."""
 
     head = AutoModelForCausalLM
     task = "text-generation"  # the key into config.task_specific_params
     many_rows = False  # decoding feeds one token per prompt: int8 kernels for few rows
     pipeline_defaults = {"max_new_tokens": 256, "do_sample": True, "temperature": 0.7}
+    encoder_decoder = False
 
     def __init__(self, model, tokenizer, placement=None, *, batch_size: int = 1, prefix: str | None = None,
-                 **settings):
-        """settings: decoding settings and hooks (logits_processors, strategy) used by every call (a call's
+                 **options):
+        """options: decoding settings and hooks (logits_processors, strategy) used by every call (a call's
         own override them).
 
         prefix: text put before every prompt (not chats) and cut from the answer; by default the
         model's `task_specific_params` or `config.prefix`, as in the pipeline.
         batch_size=1 by default, as the pipeline: each prompt is generated alone, in order.
         """
-        super().__init__(model, tokenizer, placement)
-        if model.config.is_encoder_decoder:
-            raise ValueError(f"TextGenerator needs a decoder-only model (GPT-2, Llama, SmolLM2...), got "
-                             f"{type(model).__name__}; for an encoder-decoder model use Text2TextGenerator")
-        self.batch_size = check_batch_size(batch_size)
-        self.settings, self.hooks = split_hooks(check_settings(settings))
+        super().__init__(model, tokenizer, placement, batch_size=batch_size, **options)
         _, task_prefix = task_params(model, self.task)
         if check_prefix(prefix) is None:
             prefix = task_prefix if task_prefix is not None else getattr(model.config, "prefix", None) or ""
         self.prefix = prefix
+
+    # -- settings ----------------------------------------------------------------------------------
+
+    def adjust_settings(self, config: DecodingConfig, prefix_length: int = 0) -> DecodingConfig:
+        """A prefix of `prefix_length` tokens put before the prompt costs no new tokens: a total length
+        (max_length, a caller's min_length) grows by it, as in the pipeline."""
+        grown = {}
+        if prefix_length and config.max_new_tokens is None and config.max_length is not None:
+            grown["max_length"] = config.max_length + prefix_length
+        if prefix_length and config.sources.get("min_length") in ("caller", "construction") \
+                and config.min_new_tokens is None:
+            grown["min_length"] = config.min_length + prefix_length
+        return config.with_settings(self.model, "grown by the prefix", **grown) if grown else config
+
+    def prefix_length(self, prompts: list, prefix: str, add_special_tokens: bool | None) -> int:
+        """Tokens of `prefix` before the text prompts (chats take no prefix)."""
+        if not prefix or not any(isinstance(prompt, str) for prompt in prompts):
+            return 0
+        return len(self.tokenizer(prefix, add_special_tokens=bool(add_special_tokens))["input_ids"])
 
     # -- preprocess --------------------------------------------------------------------------------
 
@@ -242,96 +251,70 @@ class TextGenerator(TaskRunner):
                continue_final_message: bool | None = None, **tokenizer_kwargs) -> list[int]:
         """Token ids of one prompt: `prefix + text`, or a chat rendered by the tokenizer's chat template."""
         if isinstance(prompt, Chat):
-            if not getattr(self.tokenizer, "chat_template", None):
-                raise ValueError(f"{type(self.tokenizer).__name__} has no chat template, so it cannot read a chat; "
-                                 "pass a text prompt, or set tokenizer.chat_template")
-            if continue_final_message is None:
-                continue_final_message = prompt.messages[-1]["role"] == "assistant"  # a prefilled answer
-            encoded = self.tokenizer.apply_chat_template(
-                prompt.messages, add_generation_prompt=not continue_final_message,
-                continue_final_message=continue_final_message, return_dict=True,
-                truncation=tokenizer_kwargs.pop("truncation", False),
-                max_length=tokenizer_kwargs.pop("max_length", None),
-                tokenizer_kwargs=tokenizer_kwargs)
-            return list(encoded["input_ids"])
+            return self.encode_chat(prompt, continue_final_message, **tokenizer_kwargs)
         if add_special_tokens is not None:
             tokenizer_kwargs["add_special_tokens"] = add_special_tokens
         return list(self.tokenizer(prefix + prompt, **tokenizer_kwargs)["input_ids"])
 
+    def encode_chat(self, chat: Chat, continue_final_message: bool | None = None, **tokenizer_kwargs) -> list[int]:
+        """A chat through the tokenizer's chat template, the assistant's turn opened (or continued)."""
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise ValueError(f"{type(self.tokenizer).__name__} has no chat template, so it cannot read a chat; "
+                             "pass a text prompt, or set tokenizer.chat_template")
+        if continue_final_message is None:
+            continue_final_message = chat.messages[-1]["role"] == "assistant"  # a prefilled answer
+        encoded = self.tokenizer.apply_chat_template(
+            chat.messages, add_generation_prompt=not continue_final_message,
+            continue_final_message=continue_final_message, return_dict=True,
+            truncation=tokenizer_kwargs.pop("truncation", False), max_length=tokenizer_kwargs.pop("max_length", None),
+            tokenizer_kwargs=tokenizer_kwargs)
+        return list(encoded["input_ids"])
+
     def preprocess(self, prompts: list, *, prefix: str | None = None, add_special_tokens: bool | None = None,
                    continue_final_message: bool | None = None, truncation=False,
-                   handle_long_generation: str | None = None, settings: dict | None = None) -> list[list[int]]:
+                   handle_long_generation: str | None = None, config: DecodingConfig | None = None) -> list[list[int]]:
         """Token ids of each prompt (a str or a Chat).
 
         A prompt longer than the model reads is an error naming it, unless truncation=True (its start
         is kept, with a warning) or handle_long_generation="hole" (its end is kept, leaving room for
-        the new tokens of `settings`, as the pipeline did).
+        the new tokens of `config`, as the pipeline did).
         """
         if handle_long_generation not in (None, "hole"):
             raise ValueError(f"handle_long_generation must be None or 'hole', got {handle_long_generation!r}")
         truncation = check_truncation(truncation)
         prefix = self.prefix if check_prefix(prefix) is None else prefix
         limit = max_input_tokens(self.tokenizer, self.model.config)
-        config = DecodingConfig.from_model(self.model, **(settings or {}))
+        config = config or self.decoding_config()
+        options = dict(prefix=prefix, add_special_tokens=add_special_tokens, continue_final_message=continue_final_message)
         encoded = []
         for index, prompt in enumerate(prompts):
-            options = dict(prefix=prefix, add_special_tokens=add_special_tokens,
-                           continue_final_message=continue_final_message)
             ids = self.encode(prompt, **options, verbose=False)  # we report the length ourselves
             if handle_long_generation == "hole":
                 ids = keep_end_for_new_tokens(ids, new_tokens_wanted(config, len(ids)), limit)
-            elif len(ids) > limit:
-                if not truncation:
-                    raise ValueError(f"inputs[{index}] is {len(ids)} tokens long but the model reads at most {limit}; "
-                                     "shorten it, pass truncation=True to keep its start, or "
-                                     "handle_long_generation='hole' to keep its end")
-                warn_caller(f"inputs[{index}] is {len(ids)} tokens long; truncated to the model's {limit}")
+            elif check_input_length(index, len(ids), limit, truncation,
+                                    also="pass handle_long_generation='hole' to keep its end"):
                 ids = self.encode(prompt, **options, truncation=truncation, max_length=limit)
             encoded.append(ids)
         return encoded
 
     # -- forward -----------------------------------------------------------------------------------
 
-    def generation_settings(self, settings: dict, prefix_length: int = 0) -> dict:
-        """Caller's settings > task_specific_params > pipeline defaults > model's generation_config (see core.generation_settings).
-
-        prefix_length: tokens of a prefix put before the prompt; a total length (max_length,
-        a caller's min_length) grows by it, as in the pipeline, so the prefix costs no new tokens.
-        """
-        caller = {**self.settings, **check_settings(settings)}
-        merged = pipeline_settings(self.model, self.tokenizer, caller, defaults=self.pipeline_defaults,
-                                   task=self.task)
-        config = DecodingConfig.from_model(self.model, **merged)  # checks every setting before any work
-        if prefix_length:
-            if config.max_new_tokens is None and config.max_length is not None:
-                merged["max_length"] = config.max_length + prefix_length
-            if "min_length" in caller and config.min_new_tokens is None:
-                merged["min_length"] = caller["min_length"] + prefix_length
-        return merged
-
-    def pad_token_id(self, settings: dict) -> int:
+    def pad_token_id(self, config: DecodingConfig) -> int:
         """What fills the left padding (masked, so any id works): the tokenizer's pad, else the EOS."""
         if self.tokenizer.pad_token_id is not None:
             return self.tokenizer.pad_token_id
-        padding = DecodingConfig.from_model(self.model, **settings).effective_pad_token_id
+        padding = config.effective_pad_token_id
         return padding if padding is not None else 0
 
-    def forward(self, prompts: list[list[int]], *, logits_processors=(), strategy=None,
-                **settings) -> list[torch.Tensor]:
+    def forward(self, prompts: list[list[int]], config: DecodingConfig, hooks: dict | None = None) -> list[torch.Tensor]:
         """Generate for a batch of prompts: per prompt, ids (num_return_sequences, prompt + new), on the CPU.
 
         A row that finished early is padded with the pad token up to where the prompt's last row
-        finished, as if the prompt had run alone. settings: see `generation_settings`;
-        logits_processors and strategy go to `decoding.generate` unchanged.
+        finished, as if the prompt had run alone. config: the call's resolved settings (`resolve`);
+        hooks: logits_processors and strategy for `decoding.generate`.
         """
-        input_ids, attention_mask, padding = left_pad(prompts, self.pad_token_id(settings))
-        batch = self.to_device({"input_ids": input_ids, "attention_mask": attention_mask})
-        output = generate(self.model, batch["input_ids"], batch["attention_mask"], tokenizer=self.tokenizer,
-                          logits_processors=logits_processors, strategy=strategy, **settings)
-        sequences = output.sequences.cpu()
-        sequences = sequences.reshape(len(prompts), -1, sequences.shape[-1])
-        return split_batch_output(sequences, input_ids.shape[1], DecodingConfig.from_model(self.model, **settings),
-                                  self.tokenizer, left_padding=padding)
+        input_ids, attention_mask, padding = left_pad(prompts, self.pad_token_id(config))
+        return self.generate_rows(input_ids, attention_mask, config, hooks or {}, left_padding=padding)
 
     # -- postprocess -------------------------------------------------------------------------------
 
@@ -362,10 +345,10 @@ class TextGenerator(TaskRunner):
                  skip_special_tokens: bool = True, prefix: str | None = None, handle_long_generation: str | None = None,
                  stop_sequence: str | list | None = None, truncation=False, add_special_tokens: bool | None = None,
                  continue_final_message: bool | None = None, batch_size: int | None = None, stream: bool = False,
-                 **settings):
+                 **options):
         """Continue one prompt or many (texts or chats).
 
-        settings: any decoding setting (max_new_tokens, max_length, do_sample, temperature, top_k,
+        options: any decoding setting (max_new_tokens, max_length, do_sample, temperature, top_k,
         top_p, min_p, num_beams, num_return_sequences, repetition_penalty, no_repeat_ngram_size,
         bad_words_ids, stop_strings, ...), and the hooks of `decoding.generate`: logits_processors (or
         transformers' logits_processor) and strategy. stream=True returns an iterator over the new text instead.
@@ -376,54 +359,38 @@ class TextGenerator(TaskRunner):
                     skip_special_tokens=skip_special_tokens, stream=stream)
         check_optional_flags(add_special_tokens=add_special_tokens, continue_final_message=continue_final_message)
         truncation = check_truncation(truncation)
-        batch_size = self.batch_size if batch_size is None else check_batch_size(batch_size)
-        settings, hooks = call_settings(settings, self.hooks)
         if stop_sequence is not None:
-            settings["stop_strings"] = stop_sequence
+            options["stop_strings"] = stop_sequence
         prefix = self.prefix if check_prefix(prefix) is None else prefix
-        prefix_length = 0
-        if prefix and any(isinstance(prompt, str) for prompt in prompts):  # chats take no prefix
-            prefix_length = len(self.tokenizer(prefix, add_special_tokens=bool(add_special_tokens))["input_ids"])
-        settings = self.generation_settings(settings, prefix_length)
+        config, hooks = self.resolve(options, prefix_length=self.prefix_length(prompts, prefix, add_special_tokens))
         prompt_ids = self.preprocess(prompts, prefix=prefix, add_special_tokens=add_special_tokens,
                                      continue_final_message=continue_final_message, truncation=truncation,
-                                     handle_long_generation=handle_long_generation, settings=settings)
+                                     handle_long_generation=handle_long_generation, config=config)
         if stream:
             if not single:
                 raise ValueError("stream=True shows one answer as it is written: pass a single prompt")
-            return self.stream_text(prompt_ids[0], settings, clean_up_tokenization_spaces, skip_special_tokens, hooks)
-        if not single:
-            draw_like_the_pipeline_dataloader()
-        outputs = run_generation_batches(prompt_ids, [len(ids) for ids in prompt_ids], batch_size,
-                                         lambda batch: self.forward(batch, **hooks, **settings))
+            return self.stream_text(prompt_ids[0], config, clean_up_tokenization_spaces, skip_special_tokens, hooks)
+        outputs = self.run_batches(prompt_ids, [len(ids) for ids in prompt_ids], single, batch_size,
+                                   lambda batch: self.forward(batch, config, hooks))
         results = [self.postprocess(prompt, ids, sequences, output=output, skip_special_tokens=skip_special_tokens,
                                     clean_up_tokenization_spaces=clean_up_tokenization_spaces,
                                     continue_final_message=continue_final_message)
                    for prompt, ids, sequences in zip(prompts, prompt_ids, outputs)]
         return results[0] if single else results
 
-    def can_stream(self, settings: dict) -> bool:
-        """Whether these final settings give one answer that can be shown token by token (beam
-        search knows its best beam only at the end). Checks every setting on the way."""
-        config = DecodingConfig.from_model(self.model, **settings)
-        return config.num_beams == 1 and config.num_return_sequences == 1
-
-    def stream_text(self, prompt_ids: list[int], settings: dict, clean_up_tokenization_spaces: bool = True,
+    def stream_text(self, prompt_ids: list[int], config: DecodingConfig, clean_up_tokenization_spaces: bool = True,
                     skip_special_tokens: bool = True, hooks: dict | None = None) -> Iterator[str]:
         """The new text of one prompt, in pieces as the tokens arrive (no piece splits a word).
 
         The pieces join to the `return_full_text=False` answer of the same call without streaming.
         hooks: logits_processors and strategy for `decoding.stream`.
         """
-        if not self.can_stream(settings):
-            config = DecodingConfig.from_model(self.model, **settings)
-            raise ValueError("stream=True shows one answer token by token: it cannot be combined with "
-                             f"num_beams={config.num_beams} or num_return_sequences={config.num_return_sequences}")
+        check_can_stream(config)
         input_ids = torch.tensor([prompt_ids], dtype=torch.long, device=self.device)
         # Raw pieces: StreamedNewText applies the pipeline's clean-up itself, to the whole text.
         pieces = stream_pieces(self.model, self.tokenizer, input_ids, torch.ones_like(input_ids),
                                skip_special_tokens=skip_special_tokens, clean_up_tokenization_spaces=False,
-                               **(hooks or {}), **settings)
+                               config=config, **(hooks or {}))
         prompt_text = self.tokenizer.decode(prompt_ids, skip_special_tokens=skip_special_tokens,
                                             clean_up_tokenization_spaces=False)
         return released(StreamedNewText(prompt_text, clean_up_tokenization_spaces), pieces)

@@ -47,14 +47,13 @@ import torch
 from transformers import AutoModelForTokenClassification
 
 from core.batching import check_batch_size
-from core.runner import TaskRunner, as_batch
+from core.checks import as_batch
+from core.runner import EncoderRunner
 from core.scores import softmax
 from core.windows import (
     Window,
     forward_in_batches,
     max_input_tokens,
-    pad_features,
-    run_model,
     split_into_windows,
     windows_by_source,
 )
@@ -207,7 +206,7 @@ def keep_each_token_once(tokens: list[dict]) -> list[dict]:
     return [best[index] for index in sorted(best)]
 
 
-class TokenClassifier(TaskRunner):
+class TokenClassifier(EncoderRunner):
     head = AutoModelForTokenClassification
     needs_fast_tokenizer = True
     # Even "none" and "simple" need offsets: every entity's start/end are characters of the text (4.57.6
@@ -237,10 +236,7 @@ class TokenClassifier(TaskRunner):
         limit = max_input_tokens(self.tokenizer, self.model.config)
         return split_into_windows(self.tokenizer, texts, max_length=limit, stride=self.check_stride(stride))
 
-    def forward(self, features: list[dict]) -> torch.Tensor:
-        """Logits of a padded batch: `(batch, tokens, labels)`, float32 on the CPU."""
-        batch = self.to_device(pad_features(self.tokenizer, features))
-        return run_model(self.model, batch).logits.float().cpu()
+    # forward (EncoderRunner.forward): a padded batch of window features -> logits `(batch, tokens, labels)`
 
     def postprocess(self, text: str, windows: list[Window], logits: list[torch.Tensor],
                     aggregation_strategy: str = "none", ignore_labels=None, stride: int | None = None) -> list[dict]:

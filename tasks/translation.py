@@ -21,8 +21,8 @@ The recipe itself (preprocess -> forward -> postprocess) is core/seq2seq.py.
 """
 
 
-from core.seq2seq import Seq2SeqRunner, TaskRecipe, first_offender, task_recipe
 from decoding.warn import warn_caller
+from tasks.seq2seq import Seq2SeqRunner, TaskRecipe, first_offender, task_recipe
 
 
 def language_pair(key) -> tuple[str, str] | None:

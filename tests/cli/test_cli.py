@@ -58,9 +58,10 @@ def record_generation_batches(monkeypatch) -> list[int]:
     """The size of each batch TextGenerator.forward runs from now on (streaming runs none)."""
     sizes, forward = [], TextGenerator.forward
 
-    def recording_forward(self, prompts, **settings):
+    def recording_forward(self, prompts, *args, **kwargs):
         sizes.append(len(prompts))
-        return forward(self, prompts, **settings)
+        return forward(self, prompts, *args, **kwargs)
+
 
     monkeypatch.setattr(TextGenerator, "forward", recording_forward)
     return sizes

@@ -4,7 +4,7 @@ import pytest
 
 from core import sorted_batches
 from core.batching import check_batch_size, run_in_sorted_batches
-from core.runner import as_batch, check_text
+from core.checks import as_batch, check_text
 
 
 def test_batches_hold_items_of_similar_length_longest_first():

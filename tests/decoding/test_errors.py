@@ -113,7 +113,7 @@ def test_stream_refuses_beams_and_batches():
     input_ids = tokenizer(["one", "two"], return_tensors="pt", padding=True)["input_ids"]
     with pytest.raises(ValueError, match=r"one prompt: input_ids of shape \(1, seq_len\)"):
         list(stream(model, tokenizer, input_ids, max_new_tokens=3))
-    with pytest.raises(ValueError, match="cannot show beam search"):
+    with pytest.raises(ValueError, match="cannot show num_beams=2"):
         list(stream(model, tokenizer, input_ids[:1], max_new_tokens=3, num_beams=2))
 
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from tiny_models import fixture_model
 from transformers import AutoTokenizer
 
-from core.generation_settings import clean_up_tokenization
+from tasks.generation import clean_up_tokenization
 from core.seed import set_seed
 from decoding import generate, stream
 from decoding.streaming import REPLACEMENT_CHAR, TextChunker, clean_up_cut, is_cjk

@@ -11,7 +11,7 @@ import torch
 from transformers import LogitsProcessorList, SuppressTokensLogitsProcessor
 
 import tasks
-from core.generation_settings import clean_up_tokenization
+from tasks.generation import clean_up_tokenization
 from decoding import generate
 from tasks.summarization import Summarizer
 from tasks.text2text import Text2TextGenerator
@@ -206,25 +206,26 @@ def test_summarization_honours_the_callers_max_and_min_length(runners):
 
 def test_summarizer_applies_task_specific_params_text2text_does_not(runners):
     summarize, text2text = runners["summarize-t5"], runners["text2text-t5"]
-    settings = summarize.generation_settings({})
-    assert {key: settings[key] for key in ("num_beams", "length_penalty", "no_repeat_ngram_size", "min_length",
+    settings = summarize.decoding_config()
+    assert {key: getattr(settings, key) for key in ("num_beams", "length_penalty", "no_repeat_ngram_size", "min_length",
                                            "max_length", "early_stopping")} == \
         dict(num_beams=4, length_penalty=2.0, no_repeat_ngram_size=3, min_length=30, max_length=200,
              early_stopping=True)
     assert summarize.recipe.prefix == "summarize: "
     assert summarize.preprocess([TEXTS[1]])[0]["input_ids"] == \
         summarize.tokenizer("summarize: " + TEXTS[1])["input_ids"]
-    plain = text2text.generation_settings({})
-    assert text2text.recipe.prefix == "" and "min_length" not in plain and "length_penalty" not in plain
-    assert plain["num_beams"] == 4  # the 4.57.6 pipeline default for every seq2seq task
+    plain = text2text.decoding_config()
+    assert text2text.recipe.prefix == "" and not {"min_length", "length_penalty"} & plain.set_by_caller
+    assert plain.num_beams == 4 and plain.sources["num_beams"] == "pipeline default"  # the 4.57.6 pipeline default for every seq2seq task
     # the caller beats the task parameters
-    assert summarize.generation_settings({"num_beams": 2, "max_length": 40})["num_beams"] == 2
+    assert summarize.decoding_config(num_beams=2, max_length=40).num_beams == 2
 
 
 def test_distilbart_cnn_summarization_params_apply(runners):
-    settings = runners["summarize-bart"].generation_settings({})
-    assert settings["num_beams"] == 4 and settings["min_length"] == 56 and settings["max_length"] == 142
-    assert settings["no_repeat_ngram_size"] == 3 and settings["length_penalty"] == 2.0
+    settings = runners["summarize-bart"].decoding_config()
+    assert settings.num_beams == 4 and settings.min_length == 56 and settings.max_length == 142
+    assert settings.no_repeat_ngram_size == 3 and settings.length_penalty == 2.0
+    assert settings.sources["num_beams"] == "task_specific_params"
 
 
 def test_the_pipelines_num_beams_beats_the_models_generation_config(runners):
@@ -232,9 +233,10 @@ def test_the_pipelines_num_beams_beats_the_models_generation_config(runners):
     # 4.57.6 pipeline takes a model value only where its own default is transformers' global one, so 4.
     m2m100 = runners["translate-m2m100-en-fr"]
     assert m2m100.model.generation_config.num_beams == 5
-    assert m2m100.generation_settings({})["num_beams"] == 4
-    assert m2m100.generation_settings({"num_beams": 5})["num_beams"] == 5  # the caller still wins
-    assert runners["summarize-bart"].generation_settings({})["num_beams"] == 4  # task_specific_params
+    assert m2m100.decoding_config().num_beams == 4
+    assert m2m100.decoding_config().sources["num_beams"] == "pipeline default"
+    assert m2m100.decoding_config(num_beams=5).num_beams == 5  # the caller still wins
+    assert runners["summarize-bart"].decoding_config().num_beams == 4  # task_specific_params
 
 
 def test_checkpoint_min_length_above_callers_max_length_is_lowered_with_a_warning(runners):
@@ -307,9 +309,9 @@ def test_goldens_runner_classes_are_the_task_classes(runners):
 def generate_directly(runner, text: str, call: dict, **hooks) -> list[int]:
     """What decoding.generate gives with the runner's own inputs and settings for this call."""
     features = runner.preprocess([text])[0]
-    settings = runner.generation_settings(call)
+    config = runner.decoding_config(**call)
     output = generate(runner.model, torch.tensor([features["input_ids"]]), torch.tensor([features["attention_mask"]]),
-                      tokenizer=runner.tokenizer, **hooks, **settings)
+                      tokenizer=runner.tokenizer, config=config, **hooks)
     return output.sequences[0].tolist()
 
 

@@ -115,14 +115,14 @@ def test_int8_model_gives_mostly_the_same_labels(loaded):
 
 def test_a_text_longer_than_the_model_is_refused_with_its_length(loaded):
     runner, _ = loaded("distilbert-sst2")
-    with pytest.raises(ValueError, match=r"text 1 is \d+ tokens long, more than the 128 the model reads; "
-                                         "pass truncation=True to cut it to 128 tokens, or split it"):
+    with pytest.raises(ValueError, match=r"inputs\[1\] is \d+ tokens long but the model reads at most 128; "
+                                         "shorten it or pass truncation=True to cut it to the limit"):
         runner([LINES[0], LONG_TEXT])
 
 
 def test_truncation_cuts_with_a_warning_as_the_pipeline_cuts(loaded):
     runner, reference = loaded("distilbert-sst2")
-    with pytest.warns(UserWarning, match=r"text 1 is \d+ tokens long, more than the model's 128; it is truncated"):
+    with pytest.warns(UserWarning, match=r"inputs\[1\] is \d+ tokens long; truncated to the model's 128"):
         ours = runner([LINES[0], LONG_TEXT], top_k=None, truncation=True)
     assert_same(ours, reference([LINES[0], LONG_TEXT], top_k=None, truncation=True))
     with warnings.catch_warnings():

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from transformers import LogitsProcessorList, SuppressTokensLogitsProcessor, pipeline
 
 import tasks
-from core.generation_settings import clean_up_tokenization
+from tasks.generation import clean_up_tokenization
 from core.seed import set_seed
 from decoding import DecodingConfig, generate
 from tasks.text_generation import StreamedNewText, TextGenerator, left_pad, return_type
@@ -247,15 +247,16 @@ def test_streamed_new_text_keeps_back_what_a_later_piece_can_clean_up(pieces):
 
 def test_pipeline_defaults_sit_below_task_params_and_the_callers_max_length(generators):
     # GPT-2's task_specific_params: do_sample=True, max_length=50; that max_length beats the default 256 new tokens
-    gpt2 = generators["gpt2"].generation_settings({})
-    assert gpt2["do_sample"] is True and gpt2["temperature"] == 0.7 and gpt2["max_length"] == 50
-    assert "max_new_tokens" not in gpt2
-    llama = generators["llama"].generation_settings({})
-    assert llama["max_new_tokens"] == 256 and llama["do_sample"] is True and llama["temperature"] == 0.7
+    gpt2 = generators["gpt2"].decoding_config()
+    assert gpt2.do_sample is True and gpt2.temperature == 0.7 and gpt2.max_length == 50
+    assert gpt2.sources["max_length"] == "task_specific_params" and "max_new_tokens" not in gpt2.sources
+    llama = generators["llama"].decoding_config()
+    assert llama.max_new_tokens == 256 and llama.do_sample is True and llama.temperature == 0.7
+    assert llama.sources["max_new_tokens"] == "pipeline default"
     # unlike 4.57.6, a caller's max_length is not overridden by the default max_new_tokens=256
-    assert "max_new_tokens" not in generators["llama"].generation_settings({"max_length": 30})
-    greedy = generators["llama"].generation_settings({"do_sample": False})
-    assert "temperature" not in greedy
+    assert "max_new_tokens" not in generators["llama"].decoding_config(max_length=30).sources
+    greedy = generators["llama"].decoding_config(do_sample=False)
+    assert greedy.sources.get("temperature") != "pipeline default"
 
 
 def test_the_pipelines_sampling_defaults_beat_the_models_generation_config(generators):
@@ -265,10 +266,10 @@ def test_the_pipelines_sampling_defaults_beat_the_models_generation_config(gener
     saved = llama.model.generation_config.temperature, llama.model.generation_config.top_p
     llama.model.generation_config.temperature, llama.model.generation_config.top_p = 0.3, 0.9
     try:
-        settings = llama.generation_settings({})
-        assert settings["temperature"] == 0.7 and "top_p" not in settings
-        assert DecodingConfig.from_model(llama.model, **settings).top_p == 0.9
-        assert llama.generation_settings({"temperature": 0.3})["temperature"] == 0.3
+        settings = llama.decoding_config()
+        assert settings.temperature == 0.7 and settings.sources["temperature"] == "pipeline default"
+        assert settings.top_p == 0.9 and settings.sources["top_p"] == "generation_config"
+        assert llama.decoding_config(temperature=0.3).temperature == 0.3
     finally:
         llama.model.generation_config.temperature, llama.model.generation_config.top_p = saved
 
@@ -397,7 +398,7 @@ def generate_directly(generator, prompt: str, call: dict, **hooks) -> list[int]:
     """What decoding.generate gives with the runner's own prompt ids and settings for this call."""
     input_ids = torch.tensor(generator.preprocess([prompt]))
     output = generate(generator.model, input_ids, torch.ones_like(input_ids), tokenizer=generator.tokenizer,
-                      **hooks, **generator.generation_settings(call))
+                      config=generator.decoding_config(**call), **hooks)
     return output.sequences[0].tolist()
 
 

@@ -7,17 +7,15 @@ the decoder writes a new one.
 
 The three tasks differ only in data: the `task_specific_params` key they read ("summarization",
 "translation_en_to_fr", ...), the prefix that comes with it, and the output key. Translation adds
-language tokens (M2M100, NLLB, mBART) on top; see tasks/translation.py.
+language tokens (M2M100, NLLB, mBART) on top; see tasks/translation.py. Settings, batching and the
+model call are every generation task's (tasks/generation.py).
 
 As in the 4.57.6 pipelines: the model's `config.prefix` is prepended (distilbart-cnn's is " "), the
 task's `task_specific_params` override the model's generation_config, `num_beams=4` is the default
-even where the model's generation_config sets another (m2m100's 5), and the text is decoded with `skip_special_tokens=True` and, unless asked,
-without cleaning up tokenization spaces. Unlike 4.57.6 there is no default `max_new_tokens=256`
-(see core/generation_settings.py), an input longer than the model reads is an error unless
-`truncation=True`, and a `min_length` from the checkpoint above the caller's `max_length` is lowered
-to it with a warning (4.57.6 warned and generated the same tokens). The pipelines' other length
-warnings (a summary allowed to be longer than its text, an input near a translation's max_length)
-are Python warnings here, from each task's `check_lengths`.
+even where the model's generation_config sets another (m2m100's 5), and the text is decoded with
+`skip_special_tokens=True` and, unless asked, without cleaning up tokenization spaces. The pipelines'
+length warnings (a summary allowed to be longer than its text, an input near a translation's
+max_length) are Python warnings here, from each task's `check_lengths`.
 """
 
 from dataclasses import dataclass, field
@@ -25,23 +23,12 @@ from dataclasses import dataclass, field
 import torch
 from transformers import AutoModelForSeq2SeqLM
 
-from core.batching import check_batch_size
-from core.generation_settings import (
-    call_settings,
-    check_settings,
-    decode_text,
-    draw_like_the_pipeline_dataloader,
-    pipeline_settings,
-    run_generation_batches,
-    split_batch_output,
-    split_hooks,
-    task_params,
-)
-from core.runner import TaskRunner, as_batch, check_flags, check_optional_flags, check_truncation
+from core.checks import as_batch, check_flags, check_input_length, check_optional_flags, check_truncation
 from core.windows import max_input_tokens
-from decoding import DecodingConfig, generate
-from decoding.config import DEFAULT_NEW_TOKENS
+from decoding import DEFAULT_NEW_TOKENS, DecodingConfig
 from decoding.warn import warn_caller
+from tasks.generation import GenerationRunner, decode_text
+from tasks.settings import task_params
 
 
 @dataclass(frozen=True)
@@ -84,29 +71,39 @@ def effective_max_length(config: DecodingConfig) -> int:
     return 1 + DEFAULT_NEW_TOKENS
 
 
-class Seq2SeqRunner(TaskRunner):
+class Seq2SeqRunner(GenerationRunner):
     """An encoder-decoder model with its task recipe. Subclasses set `task` and `output_name`."""
 
     head = AutoModelForSeq2SeqLM
     task = "text2text-generation"  # the key into config.task_specific_params
     output_name = "generated"  # -> "generated_text" / "generated_token_ids"
     pipeline_defaults = {"num_beams": 4}
+    encoder_decoder = True
 
-    def __init__(self, model, tokenizer, placement=None, *, batch_size: int = 1, **settings):
-        """settings: decoding settings and hooks (logits_processors, strategy) used by every call (a call's
-        own override them).
-
-        batch_size=1 by default, as the pipeline: each text is generated alone, so nothing depends on
-        which texts share a batch. Larger batches are faster; their padding can move the last bits of
-        a score, which now and then changes a beam's choice.
-        """
-        super().__init__(model, tokenizer, placement)
-        if not model.config.is_encoder_decoder:
-            raise ValueError(f"{type(self).__name__} needs an encoder-decoder model (T5, BART, Marian, M2M100...), "
-                             f"got {type(model).__name__}; for a decoder-only model use TextGenerator")
-        self.batch_size = check_batch_size(batch_size)
-        self.settings, self.hooks = split_hooks(check_settings(settings))
+    def __init__(self, model, tokenizer, placement=None, *, batch_size: int = 1, **options):
+        super().__init__(model, tokenizer, placement, batch_size=batch_size, **options)
         self.recipe = task_recipe(model, self.task)
+
+    # -- settings ----------------------------------------------------------------------------------
+
+    def task_settings(self, recipe: TaskRecipe | None = None) -> dict:
+        """The `task_specific_params` of the recipe (a translation pair has its own)."""
+        return (recipe or self.default_recipe()).settings
+
+    def adjust_settings(self, config: DecodingConfig, recipe: TaskRecipe | None = None) -> DecodingConfig:
+        """A minimum from the checkpoint above the caller's maximum is lowered to it, with a warning.
+
+        e.g. distilbart-cnn's min_length=56 with summarizer(text, max_length=50): the minimum cannot be
+        met and generation runs to max_length, exactly what the pipeline did after a warning.
+        """
+        max_length = effective_max_length(config)
+        if config.min_length <= max_length or self.chosen_by_the_user(config, "min_length", "min_new_tokens"):
+            return config
+        warn_caller(f"min_length={config.min_length} from the model's configuration is above "
+                    f"max_length={max_length}; the output will have {max_length} tokens. "
+                    "Pass min_length= to choose a minimum.")
+        return config.with_settings(self.model, f"{config.sources['min_length']}, lowered to max_length",
+                                    min_length=max_length)
 
     # -- preprocess --------------------------------------------------------------------------------
 
@@ -130,12 +127,7 @@ class Seq2SeqRunner(TaskRunner):
         features = []
         for index, text in enumerate(texts):
             encoded = self.encode(text, recipe, verbose=False)  # we report the length ourselves
-            length = len(encoded["input_ids"])
-            if limit is not None and length > limit:
-                if not truncation:
-                    raise ValueError(f"inputs[{index}] is {length} tokens long but the model reads at most {limit}; "
-                                     "shorten it or pass truncation=True to cut it to the limit")
-                warn_caller(f"inputs[{index}] is {length} tokens long; truncated to the model's {limit}")
+            if check_input_length(index, len(encoded["input_ids"]), limit, truncation):
                 encoded = self.encode(text, recipe, truncation=truncation, max_length=limit)
             features.append({"input_ids": list(encoded["input_ids"]),
                              "attention_mask": list(encoded["attention_mask"])})
@@ -146,38 +138,15 @@ class Seq2SeqRunner(TaskRunner):
 
     # -- forward -----------------------------------------------------------------------------------
 
-    def generation_settings(self, settings: dict, recipe: TaskRecipe | None = None) -> dict:
-        """Caller's settings > the task's task_specific_params > pipeline defaults > model's generation_config."""
-        recipe = recipe or self.default_recipe()
-        caller = {**self.settings, **check_settings(settings)}
-        merged = pipeline_settings(self.model, self.tokenizer, caller, defaults=self.pipeline_defaults,
-                                   task_settings=recipe.settings)
-        config = DecodingConfig.from_model(self.model, **merged)  # checks every setting before any work
-        max_length = effective_max_length(config)
-        if config.min_length > max_length and not {"min_length", "min_new_tokens"} & caller.keys():
-            # e.g. distilbart-cnn's min_length=56 with summarizer(text, max_length=50): the minimum cannot be
-            # met, generation runs to max_length, exactly what the pipeline did after a warning.
-            warn_caller(f"min_length={config.min_length} from the model's configuration is above "
-                        f"max_length={max_length}; the output will have {max_length} tokens. "
-                        "Pass min_length= to choose a minimum.")
-            merged["min_length"] = max_length
-        return merged
-
-    def forward(self, features: list[dict], *, logits_processors=(), strategy=None, **settings) -> list[torch.Tensor]:
+    def forward(self, features: list[dict], config: DecodingConfig, hooks: dict | None = None) -> list[torch.Tensor]:
         """Generate for a batch of texts: per text, output ids (num_return_sequences, len), on the CPU.
 
         Rows start with the decoder start token; a row that finished early is padded with the pad
         token, up to where the text's last row finished (as if the text had run alone).
-        settings: the final decoding settings (see `generation_settings`); logits_processors and
-        strategy go to `decoding.generate` unchanged.
+        config: the call's resolved settings (`resolve`); hooks: logits_processors and strategy.
         """
         batch = self.tokenizer.pad(features, padding=True, return_tensors="pt")
-        batch = self.to_device({"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]})
-        output = generate(self.model, batch["input_ids"], batch["attention_mask"], tokenizer=self.tokenizer,
-                          logits_processors=logits_processors, strategy=strategy, **settings)
-        sequences = output.sequences.cpu()
-        sequences = sequences.reshape(len(features), -1, sequences.shape[-1])
-        return split_batch_output(sequences, 1, DecodingConfig.from_model(self.model, **settings), self.tokenizer)
+        return self.generate_rows(batch["input_ids"], batch["attention_mask"], config, hooks or {})
 
     # -- postprocess -------------------------------------------------------------------------------
 
@@ -195,7 +164,7 @@ class Seq2SeqRunner(TaskRunner):
         return self.run(inputs, self.default_recipe(), **options)
 
     def run(self, inputs, recipe: TaskRecipe, *, truncation=False, return_tensors=None, return_text=None,
-            clean_up_tokenization_spaces: bool = False, batch_size: int | None = None, **settings):
+            clean_up_tokenization_spaces: bool = False, batch_size: int | None = None, **options):
         """The whole recipe. The result has the pipeline's shape:
 
         - one text: a list with one dict per returned sequence;
@@ -203,25 +172,20 @@ class Seq2SeqRunner(TaskRunner):
 
         return_tensors=True returns the token ids (a 1-D tensor per sequence) instead of the text;
         return_text is accepted for compatibility and, as in the pipeline, changes nothing.
-        settings: any decoding setting (max_length, min_length, num_beams, do_sample, ...), and the
+        options: any decoding setting (max_length, min_length, num_beams, do_sample, ...), and the
         hooks of `decoding.generate`: logits_processors (or transformers' logits_processor) and strategy.
         """
         texts, single = as_batch(inputs)
         check_optional_flags(return_tensors=return_tensors, return_text=return_text)
         check_flags(clean_up_tokenization_spaces=clean_up_tokenization_spaces)
         truncation = check_truncation(truncation)
-        batch_size = self.batch_size if batch_size is None else check_batch_size(batch_size)
-        settings, hooks = call_settings(settings, self.hooks)
-        settings = self.generation_settings(settings, recipe)
+        config, hooks = self.resolve(options, recipe=recipe)
         features = self.preprocess(texts, recipe, truncation=truncation)
         lengths = [len(feature["input_ids"]) for feature in features]
-        config = DecodingConfig.from_model(self.model, **settings)
         if config.max_new_tokens is None:  # the warnings are about max_length; max_new_tokens is meant as given
             self.check_lengths(lengths, effective_max_length(config))
-        if not single:
-            draw_like_the_pipeline_dataloader()
-        outputs = run_generation_batches(features, lengths, batch_size,
-                                         lambda batch: self.forward(batch, **hooks, **settings))
+        outputs = self.run_batches(features, lengths, single, batch_size,
+                                   lambda batch: self.forward(batch, config, hooks))
         results = [self.postprocess(ids, bool(return_tensors), clean_up_tokenization_spaces) for ids in outputs]
         if single:
             return results[0]
