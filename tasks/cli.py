@@ -1,38 +1,38 @@
 """The `nopipe` command: every task from the shell, with the options of the Python API.
 
     nopipe generate "The capital of France is"
+    nopipe chat
     nopipe classify "I love this product!" "This is awful." --json
     nopipe ner --file news.txt --aggregation-strategy simple
     nopipe qa --question "Where does Sarah live?" --context "My name is Sarah and I live in London."
-    nopipe summarize --file article.txt --max-length 60 --min-length 20
+    nopipe summarize --file article.txt --max-length 60 --min-length 20 --explain
     nopipe translate "How are you?" --task translation_en_to_fr --model Helsinki-NLP/opus-mt-en-fr
 
 Texts come from the arguments, else from --file (one per line; JSONL for qa), else from stdin.
 Output is readable text, or JSON with --json. `generate` streams each prompt's text as it is
-written, unless it cannot (--json, beam search, several sequences, or several prompts run in
-batches with --batch-size > 1): then it prints each answer whole. --seed seeds once per run.
+written, unless it cannot (--json, --no-stream, beam search, several sequences, or several prompts
+run in batches): then it prints each answer whole. A plain prompt to a model with a chat template is
+sent as a user message (--raw sends the text as it is). --seed seeds once per run.
 
-Errors are one line naming the fix: exit code 2 for a bad command line or input, 1 for anything
-that fails while running; --debug shows the traceback.
+Errors and warnings are one line each ("nopipe: error: ...", "nopipe: warning: ..."), naming the
+command-line flag to change: exit code 2 for a bad command line or input, 1 for anything that fails
+while running; --debug shows the traceback. The tasks and their commands come from tasks/registry.py.
 """
 
 import argparse
 import itertools
-import json
+import os
+import re
 import sys
 import time
-from collections.abc import Callable
+import warnings
 from dataclasses import dataclass, field
 
-import tasks
-from decoding.streaming import can_stream as settings_can_stream
-from tasks.settings import DECODING_SETTINGS
+from tasks.cli_io import Input, UsageError, format_answer, read_qa_pairs, read_texts
+from tasks.registry import COMMANDS, TaskSpec
 
-USAGE_ERROR, RUNTIME_ERROR = 2, 1
-
-
-class UsageError(ValueError):
-    """A command line that cannot work as given."""
+USAGE_ERROR, RUNTIME_ERROR, BROKEN_PIPE = 2, 1, 141
+VERSION = "0.1.0"
 
 
 def error_line(message: str, code: int) -> int:
@@ -55,6 +55,13 @@ def top_k_value(text: str):
     return None if text.lower() in ("all", "none") else int(text)
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class Option:
     """One command-line flag that maps onto a keyword of the runner call under the same name."""
@@ -73,162 +80,182 @@ def options(*specs: tuple) -> list[Option]:
 
 TRUNCATION = ("--truncation", dict(action="store_true", help="cut a text longer than the model reads (with a warning) "
                                                            "instead of stopping with an error"))
-
 GENERATION_OPTIONS = options(
-    ("--max-new-tokens", dict(type=int)), ("--max-length", dict(type=int)), ("--min-length", dict(type=int)),
-    ("--num-beams", dict(type=int)), ("--do-sample", dict(action=argparse.BooleanOptionalAction)),
-    ("--temperature", dict(type=float)), ("--top-k", dict(type=int)), ("--top-p", dict(type=float)),
-    ("--repetition-penalty", dict(type=float)), ("--no-repeat-ngram-size", dict(type=int)),
-    ("--length-penalty", dict(type=float)), ("--num-return-sequences", dict(type=int)),
+    ("--max-new-tokens", dict(type=int, help="how many tokens to add at most")),
+    ("--max-length", dict(type=int, help="the longest output, counted in tokens (prompt included for generate)")),
+    ("--min-length", dict(type=int, help="no end-of-text token before this length")),
+    ("--num-beams", dict(type=int, help="beam search with this many beams (1: greedy or sampling)")),
+    ("--do-sample", dict(action=argparse.BooleanOptionalAction, help="sample (or, with --no-do-sample, decode greedily)")),
+    ("--temperature", dict(type=float, help="sampling temperature (> 0; lower is more certain)")),
+    ("--top-k", dict(type=int, help="sample among the k most likely tokens (0: all)")),
+    ("--top-p", dict(type=float, help="sample among the most likely tokens that make up this probability")),
+    ("--repetition-penalty", dict(type=float, help="> 1 makes tokens already written less likely")),
+    ("--no-repeat-ngram-size", dict(type=int, help="never repeat an n-gram of this size")),
+    ("--length-penalty", dict(type=float, help="beam search: > 0 favours longer outputs")),
+    ("--num-return-sequences", dict(type=int, help="answers per input (needs sampling or beams)")),
 )
 
-TASK_OPTIONS = {
-    "classify": options(
-        ("--top-k", dict(type=top_k_value, help="labels per text; 'all' for every label")),
-        ("--function-to-apply", dict(choices=["softmax", "sigmoid", "none"])), TRUNCATION,
-    ),
-    "ner": options(
-        ("--aggregation-strategy", dict(choices=["none", "simple", "first", "average", "max"], default="simple",
-                                        help="default here: simple (entities); the Python API's default is none")),
-        ("--ignore-labels", dict(nargs="*")),
-        ("--stride", dict(type=int)),
-    ),
-    "qa": options(
-        ("--top-k", dict(type=int)), ("--doc-stride", dict(type=int)), ("--max-answer-len", dict(type=int)),
-        ("--max-seq-len", dict(type=int)), ("--max-question-len", dict(type=int)),
-        ("--handle-impossible-answer", dict(action="store_true")),
-        ("--align-to-words", dict(action=argparse.BooleanOptionalAction)),
-    ),
-    "text2text": options(TRUNCATION) + GENERATION_OPTIONS,
-    "summarize": options(TRUNCATION) + GENERATION_OPTIONS,
-    "translate": options(TRUNCATION) + GENERATION_OPTIONS,
-    "generate": GENERATION_OPTIONS + options(
-        ("--stop", dict(dest="stop_strings", action="append", help="stop when this text appears (repeatable)")),
-        ("--return-full-text", dict(action=argparse.BooleanOptionalAction)),
-    ),
-}
 
-GENERATION_COMMANDS = ("text2text", "summarize", "translate", "generate")
+def task_options(spec: TaskSpec) -> list[Option]:
+    """The flags of a task's command, with choices taken from the modules that check them."""
+    if spec.name == "text-classification":
+        from core.scores import ACTIVATIONS
 
-PIPELINE_TASK = {
-    "classify": "text-classification", "ner": "token-classification", "qa": "question-answering",
-    "text2text": "text2text-generation", "summarize": "summarization", "translate": "translation",
-    "generate": "text-generation",
-}
+        return options(("--top-k", dict(type=top_k_value, help="labels per text; 'all' for every label")),
+                       ("--function-to-apply", dict(choices=list(ACTIVATIONS))), TRUNCATION)
+    if spec.name == "token-classification":
+        from tasks.token_classification import AGGREGATION_STRATEGIES
+
+        return options(("--aggregation-strategy", dict(choices=list(AGGREGATION_STRATEGIES), default="simple",
+                                                       help="default here: simple (entities); the Python API's is none")),
+                       ("--ignore-labels", dict(nargs="*")), ("--stride", dict(type=int)))
+    if spec.name == "question-answering":
+        return options(("--top-k", dict(type=int)), ("--doc-stride", dict(type=int)),
+                       ("--max-answer-len", dict(type=int)), ("--max-seq-len", dict(type=int)),
+                       ("--max-question-len", dict(type=int)), ("--handle-impossible-answer", dict(action="store_true")),
+                       ("--align-to-words", dict(action=argparse.BooleanOptionalAction)))
+    if spec.name == "text-generation":
+        return GENERATION_OPTIONS + options(
+            ("--stop", dict(dest="stop_strings", action="append", help="stop when this text appears (repeatable)")),
+            ("--return-full-text", dict(action=argparse.BooleanOptionalAction, help="print the prompt before its text")),
+            TRUNCATION, ("--handle-long-generation", dict(choices=["hole"], help="hole: keep the end of a long prompt")))
+    return options(TRUNCATION) + GENERATION_OPTIONS
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="nopipe", description="Hugging Face tasks by hand: tokenize, "
                             "forward, postprocess, with nopipe's own decoding loop.")
+    parser.add_argument("--version", action="version", version=f"nopipe {VERSION}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command, task_options in TASK_OPTIONS.items():
-        sub = commands.add_parser(command, help=f"{PIPELINE_TASK[command]} (pipeline task name)")
-        add_common_options(sub, command)
-        for option in task_options:
+    for spec in COMMANDS.values():
+        sub = commands.add_parser(spec.command, help=f"{spec.name} (pipeline task name)")
+        add_common_options(sub, spec)
+        for option in task_options(spec):
             # An option the user does not give stays out of the call, so the API's own default applies
             # (top_k=None means "every label" there, not "unset").
             sub.add_argument(option.flag, **{"dest": option.dest, "default": argparse.SUPPRESS, **option.kwargs})
+    chat = commands.add_parser("chat", help="talk with a chat model (text-generation); a line per message")
+    add_common_options(chat, COMMANDS["generate"], chat=True)
+    for option in GENERATION_OPTIONS:
+        chat.add_argument(option.flag, **{"dest": option.dest, "default": argparse.SUPPRESS, **option.kwargs})
     # Listed for `nopipe --help` only: main() hands everything after `bench` to benchmarks.run.
-    commands.add_parser("bench", help="speed against transformers and CTranslate2 (python -m benchmarks.run; "
-                                      "nopipe bench --help lists its options; --debug shows a traceback)")
+    commands.add_parser("bench", help="speed against transformers and other runtimes "
+                                      "(`nopipe bench --help` lists its options)")
     return parser
 
 
-def add_common_options(sub: argparse.ArgumentParser, command: str) -> None:
-    if command == "qa":
+def add_common_options(sub: argparse.ArgumentParser, spec: TaskSpec, chat: bool = False) -> None:
+    if spec.reads == "question-context":
         sub.add_argument("--question", action="append", help="repeatable; or JSONL lines via --file/stdin")
         sub.add_argument("--context")
-    else:
+    elif not chat:
         sub.add_argument("texts", nargs="*", metavar="TEXT", help="inputs (else --file, else stdin)")
-    sub.add_argument("--file", help="one text per line" + (" (JSONL: question, context)" if command == "qa" else ""))
+    if not chat:
+        sub.add_argument("--file", help="one text per line" + (" (JSONL: question, context)"
+                                                                if spec.reads == "question-context" else ""))
     sub.add_argument("--model", help="local folder, .gguf file or hub id (default: the pipeline's default)")
     sub.add_argument("--revision")
-    if command == "translate":
+    if spec.name == "translation":
         sub.add_argument("--task", dest="translation_task", metavar="translation_xx_to_yy",
                          help="the language pair, e.g. translation_en_to_fr (T5 prefixes, M2M100 languages)")
         sub.add_argument("--src-lang", help="source language code of a many-language model (M2M100: en)")
         sub.add_argument("--tgt-lang", help="target language code of a many-language model (M2M100: fr)")
+    from core.device import DTYPE_CHOICES
+
     sub.add_argument("--device", help="cpu, cuda, cuda:0, mps (default: best available)")
-    sub.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16", "int8"])
-    sub.add_argument("--batch-size", type=int, default=None)
-    if command in GENERATION_COMMANDS:
+    sub.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES)
+    sub.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: all cores; set 1 or 2 "
+                                                          "when other programs use the CPU)")
+    if not chat:
+        sub.add_argument("--batch-size", type=positive_int, default=None)
+        sub.add_argument("--json", action="store_true", help="print JSON (one object per input)")
+    if spec.generates:
         sub.add_argument("--seed", type=int, help="seed for sampling (same semantics as transformers.set_seed)")
-    sub.add_argument("--json", action="store_true", help="print JSON (one object per input)")
+        sub.add_argument("--explain", action="store_true", help="print which source chose each decoding setting")
+    if spec.name == "text-generation":
+        sub.add_argument("--raw", action="store_true", help="send the prompt as plain text even when the model "
+                                                            "has a chat template")
+        if not chat:
+            sub.add_argument("--stream", action=argparse.BooleanOptionalAction, default=True,
+                             help="print the text as it is written (default)")
     sub.add_argument("--debug", action="store_true", help="show the full traceback on errors")
 
 
-# --- inputs ---------------------------------------------------------------------------------------
+# --- messages in the command's own words -------------------------------------------------------------
 
-def read_lines(args) -> tuple[list[str], bool]:
-    """(lines, from_file): --file wins, then stdin when it is not a terminal."""
-    if args.file:
-        try:
-            with open(args.file, encoding="utf-8") as handle:
-                return [line.rstrip("\n") for line in handle if line.strip()], True
-        except OSError as error:
-            raise UsageError(f"cannot read --file {args.file!r}: {error.strerror}") from error
-    if not sys.stdin.isatty():
-        return [line.rstrip("\n") for line in sys.stdin if line.strip()], False
-    return [], False
+def flags_of(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """{"max_length": "--max-length", ...}: every keyword the command line sets, with its flag."""
+    flags = {}
+    for sub in subparsers_of(parser).values():
+        for action in sub._actions:
+            if action.option_strings and action.dest not in flags:
+                flags[action.dest] = action.option_strings[0]
+    flags.update(src_lang="--src-lang", tgt_lang="--tgt-lang", truncation="--truncation")
+    return flags
 
 
-def read_texts(args) -> tuple[list[str], bool]:
-    if args.texts:
-        return args.texts, False
-    texts, from_file = read_lines(args)
-    if not texts:
-        raise UsageError(f"no input: give text as an argument, with --file PATH, or on stdin "
-                         f"(e.g. nopipe {args.command} \"some text\")")
-    return texts, from_file
+def subparsers_of(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    action = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    return action.choices
 
 
-def read_qa_pairs(args) -> tuple[list[dict], bool]:
-    if args.question:
-        if not args.context:
-            raise UsageError("--question needs --context (or give JSONL lines with question and context via --file)")
-        return [{"question": question, "context": args.context} for question in args.question], False
-    lines, from_file = read_lines(args)
-    if not lines:
-        raise UsageError("no input: give --question and --context, or JSONL lines "
-                         '{"question": ..., "context": ...} with --file PATH or on stdin')
-    pairs = []
-    for number, line in enumerate(lines, 1):
-        try:
-            pair = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise UsageError(f"line {number} is not JSON ({error.msg}); each line must be "
-                             '{"question": ..., "context": ...}') from error
-        if not isinstance(pair, dict) or not {"question", "context"} <= set(pair):
-            raise UsageError(f'line {number} must be an object with "question" and "context"')
-        pairs.append({"question": pair["question"], "context": pair["context"]})
-    return pairs, from_file
+def in_flags(message: str, flags: dict[str, str]) -> str:
+    """A runner's message with its Python advice turned into flags: "pass truncation=True" -> "pass
+    --truncation", "max_length=43" -> "--max-length 43", "max_length must be" -> "--max-length must be"."""
+    def flag_with_value(match):
+        flag, value = flags[match.group(1)], match.group(2).strip("'\"")
+        return flag if value == "True" else f"{flag} {value}"
+
+    names = "|".join(sorted(map(re.escape, flags), key=len, reverse=True))
+    message = re.sub(rf"(?<![\w.-])({names})=('[^']*'|\"[^\"]*\"|[\w.+-]+)", flag_with_value, message)
+    return re.sub(rf"(?<![\w.'-])({names})(?=\s+(?:must|is|and|or|contradicts|=)\b|\s*\()",
+                  lambda match: flags[match.group(1)], message)
+
+
+def warning_as_one_line(message, category, filename, lineno, line=None) -> str:
+    """Warnings of the command are one "nopipe: warning: ..." line, not a file name and a code line."""
+    return f"nopipe: warning: {message}\n"
 
 
 # --- running --------------------------------------------------------------------------------------
 
-def read_inputs(args) -> tuple[list, bool]:
-    """(inputs, from_file): QA pairs for `qa`, texts for the other commands."""
-    return read_qa_pairs(args) if args.command == "qa" else read_texts(args)
+def read_inputs(args, spec: TaskSpec) -> tuple[list[Input], str | None]:
+    """(inputs, source): QA pairs for `qa`, texts for the other commands."""
+    return read_qa_pairs(args) if spec.reads == "question-context" else read_texts(args)
 
 
-def call_options(args) -> dict:
+def call_options(args, spec: TaskSpec) -> dict:
     """The task's own options the user set, under the API's names."""
-    chosen = {option.dest: getattr(args, option.dest) for option in TASK_OPTIONS[args.command]
-              if hasattr(args, option.dest)}
-    if args.batch_size is not None:
+    chosen = {option.dest: getattr(args, option.dest) for option in task_options(spec) if hasattr(args, option.dest)}
+    if getattr(args, "batch_size", None) is not None:
         chosen["batch_size"] = args.batch_size
     return chosen
 
 
-def load_runner(args):
+def load_runner(args, spec: TaskSpec):
+    """The command's runner: its model, or the task's default (said on stderr when it is the offline one)."""
+    import torch
+
+    import tasks
+    from core.defaults import default_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
     load_options = {"device": args.device, "dtype": args.dtype}
     if args.revision:
         load_options["revision"] = args.revision
-    task = PIPELINE_TASK[args.command]
-    if args.command == "translate":
+    task = spec.name
+    if spec.name == "translation":
         task = args.translation_task or task
         load_options.update({name: getattr(args, name) for name in ("src_lang", "tgt_lang") if getattr(args, name)})
-    return tasks.load(task, model=args.model, **load_options)
+    model = args.model
+    if model is None:
+        source = default_model(spec.name)
+        model = source.pop("model")
+        load_options = {**source, **load_options}
+        if model != spec.default_model.repo_id:
+            print(f"nopipe: the hub cannot be reached; answering with {model} (the offline default)", file=sys.stderr)
+    return tasks.load(task, model=model, **load_options)
 
 
 def seed_if_asked(args) -> None:
@@ -240,73 +267,125 @@ def seed_if_asked(args) -> None:
         set_seed(args.seed)
 
 
-def one_result_per_input(inputs: list, results) -> list:
-    """The pipelines answer a one-item list with a bare result (question answering does); make it a list."""
-    return [results] if len(inputs) == 1 and not isinstance(results, list) else results
-
-
 def inputs_per_chunk(batch_size: int | None) -> int:
     """How many inputs go to the runner in one call: a few batches, so answers print as they come."""
     return (batch_size or 32) * 4
 
 
-def in_chunks(items: list, size: int, show_progress: bool):
-    """Chunks of the input, with a progress bar when the input came from a file."""
-    bar = None
-    if show_progress:
+class Progress:
+    """A progress bar on stderr for file input, cleared while answers are printed so that the two
+    never share a terminal line."""
+
+    def __init__(self, total: int, show: bool):
         from tqdm import tqdm
 
-        bar = tqdm(total=len(items), unit="text", file=sys.stderr, disable=None)
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-        if bar is not None:
-            bar.update(min(size, len(items) - start))
-    if bar is not None:
-        bar.close()
+        self.bar = tqdm(total=total, unit="input", file=sys.stderr, disable=None if show else True, leave=False)
+
+    def write(self, out, text: str) -> None:
+        with self.bar.external_write_mode(file=sys.stderr):
+            out.write(text)
+            out.flush()
+
+    def advance(self, count: int) -> None:
+        self.bar.update(count)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
-def format_answer(args, item, result) -> str:
-    """One input's answer as the line(s) to print: JSON with --json, else the command's readable form."""
-    if args.json:
-        return json.dumps({"input": item, "output": result}, ensure_ascii=False)
-    return FORMATTERS[args.command](item, result)
+def answer_chunk(runner, spec: TaskSpec, part: list[Input], chosen: dict, source: str | None, printed: int) -> list:
+    """The runner's answers to one chunk of inputs, one per input; an error names the input's line."""
+    values = [item.value for item in part]
+    try:
+        if spec.generates and chosen.get("batch_size", 1) == 1:  # as a streamed run draws: one prompt at a time
+            return [as_list_item(spec, runner(value, **chosen)) for value in values]
+        results = runner(values, **chosen)
+    except ValueError as error:
+        raise ValueError(locate(str(error), part, source, printed)) from error
+    # Question answering answers a one-item list with a bare result (a list with top_k > 1), as the pipeline.
+    return [results] if spec.reads == "question-context" and len(part) == 1 else results
 
 
-def write_answers(runner, inputs: list, chosen: dict, args, out, show_progress: bool) -> None:
+def as_list_item(spec: TaskSpec, result: list):
+    """A single input's answer in the shape it has in a list's answer: the seq2seq tasks give one dict
+    per text there (a list only with several sequences), text generation a list per prompt."""
+    return result[0] if spec.name != "text-generation" and len(result) == 1 else result
+
+
+def locate(message: str, part: list[Input], source: str | None, printed: int) -> str:
+    """An error about "inputs[i]" of a chunk, said of the file's own line, with how many answers came before."""
+    match = re.search(r"inputs\[(\d+)\]", message)
+    if match and source is not None and int(match.group(1)) < len(part):
+        line = part[int(match.group(1))].line
+        message = message.replace(match.group(0), f"line {line} of {source}", 1)
+    if printed:
+        message += f" ({printed} answers were printed before it)"
+    return message
+
+
+def write_answers(runner, spec: TaskSpec, inputs: list[Input], chosen: dict, args, out, source: str | None) -> None:
     """Answer the inputs a chunk at a time, printing each chunk's answers as soon as it is done."""
-    for part in in_chunks(inputs, inputs_per_chunk(chosen.get("batch_size")), show_progress):
-        results = one_result_per_input(part, runner(part, **chosen))
-        for item, result in zip(part, results):
-            out.write(format_answer(args, item, result) + "\n")
+    progress = Progress(len(inputs), show=source is not None)
+    printed, several = 0, len(inputs) > 1
+    try:
+        for start in range(0, len(inputs), inputs_per_chunk(chosen.get("batch_size"))):
+            part = inputs[start:start + inputs_per_chunk(chosen.get("batch_size"))]
+            results = answer_chunk(runner, spec, part, chosen, source, printed)
+            text = "".join(format_answer(spec, item.value, result, args.json, several) + "\n"
+                           for item, result in zip(part, results))
+            progress.write(out, text)
+            printed += len(part)
+            progress.advance(len(part))
+    finally:
+        progress.close()
 
 
-def run_task(args, out) -> None:
-    """Every command but `generate`: answers in the order of the inputs."""
-    inputs, from_file = read_inputs(args)  # before the (maybe slow) load, so "no input" comes at once
-    runner = load_runner(args)
+def run_task(args, spec: TaskSpec, out) -> None:
+    """Every command but `generate` and `chat`: answers in the order of the inputs."""
+    inputs, source = read_inputs(args, spec)  # before the (maybe slow) load, so "no input" comes at once
+    runner = load_runner(args, spec)
+    chosen = call_options(args, spec)
+    if getattr(args, "explain", False):
+        print(runner.explain(**decoding_settings(chosen)), file=sys.stderr)
     seed_if_asked(args)
-    write_answers(runner, inputs, call_options(args), args, out, show_progress=from_file)
+    write_answers(runner, spec, inputs, chosen, args, out, source)
 
 
 def decoding_settings(chosen: dict) -> dict:
-    """The decoding settings among a generate call's options (not return_full_text or batch_size)."""
+    """The decoding settings among a call's options (not return_full_text, truncation or batch_size)."""
+    from tasks.settings import DECODING_SETTINGS
+
     return {name: value for name, value in chosen.items() if name in DECODING_SETTINGS}
 
 
-def can_stream(runner, chosen: dict) -> bool:
-    """Whether the call can be shown token by token, with the model's own settings counted. Checks
-    every setting, so a bad one fails here, before anything is printed."""
-    return settings_can_stream(runner.decoding_config(**decoding_settings(chosen)))
+def as_chat_prompt(runner, prompt: str, raw: bool):
+    """A plain prompt to a model with a chat template goes in as a user message (--raw: as it is)."""
+    if raw or not getattr(runner.tokenizer, "chat_template", None):
+        return prompt
+    return [{"role": "user", "content": prompt}]
 
 
-def stream_answer(runner, prompt: str, chosen: dict, out) -> None:
-    """Print one prompt's continuation as it is produced, then the speed on stderr."""
+class StepCounter:
+    """A logits processor that changes nothing and counts the steps: the number of tokens generated."""
+
+    def __init__(self):
+        self.steps = 0
+
+    def __call__(self, input_ids, scores):
+        self.steps += 1
+        return scores
+
+
+def stream_answer(runner, prompt, chosen: dict, out, echo_prompt: bool) -> str:
+    """Print one prompt's continuation as it is produced, then the speed on stderr; return the text."""
+    counter = StepCounter()
     started = time.perf_counter()
-    pieces = runner(prompt, stream=True, **decoding_settings(chosen))
+    options = {key: value for key, value in chosen.items() if key not in ("batch_size", "return_full_text")}
+    pieces = runner(prompt, stream=True, logits_processors=[counter], **options)
     # A setting checked only when generation starts (min_length above max_length) fails on the first
     # piece: take it before the prompt is printed, so a failed run leaves stdout empty.
     first = next(pieces, "")
-    if chosen.get("return_full_text", True):
+    if echo_prompt:
         out.write(prompt)
     generated = ""
     for text in itertools.chain([first], pieces):
@@ -314,26 +393,67 @@ def stream_answer(runner, prompt: str, chosen: dict, out) -> None:
         out.write(text)
         out.flush()
     seconds = time.perf_counter() - started
-    count = len(runner.tokenizer(generated, add_special_tokens=False)["input_ids"])
     out.write("\n")
-    print(f"[{count} tokens in {seconds:.2f} s: {count / max(seconds, 1e-9):.1f} tokens/s]", file=sys.stderr)
+    print(f"[{counter.steps} tokens in {seconds:.2f} s: {counter.steps / max(seconds, 1e-9):.1f} tokens/s]",
+          file=sys.stderr)
+    return generated
 
 
-def run_generate(args, out) -> None:
-    """Stream each prompt's continuation, one prompt after the other; print whole answers instead
-    for --json, for settings that cannot stream (beam search, several sequences), and for several
-    prompts with --batch-size > 1 (a batch finishes together, so there is nothing to stream)."""
-    prompts, from_file = read_texts(args)
-    runner = load_runner(args)
-    chosen = call_options(args)
+def generation_plan(runner, prompts: list[Input], chosen: dict, args) -> tuple[bool, dict]:
+    """(stream?, options): several greedy prompts from a file run in batches of 8 by default (the same
+    answers, faster); an answer streams unless --json, --no-stream, batches or settings that cannot."""
+    from decoding.streaming import can_stream
+
+    config = runner.decoding_config(**decoding_settings(chosen))  # checks every setting before printing
+    if len(prompts) > 1 and "batch_size" not in chosen and not config.do_sample and config.num_beams == 1:
+        chosen = {**chosen, "batch_size": 8}
     batched = len(prompts) > 1 and chosen.get("batch_size", 1) > 1
-    streaming = not args.json and not batched and can_stream(runner, chosen)
+    return (args.stream and not args.json and not batched and can_stream(config)), chosen
+
+
+def run_generate(args, spec: TaskSpec, out) -> None:
+    """Stream each prompt's continuation, one prompt after the other; print whole answers when it cannot."""
+    prompts, source = read_texts(args)
+    runner = load_runner(args, spec)
+    prompts = [Input(as_chat_prompt(runner, item.value, args.raw), item.line) for item in prompts]
+    chosen = call_options(args, spec)
+    if args.explain:
+        print(runner.explain(**decoding_settings(chosen)), file=sys.stderr)
+    streaming, chosen = generation_plan(runner, prompts, chosen, args)
     seed_if_asked(args)
     if not streaming:
-        write_answers(runner, prompts, chosen, args, out, show_progress=from_file)
+        write_answers(runner, spec, prompts, chosen, args, out, source)
         return
-    for prompt in prompts:
-        stream_answer(runner, prompt, chosen, out)
+    for item in prompts:
+        if len(prompts) > 1:
+            out.write(f">>> {item.value if isinstance(item.value, str) else item.value[-1]['content']}\n")
+        echo = chosen.get("return_full_text", True) and isinstance(item.value, str)
+        stream_answer(runner, item.value, chosen, out, echo_prompt=echo)
+
+
+def run_chat(args, spec: TaskSpec, out) -> None:
+    """An interactive conversation: each line read is a user message, each answer is streamed and kept."""
+    runner = load_runner(args, spec)
+    if not getattr(runner.tokenizer, "chat_template", None):
+        raise UsageError(f"{args.model or 'this model'} has no chat template, so it cannot chat; "
+                         "use `nopipe generate` for plain text")
+    chosen = decoding_settings(call_options(args, spec))
+    if args.explain:
+        print(runner.explain(**chosen), file=sys.stderr)
+    seed_if_asked(args)
+    messages, interactive = [], sys.stdin.isatty()
+    while True:
+        if interactive:
+            out.write("> ")
+            out.flush()
+        line = sys.stdin.readline()
+        if not line or line.strip() in ("exit", "quit", "/bye"):
+            return
+        if not line.strip():
+            continue
+        messages.append({"role": "user", "content": line.strip()})
+        reply = stream_answer(runner, list(messages), chosen, out, echo_prompt=False)
+        messages.append({"role": "assistant", "content": reply})
 
 
 def run_bench(bench_args: list[str]) -> int:
@@ -346,46 +466,6 @@ def run_bench(bench_args: list[str]) -> int:
     return bench_main(bench_args)
 
 
-# --- output ---------------------------------------------------------------------------------------
-
-def format_labels(text: str, result) -> str:
-    labels = result if isinstance(result, list) else [result]
-    shown = ", ".join(f"{item['label']} ({item['score']:.4f})" for item in labels)
-    return f"{shown}\t{text}"
-
-
-def format_entities(text: str, entities: list) -> str:
-    lines = [text]
-    for entity in entities:
-        label = entity.get("entity_group", entity.get("entity"))
-        lines.append(f"  {label:<8} {entity['word']!r:<30} [{entity['start']}:{entity['end']}]  {entity['score']:.4f}")
-    if not entities:
-        lines.append("  (no entities)")
-    return "\n".join(lines)
-
-
-def format_answers(pair: dict, result) -> str:
-    answers = result if isinstance(result, list) else [result]
-    lines = [f"Q: {pair['question']}"]
-    lines += [f"A: {item['answer']!r}  (score {item['score']:.4f}, chars {item['start']}-{item['end']})"
-              for item in answers]
-    return "\n".join(lines)
-
-
-def format_generated(key: str) -> Callable:
-    def format_result(text: str, result) -> str:
-        items = result if isinstance(result, list) else [result]
-        return "\n".join(item[key] for item in items)
-    return format_result
-
-
-FORMATTERS = {
-    "classify": format_labels, "ner": format_entities, "qa": format_answers,
-    "text2text": format_generated("generated_text"), "summarize": format_generated("summary_text"),
-    "translate": format_generated("translation_text"), "generate": format_generated("generated_text"),
-}
-
-
 def quiet_transformers() -> None:
     """No "Loading weights" bars or advisory logs between the answers; errors still come through ours."""
     from transformers.utils import logging
@@ -394,26 +474,45 @@ def quiet_transformers() -> None:
     logging.set_verbosity_error()
 
 
-def run_reporting_errors(run: Callable[[], int], debug: bool, usage_errors: tuple = (ValueError, TypeError)) -> int:
-    """run() turned into an exit code: a failure is one line (its message's first), exit code 2 for
-    `usage_errors` (a bad option or input), 1 for the rest; --debug lets the traceback through."""
+def run_reporting_errors(run, debug: bool, flags: dict[str, str] | None = None,
+                         usage_errors: tuple = (ValueError, TypeError)) -> int:
+    """run() turned into an exit code: a failure is one line (its message's first, in the command's
+    flags), exit code 2 for `usage_errors` (a bad option or input), 1 for the rest; --debug lets the
+    traceback through. A closed output pipe (`| head -1`) ends the run quietly."""
     try:
         return run()
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+        return BROKEN_PIPE
     except Exception as error:
         if debug:
             raise
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        message = in_flags(message, flags or {})
         return error_line(message, USAGE_ERROR if isinstance(error, usage_errors) else RUNTIME_ERROR)
+
+
+RUNS = {"generate": run_generate, "chat": run_chat}
 
 
 def run_command(args) -> int:
     """One task command (not bench) on sys.stdout; the exit code when it succeeds."""
-    if args.batch_size is not None and args.batch_size < 1:
-        raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
-    (run_generate if args.command == "generate" else run_task)(args, sys.stdout)
+    spec = COMMANDS["generate" if args.command == "chat" else args.command]
+    if not args.debug:
+        quiet_transformers()
+        warnings.formatwarning = warning_as_one_line
+    RUNS.get(args.command, run_task)(args, spec, sys.stdout)
     return 0
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse, reporting a flag the subcommand does not know against the subcommand's own --help."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        subparsers_of(parser)[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -424,10 +523,13 @@ def main(argv: list[str] | None = None) -> int:
         # The benchmarks check their command line themselves, so whatever they raise is a runtime error.
         bench_args = [arg for arg in argv[1:] if arg != "--debug"]
         return run_reporting_errors(lambda: run_bench(bench_args), debug="--debug" in argv[1:], usage_errors=())
-    args = build_parser().parse_args(argv)
-    if not args.debug:
-        quiet_transformers()
-    return run_reporting_errors(lambda: run_command(args), debug=args.debug)
+    parser = build_parser()
+    args = parse(parser, argv)
+    formatwarning = warnings.formatwarning
+    try:
+        return run_reporting_errors(lambda: run_command(args), debug=args.debug, flags=flags_of(parser))
+    finally:
+        warnings.formatwarning = formatwarning
 
 
 if __name__ == "__main__":

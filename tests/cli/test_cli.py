@@ -179,9 +179,11 @@ def test_generate_seed_reproduces_a_sample(capsys):
     first, second = run(argv, capsys), run(argv, capsys)
     generator = tasks.load("text-generation", model=GPT2)
     set_seed(3)
-    expected = generator(["Once upon a time"], max_new_tokens=10, do_sample=True, top_k=20)[0]
+    expected = generator("Once upon a time", max_new_tokens=10, do_sample=True, top_k=20)
     assert first[0] == 0 and first[1] == second[1]
     assert json_lines(first[1])[0]["output"] == expected
+    streamed = run(argv[:-1], capsys)  # the same run without --json prints the same sample
+    assert streamed[1] == expected[0]["generated_text"] + "\n"
 
 
 def test_generate_without_full_text_prints_only_the_continuation(capsys):
@@ -226,8 +228,9 @@ def test_generate_batch_size_runs_several_prompts_in_batches(capsys, monkeypatch
     expected = tasks.load("text-generation", model=GPT2)(prompts, max_new_tokens=6, do_sample=False, batch_size=2)
     if output:
         assert [line["output"] for line in json_lines(out)] == expected
-    else:
-        assert out == "".join(result[0]["generated_text"] + "\n" for result in expected)
+    else:  # each answer under its prompt, so a multi-line answer can be told from the next
+        assert out == "".join(f">>> {prompt}\n" + result[0]["generated_text"] + "\n"
+                              for prompt, result in zip(prompts, expected))
         assert "tokens/s" not in err
 
 
@@ -246,12 +249,12 @@ def test_generate_seed_is_set_once_for_all_streamed_prompts(capsys, tmp_path):
     set_seed(5)
     expected = [generator(prompt, max_new_tokens=6, do_sample=True)[0]["generated_text"] for prompt in prompts]
     assert code == 0
-    assert out.splitlines() == expected
+    assert out.splitlines() == [line for prompt, text in zip(prompts, expected) for line in (f">>> {prompt}", text)]
     assert expected[0] != expected[1]  # the second prompt draws new numbers
 
 
 def test_seed_is_set_once_so_later_chunks_draw_new_numbers(capsys):
-    """Each chunk is one call over a list, as `runner(chunk)` after a single set_seed would be."""
+    """Each text is one call, as a streamed run makes them, after a single set_seed."""
     texts = [TEXTS[1]] * (inputs_per_chunk(1) + 2)
     options = dict(do_sample=True, num_beams=1, max_new_tokens=6)
     code, out, _ = run(["translate", *texts, "--model", MARIAN, "--do-sample", "--num-beams", "1",
@@ -259,7 +262,7 @@ def test_seed_is_set_once_so_later_chunks_draw_new_numbers(capsys):
     translator = tasks.load("translation", model=MARIAN)
     set_seed(3)
     chunk = inputs_per_chunk(1)
-    expected = translator(texts[:chunk], **options) + translator(texts[chunk:], **options)
+    expected = [translator(text, **options)[0] for text in texts]
     got = [line["output"] for line in json_lines(out)]
     assert code == 0
     assert got[chunk:] != got[:len(texts) - chunk]  # the second chunk does not repeat the first's draws
@@ -325,9 +328,10 @@ def test_wrong_head_names_the_task(capsys):
 
 
 def test_bad_batch_size(capsys):
-    code, _, err = run(["classify", "hello", "--model", SST2, "--batch-size", "0"], capsys)
-    assert code == 2
-    assert_one_line_error(err, "--batch-size")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["classify", "hello", "--model", SST2, "--batch-size", "0"])
+    assert exit_info.value.code == 2
+    assert_one_line_error(capsys.readouterr().err, "--batch-size", "must be >= 1", "nopipe classify --help")
 
 
 def test_missing_file(capsys, tmp_path):
@@ -365,14 +369,14 @@ def test_bad_option_value_from_the_api(capsys):
 def test_negative_length(capsys):
     code, _, err = run(["summarize", TEXTS[0], "--model", BART, "--max-length", "-1"], capsys)
     assert code == 2
-    assert_one_line_error(err, "max_length")
+    assert_one_line_error(err, "--max-length must be >= 1")
 
 
 GENERATE_BAD_SETTINGS = [
-    (["--temperature", "0"], "temperature must be > 0"), (["--top-p", "1.5"], "top_p must be in (0, 1]"),
-    (["--top-k", "-1"], "top_k must be >= 0"), (["--num-beams", "0"], "num_beams must be >= 1"),
-    (["--max-new-tokens", "-1"], "max_new_tokens must be >= 1"),
-    (["--min-length", "30", "--max-length", "10"], "min_length (30) is larger than max_length (10)"),
+    (["--temperature", "0"], "--temperature must be > 0"), (["--top-p", "1.5"], "--top-p must be in (0, 1]"),
+    (["--top-k", "-1"], "--top-k must be >= 0"), (["--num-beams", "0"], "--num-beams must be >= 1"),
+    (["--max-new-tokens", "-1"], "--max-new-tokens must be >= 1"),
+    (["--min-length", "30", "--max-length", "10"], "--min-length (30) is larger than --max-length (10)"),
 ]
 
 
@@ -385,8 +389,8 @@ def test_generate_bad_setting_prints_nothing_but_the_error(capsys, setting, mess
 
 
 @pytest.mark.parametrize("setting, message", [
-    (["--num-beams", "0"], "num_beams must be >= 1"), (["--do-sample", "--top-p", "1.5"], "top_p must be in (0, 1]"),
-    (["--min-length", "30", "--max-length", "10"], "min_length (30) is larger than max_length (10)"),
+    (["--num-beams", "0"], "--num-beams must be >= 1"), (["--do-sample", "--top-p", "1.5"], "--top-p must be in (0, 1]"),
+    (["--min-length", "30", "--max-length", "10"], "--min-length (30) is larger than --max-length (10)"),
 ], ids=["num-beams", "top-p", "min-length"])
 def test_text2text_bad_setting_prints_nothing_but_the_error(capsys, setting, message):
     code, out, err = run(["text2text", "summarize: " + TEXTS[0], "--model", T5, *setting], capsys)
@@ -397,7 +401,7 @@ def test_text2text_bad_setting_prints_nothing_but_the_error(capsys, setting, mes
 def test_bad_device_names_the_devices(capsys):
     code, out, err = run(["generate", "hi", "--model", GPT2, "--device", "tpu"], capsys)
     assert code == 2 and out == ""
-    assert_one_line_error(err, "'tpu'", "'cpu'", "'cuda'")
+    assert_one_line_error(err, "--device tpu", "'cpu'", "'cuda'")
 
 
 def test_bad_dtype_is_one_line_naming_the_choices(capsys):
