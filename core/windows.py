@@ -17,6 +17,8 @@ import torch
 from tokenizers import Encoding
 
 from core.batching import ENCODER_MAX_PADDING, run_in_sorted_batches
+from core.checks import no_tokens_error
+from decoding.warn import warn_caller
 
 # transformers' "no limit given" value for model_max_length is int(1e30); anything this large is no limit.
 _NO_LIMIT = 1_000_000
@@ -35,14 +37,28 @@ class Window:
         return len(self.features["input_ids"])
 
 
-def max_input_tokens(tokenizer, config) -> int:
-    """The most tokens the model reads at once: the tokenizer's limit, else the position embeddings."""
+def max_input_tokens(tokenizer, config) -> int | None:
+    """The most tokens the model reads at once: the tokenizer's limit, else the position embeddings;
+    None when neither says (T5 has no position table: an unknown limit is no limit, as in the pipeline)."""
     if tokenizer.model_max_length and tokenizer.model_max_length < _NO_LIMIT:
         return int(tokenizer.model_max_length)
     if getattr(config, "max_position_embeddings", None):
         return int(config.max_position_embeddings)
-    raise ValueError("the model's input limit is unknown (no tokenizer.model_max_length, no "
-                     "max_position_embeddings); set tokenizer.model_max_length to the number of tokens it reads")
+    return None
+
+
+DEFAULT_WINDOW = 512  # tokens per window when the model declares no limit (BERT's and T5's usual length)
+
+
+def window_length(tokenizer, config) -> int:
+    """Tokens per window for tasks that cut long texts into windows (NER, QA): the model's limit, or
+    DEFAULT_WINDOW with a warning when the model declares none."""
+    limit = max_input_tokens(tokenizer, config)
+    if limit is not None:
+        return limit
+    warn_caller(f"the model declares no input limit (no tokenizer.model_max_length, no max_position_embeddings); "
+                f"reading long texts in windows of {DEFAULT_WINDOW} tokens. Set tokenizer.model_max_length to choose")
+    return DEFAULT_WINDOW
 
 
 def model_features(tokenizer, encoded, index: int) -> dict:
@@ -74,6 +90,17 @@ def windows_by_source(windows: list[Window], sources: int) -> list[list[int]]:
     for index, window in enumerate(windows):
         grouped[window.source].append(index)
     return grouped
+
+
+def check_windows_have_tokens(windows: list[Window], texts: list[str], sequence: int, names: list[str]) -> None:
+    """Each text must leave a token in one of its windows (`sequence`: 0 for the text of a single-text
+    window, 1 for the context after a question); one the tokenizer drops entirely is an error naming it."""
+    readable = [False] * len(texts)
+    for window in windows:
+        readable[window.source] = readable[window.source] or sequence in window.encoding.sequence_ids
+    for index, has_tokens in enumerate(readable):
+        if not has_tokens:
+            raise no_tokens_error(names[index], texts[index])
 
 
 def run_model(model, batch: dict):

@@ -36,13 +36,13 @@ import torch
 from transformers import AutoModelForQuestionAnswering
 
 from core.batching import check_batch_size
-from core.checks import check_flag, check_positive_int, check_text
-from core.runner import EncoderRunner
+from core.checks import check_flag, check_positive_int, check_text, no_tokens_error
+from core.runner import EncoderRunner, answers_streams
 from core.scores import softmax
 from core.windows import (
     Window,
+    check_windows_have_tokens,
     forward_in_batches,
-    max_input_tokens,
     split_into_windows,
     windows_by_source,
 )
@@ -92,24 +92,9 @@ def check_pair(pair: dict, name: str) -> dict:
     return {key: check_text(pair[key], f"{name}[{key!r}]") for key in ("question", "context")}
 
 
-def no_tokens_error(field: str, index: int, pairs: int, text: str) -> ValueError:
-    """A question or context that passed the empty-string check, but of which the tokenizer keeps nothing.
-
-    Named "context" for a single pair, "context[2]" among many.
-    """
-    name = field if pairs == 1 else f"{field}[{index}]"
-    return ValueError(f"{name} has no tokens: the tokenizer drops every character of {text[:40]!r} (zero-width, "
-                      f"control or other unreadable characters only); pass a {field} with words in it")
-
-
-def check_contexts_have_tokens(windows: list[Window], contexts: list[str]) -> None:
-    """A context with no tokens has no span to answer with (the answer list would be empty)."""
-    readable = [False] * len(contexts)
-    for window in windows:
-        readable[window.source] = readable[window.source] or 1 in window.encoding.sequence_ids
-    for index, has_tokens in enumerate(readable):
-        if not has_tokens:
-            raise no_tokens_error("context", index, len(contexts), contexts[index])
+def pair_field_name(field: str, index: int, pairs: int) -> str:
+    """How an error names a question or context: "context" for a single pair, "context[2]" among many."""
+    return field if pairs == 1 else f"{field}[{index}]"
 
 
 def span_probabilities(logits: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,7 +115,7 @@ def ranked_spans(start_probs: torch.Tensor, end_probs: torch.Tensor, context: to
     """
     tokens = len(start_probs)
     scores = start_probs[:, None] * end_probs[None, :]  # (tokens, tokens): score of span (s, e)
-    band = torch.ones(tokens, tokens, dtype=torch.bool).triu().tril(max_answer_len - 1)
+    band = torch.ones(tokens, tokens, dtype=torch.bool).triu().tril(min(max_answer_len, tokens) - 1)
     valid = band & context[:, None] & context[None, :]
     starts, ends = valid.nonzero(as_tuple=True)
     span_scores = scores[starts, ends]
@@ -196,7 +181,7 @@ class QuestionAnswerer(EncoderRunner):
 
     def window_sizes(self, max_seq_len=None, doc_stride=None) -> tuple[int, int]:
         """(max_seq_len, doc_stride) with the pipeline's defaults: min(model limit, 384) and min(half, 128)."""
-        limit = max_input_tokens(self.tokenizer, self.model.config)
+        limit = self.window_length
         max_seq_len = min(limit, 384) if max_seq_len is None else check_positive_int(max_seq_len, "max_seq_len")
         if max_seq_len > limit:
             raise ValueError(f"max_seq_len={max_seq_len} is more than the {limit} tokens the model reads; "
@@ -213,7 +198,7 @@ class QuestionAnswerer(EncoderRunner):
         lengths = [len(ids) for ids in self.tokenizer(questions, add_special_tokens=False)["input_ids"]]
         for index, length in enumerate(lengths):
             if length == 0:
-                raise no_tokens_error("question", index, len(questions), questions[index])
+                raise no_tokens_error(pair_field_name("question", index, len(questions)), questions[index])
             room = max_seq_len - length - self.tokenizer.num_special_tokens_to_add(pair=True)
             if room <= doc_stride:
                 raise ValueError(f"question {index} is {length} tokens long, which leaves {room} context tokens per "
@@ -228,7 +213,8 @@ class QuestionAnswerer(EncoderRunner):
         contexts = [pair["context"] for pair in pairs]
         windows = split_into_windows(self.tokenizer, questions, contexts, max_length=max_seq_len, stride=doc_stride,
                                      truncation="only_second")
-        check_contexts_have_tokens(windows, contexts)
+        check_windows_have_tokens(windows, contexts, 1, [pair_field_name("context", index, len(contexts))
+                                                         for index in range(len(contexts))])
         return windows
 
     def logits_of(self, output) -> torch.Tensor:
@@ -265,9 +251,10 @@ class QuestionAnswerer(EncoderRunner):
             best += answers.more(top_k - len(best), heapq.merge(*unseen, key=lambda span: -span[0]))
         return best[0] if top_k == 1 else best
 
+    @answers_streams
     def __call__(self, question=None, context=None, *, top_k: int = 1, doc_stride: int | None = None,
                  max_answer_len: int = 15, max_seq_len: int | None = None, max_question_len: int = 64,
-                 handle_impossible_answer: bool = False, align_to_words: bool = True, batch_size: int = 32):
+                 handle_impossible_answer: bool = False, align_to_words: bool = True, batch_size: int | None = None):
         """Answer one question (a dict, or a list of `top_k` dicts) or many (a list of those).
 
         `question` may also be a {"question", "context"} dict or a list of them, as in the pipeline.
@@ -279,7 +266,7 @@ class QuestionAnswerer(EncoderRunner):
                        handle_impossible_answer=check_flag(handle_impossible_answer, "handle_impossible_answer"),
                        align_to_words=check_flag(align_to_words, "align_to_words"))
         check_positive_int(max_question_len, "max_question_len")
-        check_batch_size(batch_size)
+        batch_size = self.batch_size if batch_size is None else check_batch_size(batch_size)
         windows = self.preprocess(pairs, max_seq_len, doc_stride)
         logits = forward_in_batches(self.forward, [window.features for window in windows], batch_size)
         results = [self.postprocess(pair["context"], [windows[i] for i in mine], [logits[i] for i in mine], **options)

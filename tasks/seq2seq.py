@@ -23,7 +23,16 @@ from dataclasses import dataclass, field
 import torch
 from transformers import AutoModelForSeq2SeqLM
 
-from core.checks import as_batch, check_flags, check_input_length, check_optional_flags, check_truncation
+from core.checks import (
+    as_batch,
+    check_flags,
+    check_has_tokens,
+    check_input_length,
+    check_optional_flags,
+    check_truncation,
+    head_of_long_text,
+)
+from core.runner import answers_streams
 from core.windows import max_input_tokens
 from decoding import DEFAULT_NEW_TOKENS, DecodingConfig
 from decoding.warn import warn_caller
@@ -126,8 +135,11 @@ class Seq2SeqRunner(GenerationRunner):
         limit = max_input_tokens(self.tokenizer, self.model.config)
         features = []
         for index, text in enumerate(texts):
+            text, cut = head_of_long_text(text, limit, self.count_tokens) if truncation else (text, False)
+            if not cut:
+                check_has_tokens(self.tokenizer, text, f"inputs[{index}]")
             encoded = self.encode(text, recipe, verbose=False)  # we report the length ourselves
-            if check_input_length(index, len(encoded["input_ids"]), limit, truncation):
+            if check_input_length(index, len(encoded["input_ids"]), limit, truncation, at_least=cut):
                 encoded = self.encode(text, recipe, truncation=truncation, max_length=limit)
             features.append({"input_ids": list(encoded["input_ids"]),
                              "attention_mask": list(encoded["attention_mask"])})
@@ -159,6 +171,7 @@ class Seq2SeqRunner(GenerationRunner):
                                                           clean_up_tokenization_spaces=clean_up_tokenization_spaces)}
                 for ids in output_ids]
 
+    @answers_streams
     def __call__(self, inputs, **options):
         """Generate for one text or many; see `run` for the options."""
         return self.run(inputs, self.default_recipe(), **options)

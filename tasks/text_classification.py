@@ -16,8 +16,15 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from core.batching import check_batch_size
-from core.checks import as_batch, check_flag, check_input_length, check_text
-from core.runner import EncoderRunner
+from core.checks import (
+    as_batch,
+    check_encoded_has_tokens,
+    check_flag,
+    check_input_length,
+    check_text,
+    head_of_long_text,
+)
+from core.runner import EncoderRunner, answers_streams
 from core.scores import ACTIVATIONS
 from core.windows import forward_in_batches, max_input_tokens
 
@@ -86,14 +93,21 @@ class TextClassifier(EncoderRunner):
     def preprocess(self, texts: list, truncation: bool = False) -> list[dict]:
         """Token ids of each text (or pair); one longer than the model reads is an error, or cut if asked."""
         limit = max_input_tokens(self.tokenizer, self.model.config)
-        features = []
-        for index, text in enumerate(texts):
-            pair = text if isinstance(text, dict) else {"text": text}
-            encoded = self.tokenizer(**pair, verbose=False)  # we say it ourselves, naming the text
-            if check_input_length(index, len(encoded["input_ids"]), limit, truncation):
-                encoded = self.tokenizer(**pair, truncation=True, max_length=limit)
-            features.append({name: encoded[name] for name in self.tokenizer.model_input_names if name in encoded})
-        return features
+        return [self.encode(index, text, limit, truncation) for index, text in enumerate(texts)]
+
+    def encode(self, index: int, text, limit: int | None, truncation: bool) -> dict:
+        """The model's inputs for one text or {"text", "text_pair"}: it must leave tokens, and fit or be cut."""
+        pair = text if isinstance(text, dict) else {"text": text}
+        cut = False
+        if truncation and "text_pair" not in pair:  # a huge text: tokenize only its start (see head_of_long_text)
+            head, cut = head_of_long_text(pair["text"], limit, self.count_tokens)
+            pair = {"text": head}
+        encoded = self.tokenizer(**pair, verbose=False)  # we say it ourselves, naming the text
+        check_encoded_has_tokens(self.tokenizer, encoded, {f"inputs[{index}]" if key == "text" else
+                                                           f"inputs[{index}][{key!r}]": value for key, value in pair.items()})
+        if check_input_length(index, len(encoded["input_ids"]), limit, truncation, at_least=cut):
+            encoded = self.tokenizer(**pair, truncation=True, max_length=limit)
+        return {name: encoded[name] for name in self.tokenizer.model_input_names if name in encoded}
 
     # forward (EncoderRunner.forward): a padded batch of features -> logits `(batch, labels)`
 
@@ -107,8 +121,9 @@ class TextClassifier(EncoderRunner):
             return {"label": id2label[best], "score": scores[best].item()}
         return ranked_labels(scores, id2label, top_k)
 
+    @answers_streams
     def __call__(self, inputs, *, top_k=BEST_LABEL_ONLY, function_to_apply: str | None = None,
-                 truncation: bool = False, batch_size: int = 32):
+                 truncation: bool = False, batch_size: int | None = None):
         """Classify one text (or pair) or many. The result has the pipeline's shape:
 
         - default top_k: a text gives `[{"label", "score"}]` (a list of one), a pair dict gives the dict
@@ -122,7 +137,7 @@ class TextClassifier(EncoderRunner):
         if function_to_apply is not None:
             check_activation(function_to_apply)
         check_flag(truncation, "truncation")
-        check_batch_size(batch_size)
+        batch_size = self.batch_size if batch_size is None else check_batch_size(batch_size)
         logits = forward_in_batches(self.forward, self.preprocess(texts, truncation), batch_size)
         results = [self.postprocess(row, function_to_apply, top_k) for row in logits]
         if not single:

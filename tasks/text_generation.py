@@ -45,16 +45,20 @@ from transformers import AutoModelForCausalLM
 from core.checks import (
     as_batch,
     check_flags,
+    check_has_tokens,
     check_input_length,
     check_optional_flags,
     check_text,
     check_truncation,
+    head_of_long_text,
 )
+from core.runner import answers_streams
 from core.windows import max_input_tokens
 from decoding import DEFAULT_NEW_TOKENS, DecodingConfig
 from decoding import stream as stream_pieces
 from decoding.streaming import FinalText, check_can_stream, final_end, released
 from tasks.generation import GenerationRunner, clean_up_tokenization, decode_text
+from decoding.warn import warn_caller
 from tasks.settings import task_params
 
 FULL_TEXT, NEW_TEXT, TENSORS = "full_text", "new_text", "tensors"
@@ -126,6 +130,19 @@ def new_tokens_wanted(config: DecodingConfig, prompt_length: int) -> int:
                              "pass max_new_tokens to say how many tokens to add")
         return config.max_length - prompt_length
     return DEFAULT_NEW_TOKENS
+
+
+def prompt_room(config: DecodingConfig, limit: int | None) -> int | None:
+    """How long a truncated prompt may stay so that the new tokens still fit in the model's `limit`."""
+    if limit is None:
+        return None
+    if config.max_new_tokens is None and config.max_length is not None:
+        return min(limit, config.max_length) - 1  # max_length counts the prompt: leave one new token at least
+    new_tokens = DEFAULT_NEW_TOKENS if config.max_new_tokens is None else config.max_new_tokens
+    if new_tokens >= limit:
+        raise ValueError(f"max_new_tokens={new_tokens} new tokens do not fit in the model's {limit} positions, "
+                         f"even with a prompt of one token; pass max_new_tokens={limit - 1} or less")
+    return limit - new_tokens
 
 
 def keep_end_for_new_tokens(prompt_ids: list[int], new_tokens: int, limit: int) -> list[int]:
@@ -285,15 +302,21 @@ class TextGenerator(GenerationRunner):
         prefix = self.prefix if check_prefix(prefix) is None else prefix
         limit = max_input_tokens(self.tokenizer, self.model.config)
         config = config or self.decoding_config()
+        room = prompt_room(config, limit) if truncation else limit  # a cut prompt leaves room for the new tokens
         options = dict(prefix=prefix, add_special_tokens=add_special_tokens, continue_final_message=continue_final_message)
         encoded = []
         for index, prompt in enumerate(prompts):
+            cut = False
+            if isinstance(prompt, str):
+                prompt, cut = head_of_long_text(prompt, room, self.count_tokens) if truncation else (prompt, False)
+                if not cut:
+                    check_has_tokens(self.tokenizer, prompt, f"inputs[{index}]")
             ids = self.encode(prompt, **options, verbose=False)  # we report the length ourselves
             if handle_long_generation == "hole":
                 ids = keep_end_for_new_tokens(ids, new_tokens_wanted(config, len(ids)), limit)
-            elif check_input_length(index, len(ids), limit, truncation,
+            elif check_input_length(index, len(ids), room, truncation, at_least=cut,
                                     also="pass handle_long_generation='hole' to keep its end"):
-                ids = self.encode(prompt, **options, truncation=truncation, max_length=limit)
+                ids = self.encode(prompt, **options, truncation=truncation, max_length=room)
             encoded.append(ids)
         return encoded
 
@@ -314,7 +337,27 @@ class TextGenerator(GenerationRunner):
         hooks: logits_processors and strategy for `decoding.generate`.
         """
         input_ids, attention_mask, padding = left_pad(prompts, self.pad_token_id(config))
-        return self.generate_rows(input_ids, attention_mask, config, hooks or {}, left_padding=padding)
+        fitted = self.fit_to_context(config, input_ids.shape[1])
+        outputs = self.generate_rows(input_ids, attention_mask, fitted, hooks or {}, left_padding=padding)
+        if fitted is not config and any(rows.shape[-1] == len(prompt) + fitted.max_new_tokens
+                                        for prompt, rows in zip(prompts, outputs)):
+            warn_caller(f"generation stopped at the model's context of {input_ids.shape[1] + fitted.max_new_tokens} "
+                        f"positions, before the {new_tokens_wanted(config, input_ids.shape[1])} new tokens asked for; "
+                        "pass a shorter prompt or fewer max_new_tokens")
+        return outputs
+
+    def fit_to_context(self, config: DecodingConfig, prompt_length: int) -> DecodingConfig:
+        """The settings with the new tokens capped where prompt + new tokens would pass the model's context.
+
+        One rule for every model: GPT-2's position table would fail past it, and rotary models (Llama)
+        would run on positions they were never trained on. The 4.57.6 pipeline's default of 256 new
+        tokens often asks for more than a small model's context; generation then stops there, with a
+        warning if it really gets there (`forward`).
+        """
+        limit = max_input_tokens(self.tokenizer, self.model.config)
+        if limit is None or prompt_length >= limit or prompt_length + new_tokens_wanted(config, prompt_length) <= limit:
+            return config  # no limit, fits, or a prompt that fills the context (which decoding refuses)
+        return config.with_settings(self.model, "capped at the model's context", max_new_tokens=limit - prompt_length)
 
     # -- postprocess -------------------------------------------------------------------------------
 
@@ -340,6 +383,7 @@ class TextGenerator(GenerationRunner):
 
     # -- the whole recipe --------------------------------------------------------------------------
 
+    @answers_streams
     def __call__(self, inputs, *, return_full_text: bool | None = None, return_tensors: bool | None = None,
                  return_text: bool | None = None, clean_up_tokenization_spaces: bool = True,
                  skip_special_tokens: bool = True, prefix: str | None = None, handle_long_generation: str | None = None,

@@ -48,12 +48,12 @@ from transformers import AutoModelForTokenClassification
 
 from core.batching import check_batch_size
 from core.checks import as_batch
-from core.runner import EncoderRunner
+from core.runner import EncoderRunner, answers_streams
 from core.scores import softmax
 from core.windows import (
     Window,
+    check_windows_have_tokens,
     forward_in_batches,
-    max_input_tokens,
     split_into_windows,
     windows_by_source,
 )
@@ -218,7 +218,7 @@ class TokenClassifier(EncoderRunner):
     @property
     def window_room(self) -> int:
         """How many text tokens one window holds (the model's limit minus [CLS]/[SEP] and the like)."""
-        return max_input_tokens(self.tokenizer, self.model.config) - self.tokenizer.num_special_tokens_to_add()
+        return self.window_length - self.tokenizer.num_special_tokens_to_add()
 
     def check_stride(self, stride) -> int:
         """The overlap of neighbouring windows; by default a quarter of a window."""
@@ -233,8 +233,10 @@ class TokenClassifier(EncoderRunner):
 
     def preprocess(self, texts: list[str], stride: int | None = None) -> list[Window]:
         """Windows of every text; a text that fits the model is one window."""
-        limit = max_input_tokens(self.tokenizer, self.model.config)
-        return split_into_windows(self.tokenizer, texts, max_length=limit, stride=self.check_stride(stride))
+        limit = self.window_length
+        windows = split_into_windows(self.tokenizer, texts, max_length=limit, stride=self.check_stride(stride))
+        check_windows_have_tokens(windows, texts, 0, [f"inputs[{index}]" for index in range(len(texts))])
+        return windows
 
     # forward (EncoderRunner.forward): a padded batch of window features -> logits `(batch, tokens, labels)`
 
@@ -280,13 +282,14 @@ class TokenClassifier(EncoderRunner):
             return [{key: value for key, value in token.items() if key != "pieces"} for token in labelled]
         return group_bio_entities(labelled, join_tokens)
 
+    @answers_streams
     def __call__(self, inputs, *, aggregation_strategy: str = "none", ignore_labels=None, stride: int | None = None,
-                 batch_size: int = 32):
+                 batch_size: int | None = None):
         """Entities of one text (a list) or of many (a list of lists), as the pipeline returns them."""
         texts, single = as_batch(inputs)
         options = dict(aggregation_strategy=check_aggregation_strategy(aggregation_strategy),
                        ignore_labels=check_ignore_labels(ignore_labels), stride=self.check_stride(stride))
-        check_batch_size(batch_size)
+        batch_size = self.batch_size if batch_size is None else check_batch_size(batch_size)
         windows = self.preprocess(texts, options["stride"])
         logits = forward_in_batches(self.forward, [window.features for window in windows], batch_size)
         results = [self.postprocess(text, [windows[i] for i in mine], [logits[i] for i in mine], **options)

@@ -21,6 +21,7 @@ The recipe itself (preprocess -> forward -> postprocess) is core/seq2seq.py.
 """
 
 
+from core.runner import answers_streams
 from decoding.warn import warn_caller
 from tasks.seq2seq import Seq2SeqRunner, TaskRecipe, first_offender, task_recipe
 
@@ -173,6 +174,7 @@ class Translator(Seq2SeqRunner):
         return self.tokenizer._build_translation_inputs(text, return_tensors=None, src_lang=recipe.src_lang,
                                                         tgt_lang=recipe.tgt_lang, **tokenizer_kwargs)
 
+    @answers_streams
     def __call__(self, inputs, *, src_lang: str | None = None, tgt_lang: str | None = None, **options):
         """Translate one text or many. src_lang/tgt_lang pick another pair for this call only.
 

@@ -94,7 +94,7 @@ def test_explain_says_who_chose_each_setting(capsys):
     assert re.search(r"^max_new_tokens\s+= 3 \(caller\)$", err, re.M)
     assert re.search(r"^temperature\s+= 0\.7 \(pipeline default\)$", err, re.M)
     code, _, err = run(["summarize", "The old lighthouse keeper lived by the sea.", "--model",
-                        str(FIXTURES / "bart-cnn"), "--max-length", "12", "--explain"], capsys)
+                        str(FIXTURES / "bart-cnn"), "--max-length", "12", "--min-length", "3", "--explain"], capsys)
     assert re.search(r"^num_beams\s+= 4 \(task_specific_params\)$", err, re.M)
 
 

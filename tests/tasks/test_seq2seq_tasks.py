@@ -98,7 +98,7 @@ def test_input_longer_than_the_model_is_an_error_unless_truncation_is_asked(runn
     with pytest.raises(ValueError, match=r"inputs\[0\] is \d+ tokens long but the model reads at most 256.*"
                                          r"truncation=True"):
         summarizer(LONG_TEXT, max_length=10, min_length=2)
-    with pytest.warns(UserWarning, match=r"inputs\[0\] is \d+ tokens long; truncated to the model's 256"):
+    with pytest.warns(UserWarning, match=r"inputs\[0\] is \d+ tokens long; truncated to its first 256 tokens"):
         summary = summarizer(LONG_TEXT, max_length=10, min_length=2, truncation=True)
     assert isinstance(summary[0]["summary_text"], str)
 

@@ -122,7 +122,7 @@ def test_a_text_longer_than_the_model_is_refused_with_its_length(loaded):
 
 def test_truncation_cuts_with_a_warning_as_the_pipeline_cuts(loaded):
     runner, reference = loaded("distilbert-sst2")
-    with pytest.warns(UserWarning, match=r"inputs\[1\] is \d+ tokens long; truncated to the model's 128"):
+    with pytest.warns(UserWarning, match=r"inputs\[1\] is \d+ tokens long; truncated to its first 128 tokens"):
         ours = runner([LINES[0], LONG_TEXT], top_k=None, truncation=True)
     assert_same(ours, reference([LINES[0], LONG_TEXT], top_k=None, truncation=True))
     with warnings.catch_warnings():

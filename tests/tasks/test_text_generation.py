@@ -359,18 +359,29 @@ def test_prompt_longer_than_the_model_is_an_error_unless_asked_to_cut(generators
     assert len(kept_end[0]["generated_token_ids"]) == 256  # 251 prompt tokens (its end) + 5 new
 
 
-def test_truncation_keeps_the_start_of_the_prompt_with_a_warning(generators):
-    generator = generators["llama"]
-    with pytest.warns(UserWarning, match="truncated to the model's 256"):
-        kept_start = generator(LONG_PROMPT, max_new_tokens=5, do_sample=False, truncation=True, return_tensors=True)
-    start = generator.tokenizer(LONG_PROMPT, verbose=False)["input_ids"][:256]
-    fed = kept_start[0]["generated_token_ids"]
-    assert fed[:256] == start and len(fed) == 256 + 5  # the first 256 tokens, then 5 new ones
-    from_the_start = generate(generator.model, torch.tensor([start]), max_new_tokens=5, do_sample=False)
-    assert fed == from_the_start.sequences[0].tolist()
-    # GPT-2's positions run out: the 256 kept tokens leave no room for a new one, and decoding says so
-    with pytest.warns(UserWarning, match="truncated"), pytest.raises(ValueError, match="context of 256 positions"):
-        generators["gpt2"](LONG_PROMPT, max_new_tokens=5, truncation=True)
+def test_truncation_keeps_the_start_of_the_prompt_and_room_for_the_new_tokens(generators):
+    for name in ("llama", "gpt2"):  # rotary positions and a position table: one rule
+        generator = generators[name]
+        with pytest.warns(UserWarning, match="truncated to its first 251 tokens"):
+            kept_start = generator(LONG_PROMPT, max_new_tokens=5, do_sample=False, truncation=True,
+                                   return_tensors=True)
+        start = generator.tokenizer(LONG_PROMPT, verbose=False)["input_ids"][:251]
+        fed = kept_start[0]["generated_token_ids"]
+        assert fed[:251] == start and len(fed) == 256  # 251 tokens of the prompt, then 5 new ones: the context
+        from_the_start = generate(generator.model, torch.tensor([start]), max_new_tokens=5, do_sample=False)
+        assert fed == from_the_start.sequences[0].tolist()
+
+
+def test_new_tokens_stop_at_the_context_on_every_model(generators):
+    for name in ("llama", "gpt2"):  # one rule: GPT-2's table would fail, Llama would run past its training
+        generator = generators[name]
+        prompt_ids = generator.tokenizer(LONG_PROMPT)["input_ids"][:250]
+        never_ends = [[generator.model.config.eos_token_id or 0]]  # no EOS: the row runs to its limit
+        with pytest.warns(UserWarning, match="generation stopped at the model's context of 256 positions, before the "
+                                             "20 new tokens asked for"):
+            out = generator(generator.tokenizer.decode(prompt_ids), max_new_tokens=20, do_sample=False,
+                            bad_words_ids=never_ends, return_tensors=True)
+        assert len(out[0]["generated_token_ids"]) == 256
 
 
 def test_encoder_decoder_model_is_refused():
