@@ -1,18 +1,22 @@
-"""Shared machinery for every task: loading, device/dtype placement, batching and seeding."""
+"""Shared machinery for every task: loading, device/dtype placement, batching, windows, checks, seeding.
 
-from core.batching import sorted_batches
-from core.device import Placement, place_model, resolve_device, resolve_dtype
-from core.loading import ModelLoadError, load_model, load_tokenizer
-from core.seed import set_seed
+The names below load their module on first use, so that importing one small module of core (say
+core.checks) does not import the model-loading code and transformers with it.
+"""
 
-__all__ = [
-    "ModelLoadError",
-    "Placement",
-    "load_model",
-    "load_tokenizer",
-    "place_model",
-    "resolve_device",
-    "resolve_dtype",
-    "set_seed",
-    "sorted_batches",
-]
+import importlib
+
+_EXPORTS = {
+    "ModelLoadError": "core.loading", "load_model": "core.loading", "load_tokenizer": "core.loading",
+    "Placement": "core.device", "place_model": "core.device", "resolve_device": "core.device",
+    "resolve_dtype": "core.device", "set_seed": "core.seed", "sorted_batches": "core.batching",
+}
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'core' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+__all__ = sorted(_EXPORTS)

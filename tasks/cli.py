@@ -28,7 +28,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 
-from tasks.cli_io import Input, UsageError, format_answer, read_qa_pairs, read_texts
+from tasks.cli_io import Input, UsageError, format_answer, read_qa_pairs, read_texts, shown
 from tasks.registry import COMMANDS, TaskSpec
 
 USAGE_ERROR, RUNTIME_ERROR, BROKEN_PIPE = 2, 1, 141
@@ -426,7 +426,7 @@ def run_generate(args, spec: TaskSpec, out) -> None:
         return
     for item in prompts:
         if len(prompts) > 1:
-            out.write(f">>> {item.value if isinstance(item.value, str) else item.value[-1]['content']}\n")
+            out.write(f">>> {shown(item.value if isinstance(item.value, str) else item.value[-1]['content'])}\n")
         echo = chosen.get("return_full_text", True) and isinstance(item.value, str)
         stream_answer(runner, item.value, chosen, out, echo_prompt=echo)
 

@@ -84,14 +84,24 @@ def qa_pair(text: str, number: int, source: str) -> dict:
 
 # --- output ---------------------------------------------------------------------------------------
 
-def format_labels(text: str, result) -> str:
+SHOWN_CHARACTERS = 200  # an input echoed beside its answer is cut to this many characters
+
+
+def shown(text: str) -> str:
+    """An input as echoed beside its answer: a 50 MB line is not printed back whole."""
+    if len(text) <= SHOWN_CHARACTERS:
+        return text
+    return f"{text[:SHOWN_CHARACTERS]}... [{len(text)} characters]"
+
+
+def format_labels(text, result) -> str:
     labels = result if isinstance(result, list) else [result]
-    shown = ", ".join(f"{item['label']} ({item['score']:.4f})" for item in labels)
-    return f"{shown}\t{text}"
+    answer = ", ".join(f"{item['label']} ({item['score']:.4f})" for item in labels)
+    return f"{answer}\t{shown(text) if isinstance(text, str) else json.dumps(text, ensure_ascii=False)}"
 
 
 def format_entities(text: str, entities: list) -> str:
-    lines = [text]
+    lines = [shown(text)]
     for entity in entities:
         label = entity.get("entity_group", entity.get("entity"))
         lines.append(f"  {label:<8} {entity['word']!r:<30} [{entity['start']}:{entity['end']}]  {entity['score']:.4f}")
@@ -102,7 +112,7 @@ def format_entities(text: str, entities: list) -> str:
 
 def format_answers(pair: dict, result) -> str:
     answers = result if isinstance(result, list) else [result]
-    lines = [f"Q: {pair['question']}"]
+    lines = [f"Q: {shown(pair['question'])}"]
     lines += [f"A: {item['answer']!r}  (score {item['score']:.4f}, chars {item['start']}-{item['end']})"
               for item in answers]
     return "\n".join(lines)
@@ -113,7 +123,8 @@ def format_generated(key: str, text: str, result, several_inputs: bool) -> str:
     line, so a multi-line answer can be told from the next input's."""
     items = result if isinstance(result, list) else [result]
     answers = "\n".join(item[key] for item in items)
-    return f">>> {text}\n{answers}" if several_inputs else answers
+    return f">>> {shown(text) if isinstance(text, str) else shown(text[-1]['content'])}\n{answers}" \
+        if several_inputs else answers
 
 
 TASK_FORMATTERS = {"text-classification": format_labels, "token-classification": format_entities,
