@@ -9,10 +9,10 @@ the revisions those pipelines pinned, so `tasks.load("summarization")` gives wha
 import importlib
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class HubModel:
+class HubModel(NamedTuple):
     """A model on the Hugging Face hub at a fixed revision."""
 
     repo_id: str
