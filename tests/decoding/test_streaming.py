@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 from tiny_models import fixture_model
 from transformers import AutoTokenizer
 
-from tasks.generation import clean_up_tokenization
 from core.seed import set_seed
 from decoding import generate, stream
 from decoding.streaming import REPLACEMENT_CHAR, TextChunker, clean_up_cut, is_cjk
+from tasks.generation import clean_up_tokenization
 from tests.paths import FIXTURES
 
 TEXT = "Déjà vu: naïve café, 日本語 😀 ok.\nNext line — “quoted” words and a longer tail"

@@ -11,8 +11,8 @@ import torch
 from transformers import LogitsProcessorList, SuppressTokensLogitsProcessor
 
 import tasks
-from tasks.generation import clean_up_tokenization
 from decoding import generate
+from tasks.generation import clean_up_tokenization
 from tasks.summarization import Summarizer
 from tasks.text2text import Text2TextGenerator
 from tasks.translation import Translator, parse_task

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from transformers import LogitsProcessorList, SuppressTokensLogitsProcessor, pipeline
 
 import tasks
-from tasks.generation import clean_up_tokenization
 from core.seed import set_seed
-from decoding import DecodingConfig, generate
+from decoding import generate
+from tasks.generation import clean_up_tokenization
 from tasks.text_generation import StreamedNewText, TextGenerator, left_pad, return_type
 from tests.paths import FIXTURES, corpus_lines
 

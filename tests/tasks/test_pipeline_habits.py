@@ -1,0 +1,56 @@
+"""What a pipeline user types works, or says what to type instead: the pipeline's construction keywords,
+and a generator of inputs answered lazily (bounded memory for a stream)."""
+
+import itertools
+
+import pytest
+import torch
+
+import tasks
+from tests.paths import FIXTURES
+
+SST2 = str(FIXTURES / "distilbert-sst2")
+
+
+def counting(texts, read: list):
+    """A generator over `texts` that records how many were read."""
+    for text in texts:
+        read.append(text)
+        yield text
+
+
+def test_torch_dtype_and_batch_size_at_construction():
+    runner = tasks.load("text-classification", model=SST2, torch_dtype=torch.bfloat16, batch_size=3)
+    assert runner.dtype == "bfloat16" and runner.batch_size == 3
+    with pytest.raises(ValueError, match="torch_dtype=.* and dtype=.* disagree"):
+        tasks.load("text-classification", model=SST2, torch_dtype="bfloat16", dtype="float32")
+
+
+@pytest.mark.parametrize("keyword, fix", [("device_map", "pass device="), ("model_kwargs", "pass its keys"),
+                                          ("framework", "PyTorch only")])
+def test_pipeline_only_keywords_name_the_nopipe_way(keyword, fix):
+    with pytest.raises(TypeError, match=rf"{keyword}= is a pipeline\(\) keyword nopipe does not take: .*{fix}"):
+        tasks.load("text-classification", model=SST2, **{keyword: "auto"})
+
+
+@pytest.mark.parametrize("task, folder, options", [
+    ("text-classification", "distilbert-sst2", {}),
+    ("token-classification", "bert-ner", {"aggregation_strategy": "simple"}),
+    ("text-generation", "gpt2", {"max_new_tokens": 2, "do_sample": False}),
+    ("translation", "marian-en-fr", {"max_new_tokens": 3}),
+])
+def test_a_generator_is_answered_as_it_is_read(task, folder, options):
+    runner = tasks.load(task, model=str(FIXTURES / folder))
+    texts = ["The old lighthouse keeper", "Once upon a time", "The river"] * 20
+    read = []
+    answers = runner(counting(itertools.islice(itertools.cycle(texts), 10_000), read), batch_size=2, **options)
+    first = list(itertools.islice(answers, 3))
+    assert len(first) == 3 and len(read) <= 8  # a few batches read, not the 10,000 inputs
+    assert first == runner(texts[:8], batch_size=2, **options)[:3]  # the first chunk: four batches of two
+
+
+def test_a_generator_of_questions_is_answered_lazily():
+    runner = tasks.load("question-answering", model=str(FIXTURES / "distilbert-squad"))
+    pairs = ({"question": "Where?", "context": f"Sarah lives in town number {index}."} for index in range(10_000))
+    answers = runner(pairs, batch_size=2)
+    assert next(answers)["answer"] == runner(question="Where?", context="Sarah lives in town number 0.")["answer"]
