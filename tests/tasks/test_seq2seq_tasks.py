@@ -216,7 +216,8 @@ def test_summarizer_applies_task_specific_params_text2text_does_not(runners):
         summarize.tokenizer("summarize: " + TEXTS[1])["input_ids"]
     plain = text2text.decoding_config()
     assert text2text.recipe.prefix == "" and not {"min_length", "length_penalty"} & plain.set_by_caller
-    assert plain.num_beams == 4 and plain.sources["num_beams"] == "pipeline default"  # the 4.57.6 pipeline default for every seq2seq task
+    # the 4.57.6 pipeline default for every seq2seq task
+    assert plain.num_beams == 4 and plain.sources["num_beams"] == "pipeline default"
     # the caller beats the task parameters
     assert summarize.decoding_config(num_beams=2, max_length=40).num_beams == 2
 
