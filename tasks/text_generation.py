@@ -57,8 +57,8 @@ from core.windows import max_input_tokens
 from decoding import DEFAULT_NEW_TOKENS, DecodingConfig
 from decoding import stream as stream_pieces
 from decoding.streaming import FinalText, check_can_stream, final_end, released
-from tasks.generation import GenerationRunner, clean_up_tokenization, decode_text
 from decoding.warn import warn_caller
+from tasks.generation import GenerationRunner, clean_up_tokenization, decode_text
 from tasks.settings import task_params
 
 FULL_TEXT, NEW_TEXT, TENSORS = "full_text", "new_text", "tensors"
