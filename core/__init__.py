@@ -1,4 +1,5 @@
-"""Shared machinery for every task: loading, device/dtype placement, batching, windows, checks, seeding.
+"""Shared machinery for every task: the runners' base, loading, device/dtype placement, batching, windows,
+checks, seeding.
 
 The names below load their module on first use, so that importing one small module of core (say
 core.checks) does not import the model-loading code and transformers with it.

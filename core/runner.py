@@ -1,7 +1,9 @@
-"""What every task runner shares: construction from a checkpoint, placement, and input checking.
+"""What every task runner shares: construction from a checkpoint, placement, a tokenizer per thread.
 
 A task subclasses `TaskRunner`, names its `head` (an AutoModelFor* class) and writes its three
-stages. Nothing else about loading or devices lives in a task module.
+stages. `EncoderRunner` adds the one forward pass of the tasks whose model reads whole texts once
+(classification, NER, QA); the generation tasks build on `GenerationRunner` (tasks/generation.py).
+Nothing else about loading or devices lives in a task module; the checks of inputs are in core/checks.py.
 """
 
 import copy

@@ -15,19 +15,7 @@ How a span is scored, per window (the pipeline's `select_starts_ends` and `decod
 With `handle_impossible_answer`, the empty answer competes with score p_start[CLS] * p_end[CLS]
 (its lowest over the windows).
 
-Where we differ from the pipeline, on purpose:
-- The pipeline keeps the best `2 * top_k + 10` spans of each window and may end with fewer than
-  `top_k` distinct answers (huggingface/transformers#38984). We return the same answers first,
-  then continue down the ranked spans, appending further distinct answers (best first, each scored
-  by its best span) until there are `top_k` or no valid span is left.
-- Only context spans are answers: when a window has fewer valid spans than it looks at, the
-  pipeline fills its list with zero-score spans that start at CLS or end before they start (an
-  empty answer, or a slice of the context unrelated to the tokens).
-- `top_k` > 1 always gives a list; the pipeline gives a dict when it found a single answer.
-- The question always comes first (the pipeline puts it second for left-padding tokenizers such as
-  XLNet's). `max_question_len` is accepted and, as in the pipeline with a fast tokenizer, unused.
-- All windows of all pairs run together in length-sorted, padded batches; the pipeline runs one
-  window at a time.
+Deliberate differences from the 4.57.6 pipeline: README, 'Where nopipe differs from 4.57.6'.
 """
 
 import heapq

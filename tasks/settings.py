@@ -16,9 +16,7 @@ pipeline's default is transformers' global one, and these never are (so m2m100's
 way to 4). The returned `DecodingConfig` records which layer chose each field: `config.sources`, or
 `config.explain()` for a table, answers "why is num_beams 4?".
 
-Two deliberate differences from 4.57.6 (README, "Where nopipe differs"): a default `max_new_tokens`
-never overrides a `max_length` set by anyone above it, and options given at construction count as the
-caller's (4.57.6 let `task_specific_params` override them).
+Deliberate differences from the 4.57.6 pipeline: README, 'Where nopipe differs from 4.57.6'.
 
 Hooks are callables, not values: `logits_processors` (transformers' `logits_processor`, e.g. a
 LogitsProcessorList) and `strategy` skip the layering and reach `decoding.generate` as given; a

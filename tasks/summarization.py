@@ -6,9 +6,10 @@
 
 The checkpoint's `task_specific_params["summarization"]` apply, as in the pipeline: distilbart-cnn
 decodes with 4 beams, length_penalty 2.0, no repeated trigram, 56 to 142 tokens; T5 gets the
-prefix "summarize: ". A caller's `max_length`/`min_length` win over them (in 4.57.6 a hidden
-`max_new_tokens=256` won over both). A `min_length` from the checkpoint that is above the caller's
-`max_length` is lowered to it, with a warning. The recipe is in core/seq2seq.py.
+prefix "summarize: ". A caller's `max_length`/`min_length` win over them. The recipe is in
+tasks/seq2seq.py.
+
+Deliberate differences from the 4.57.6 pipeline: README, 'Where nopipe differs from 4.57.6'.
 """
 
 from decoding.warn import warn_caller

@@ -5,7 +5,7 @@
     # [{"generated_text": "..."}]
 
 The recipe (preprocess -> forward -> postprocess) is the one every seq2seq task shares; it lives
-in core/seq2seq.py. This task adds nothing to it: no prefix beyond the model's `config.prefix`,
+in tasks/seq2seq.py. This task adds nothing to it: no prefix beyond the model's `config.prefix`,
 `task_specific_params["text2text-generation"]` if the checkpoint has them, the key "generated_text".
 """
 

@@ -26,14 +26,7 @@ As in the 4.57.6 pipeline:
 - `logits_processor=` (a LogitsProcessorList) reaches the decoding loop, as the pipeline passed it to
   `generate()`; `logits_processors=` and `strategy=` are the same hooks under `decoding.generate`'s names.
 
-Where we differ, on purpose:
-- A `max_length` set by the caller, the model or `task_specific_params` wins over the default
-  `max_new_tokens=256` (in 4.57.6 the default silently won; spec, "Decisions").
-- `stop_sequence` is a stop string, as in transformers 5 (4.57.6 made each of its tokens an EOS).
-- An empty prompt is an error (4.57.6 generated from nothing), and so is a prompt longer than the
-  model reads, unless `truncation=True` (keep its start) or `handle_long_generation="hole"` (keep its end).
-- `return_tensors=False` means text (4.57.6 returned tensors for any value but None).
-- `batch_size` > 1 runs left-padded batches; greedy results equal the one-at-a-time results.
+Deliberate differences from the 4.57.6 pipeline: README, 'Where nopipe differs from 4.57.6'.
 """
 
 from collections.abc import Iterator

@@ -10,34 +10,12 @@
 - "first", "average", "max": tokens first joined into words (one label per word, from the word's first
   token, the average of its tokens' scores, or its most confident token), then words into entities.
 
-Where we differ from the pipeline, on purpose:
-- Words come from the fast tokenizer's `word_ids()`. The pipeline decides "this token continues a
-  word" from `##` prefixes on WordPiece models (the same words as ours), and otherwise by looking
-  for a space before the token (huggingface/transformers#11887, #27876). That guess splits words
-  on byte-level BPE and SentencePiece models: RoBERTa reads the "É" of "Émile" as two byte
-  tokens, which the pipeline takes for two words (its entity reads "\ufffd\ufffdmile", ours
-  "Émile"), and it glues punctuation to the word before it ("Paris." is one word). With word ids,
-  a word is what the tokenizer's pre-tokenizer calls a word, on every model. "none" and "simple"
-  do not use words, so they match exactly.
-- A text longer than the model's limit is read in overlapping windows (default overlap: a quarter
-  of a window), never truncated. The pipeline truncates unless given `stride`, and refuses `stride`
-  with "none"; here "none" works too: a token seen by two windows is kept once (its higher-scoring
-  reading), and `index` counts tokens over the whole text.
-- A window never reads a word it cuts ("first", "average", "max"). A window ends after a number of
-  tokens, inside a word if need be; the pipeline (given `stride`) then labels the piece as a word of
-  its own, and its entity, starting or ending inside a word ("##gle" of "Google"), can win the merge.
-  Here a window leaves out a word that goes on past its first or last token when the neighbouring
-  window, which shares `stride` tokens with it, holds the word whole (`partial_words`). Only a word
-  longer than the stride, which no window holds whole, is read in parts as the pipeline reads it.
-  "none" and "simple" label tokens, whose entities may cut words anywhere, and stay the pipeline's:
-  there a window edge only splits an entity, which the merge then resolves as anywhere else.
-- A slow (Python-only) tokenizer is refused at load, for every strategy. The pipeline refused it for
-  "first", "average" and "max" only, and with "none" or "simple" answered with `start`/`end` None;
-  here they are always character offsets, which only a fast tokenizer gives (as it gives the windows).
 Entities from overlapping windows are merged as the pipeline does: of two overlapping entities
 the longer one stays, on equal length the higher score. As in the pipeline, this can lose text:
 with `ignore_labels=[]`, a long "O" group of one window hides the next window's groups that start
 inside it, even where they reach further.
+
+Deliberate differences from the 4.57.6 pipeline: README, 'Where nopipe differs from 4.57.6'.
 """
 
 from collections.abc import Iterable

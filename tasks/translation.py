@@ -14,10 +14,11 @@ Models name the languages in one of three ways, and the runner finds out which f
 Languages come from `task="translation_en_to_fr"` or `src_lang=`/`tgt_lang=`, at construction or per
 call. A pair the model cannot do is a ValueError that lists what it can do. A task-prefix model
 loaded with no language named gets the first translation pair of its `task_specific_params`
-(T5: English to German), with a warning, as 4.57.6's `pipeline("translation")` did; unlike it, a
-pair named with src_lang=/tgt_lang= is then translated (4.57.6 kept the first pair's prefix).
+(T5: English to German), with a warning, as 4.57.6's `pipeline("translation")` did.
 
-The recipe itself (preprocess -> forward -> postprocess) is core/seq2seq.py.
+The recipe itself (preprocess -> forward -> postprocess) is tasks/seq2seq.py.
+
+Deliberate differences from the 4.57.6 pipeline: README, 'Where nopipe differs from 4.57.6'.
 """
 
 
