@@ -9,6 +9,7 @@ until the table has it, so no block goes unrun.
 import contextlib
 import io
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,21 @@ def test_ci_runs_exactly_the_readme_test_command():
 
 def test_readme_shows_the_offline_main_command():
     assert MAIN_COMMAND in indented_commands(README)
+
+
+def readme_command_lines() -> list[str]:
+    """The `nopipe ...` command lines the README shows (not `nopipe bench`, whose flags are the benchmarks')."""
+    return [line for line in indented_commands(README) if line.startswith("nopipe ") and not line.startswith("nopipe bench")]
+
+
+def test_every_nopipe_command_of_the_readme_parses():
+    from tasks.cli import build_parser, parse
+
+    lines = readme_command_lines()
+    assert len(lines) >= 8
+    for line in lines:
+        args = parse(build_parser(), shlex.split(line)[1:])
+        assert args.command == shlex.split(line)[1], line
 
 
 def test_the_readme_has_python_blocks_and_every_fixture_exists():
