@@ -17,7 +17,7 @@ from transformers import (
     AutoTokenizer,
 )
 
-from core.checkpoint import check_token_ids, looks_like_entity_tags, safetensors_problem
+from core.checkpoint import check_token_ids, looks_like_entity_tags, nonfinite_tensors, safetensors_problem
 from core.loading import ModelLoadError, load_model, load_tokenizer
 from tests.paths import FIXTURES
 
@@ -215,3 +215,14 @@ def test_safetensors_layout_check(tmp_path):
     assert "truncated: its tensors need" in safetensors_problem(path)
     path.write_bytes((20).to_bytes(8, "little") + b"{not json at all!!!}")
     assert safetensors_problem(path) == "its header is not valid JSON"
+
+
+def test_huge_finite_weights_are_not_mistaken_for_inf():
+    """Their float32 sum overflows; the element-wise check then clears them."""
+    model = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        model.weight.fill_(3e38)
+    assert nonfinite_tensors(model) == []
+    with torch.no_grad():
+        model.bias.fill_(float("nan"))
+    assert nonfinite_tensors(model) == ["bias"]
