@@ -75,8 +75,8 @@ def check_trained_for(name: str, config, head, head_class: str) -> None:
         trained, architecture = other[0]
         labels = f" (labels: {_label_list(config)})" if trained in LABELLED_TASKS else ""
         raise ValueError(f"{name!r} has no trained weights for {head_class}: it was trained for {trained} "
-                         f"(architecture {architecture}){labels}, not fine-tuned for {task}. Use a checkpoint "
-                         f"trained for {task}, or pass {OVERRIDE} if its weights really fit this head")
+                         f"(architecture {architecture}){labels} and not fine-tuned for this task ({task}). Use "
+                         f"a checkpoint trained for it, or pass {OVERRIDE} if its weights really fit this head")
     labels = list((getattr(config, "id2label", None) or {}).values())
     if not other and task != "token-classification" and looks_like_entity_tags(labels):
         raise ValueError(f"{name!r} has entity tags as labels ({_label_list(config)}): it was trained for "

@@ -46,20 +46,21 @@ def load(folder, head, **options):
 def test_a_star_rating_classifier_is_refused_for_ner_naming_what_it_was_trained_for():
     """Its classifier has the same parameter names as an NER head, so transformers loads it silently."""
     with pytest.raises(ValueError, match=r"trained for text-classification \(architecture "
-                                         r"BertForSequenceClassification\) \(labels: 1 star, 2 stars.*\), not "
-                                         r"fine-tuned for token-classification.*allow_other_head=True"):
+                                         r"BertForSequenceClassification\) \(labels: 1 star, 2 stars.*\) and not "
+                                         r"fine-tuned for this task \(token-classification\).*allow_other_head=True"):
         load(FIXTURES / "bert-stars", AutoModelForTokenClassification)
 
 
 @pytest.mark.parametrize("fixture", ["bert-ner", "roberta-ner"])
 def test_an_ner_checkpoint_is_refused_for_classification(fixture):
     with pytest.raises(ValueError, match=r"trained for token-classification .*labels: O, B-MISC.*not fine-tuned "
-                                         "for text-classification"):
+                                         r"for this task \(text-classification\)"):
         load(FIXTURES / fixture, AutoModelForSequenceClassification)
 
 
 def test_a_seq2seq_checkpoint_is_refused_for_text_generation():
-    with pytest.raises(ValueError, match="trained for summarization/translation.*not fine-tuned for text-generation"):
+    with pytest.raises(ValueError, match=r"trained for summarization/translation.*not fine-tuned for this task "
+                                         r"\(text-generation\)"):
         load(FIXTURES / "bart-cnn", AutoModelForCausalLM)
 
 
