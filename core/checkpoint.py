@@ -4,7 +4,7 @@ transformers loads many broken or mismatched checkpoints without a word: a senti
 head fits a token-classification model when the parameter names match, a NaN in the weights gives
 `score: nan`, a tokenizer with ids past the embedding fails later with "index out of range in self".
 Each check here turns one of those into a ValueError (or `ModelLoadError` for an unreadable file)
-that names the checkpoint, what is wrong and what to do. README: "Loading a model".
+that names the checkpoint, what is wrong and what to do. README: "Loading a model, and what it refuses".
 """
 
 import json

@@ -6,7 +6,7 @@ second or two, so a hub id that is not cached fails at once and a cached one loa
 
 transformers prints "Loading weights" progress bars and advisory log lines on every load. The
 Python API keeps them quiet unless asked (`verbose=True`), switching them off only while a load
-runs and restoring them afterwards. README: "Loading a model".
+runs and restoring them afterwards. README: "Loading a model, and what it refuses".
 """
 
 import os

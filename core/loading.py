@@ -207,9 +207,9 @@ def load_model(model, head, *, revision=None, trust_remote_code=False, gguf_file
     """Load the weights for `head` (e.g. AutoModelForQuestionAnswering) and place them
     (`many_rows`: see core.device.place_model).
 
-    Refused (README "Loading a model"): a checkpoint trained for another task (`allow_other_head=True`
-    accepts one whose weights fit), one whose weights lack the head or do not fit its config
-    (transformers would fill them with random numbers), and weights holding NaN or inf.
+    Refused (README "Loading a model, and what it refuses"): a checkpoint trained for another task
+    (`allow_other_head=True` accepts one whose weights fit), one whose weights lack the head or do
+    not fit its config (transformers would fill them with random numbers), weights holding NaN or inf.
     `verbose=True` shows transformers' progress bars and load report.
     """
     config = load_config(model, revision=revision, trust_remote_code=trust_remote_code, gguf_file=gguf_file,
