@@ -2,7 +2,9 @@
 
 transformers' own errors for a missing model or a wrong head are long and point at the wrong fix
 (a model that is merely not cached offline reads like a network fault). Every failure here is a
-`ModelLoadError` or a `ValueError` whose message names the model and what to do instead.
+`ModelLoadError` or a `ValueError` whose message names the model and what to do instead. What is
+checked in a checkpoint that loads lives in core/checkpoint.py; the hub probe and quiet loading in
+core/hub.py.
 """
 
 import importlib.util
@@ -31,7 +33,7 @@ class ModelLoadError(OSError):
     """The model or its tokenizer could not be found or read."""
 
 
-_hub_is_offline = hub_is_offline  # the name the tests and core.defaults use
+_hub_is_offline = hub_is_offline  # looked up at call time, so a test can replace it
 
 
 def _looks_like_path(name: str) -> bool:
