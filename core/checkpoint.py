@@ -201,26 +201,53 @@ def _special_ids(model) -> list[tuple[str, int]]:
     return found
 
 
-def check_token_ids(model, tokenizer) -> None:
-    """Every id the tokenizer can produce and every special id of the config must be a row of the
-    model's embedding; else the first text or step that meets one fails deep inside torch
-    ("index out of range in self"). A tokenizer far smaller than the embedding is the wrong one too."""
+ESSENTIAL_TOKENS = ("bos", "eos", "unk", "sep", "pad", "cls")  # the special tokens a tokenizer inserts itself
+
+
+def _unreadable_tokens(tokenizer, rows: int) -> list[tuple[int, str]]:
+    """(id, token) of the tokens past the embedding that texts or the tokenizer itself produce:
+    ordinary tokens and the special tokens it inserts. A special token only the text can contain
+    (BART-CNN's <mask>, id 50264 of an embedding of 50264 rows) is left to `check_input_ids`."""
+    special = set(tokenizer.all_special_ids)
+    essential = {getattr(tokenizer, f"{kind}_token_id", None) for kind in ESSENTIAL_TOKENS}
+    return sorted((token_id, token) for token, token_id in tokenizer.get_vocab().items()
+                  if not 0 <= token_id < rows and (token_id not in special or token_id in essential))
+
+
+def check_token_ids(model, tokenizer) -> int | None:
+    """Every id the tokenizer produces by itself and every special id of the config must be a row of
+    the model's embedding; else the first text or step that meets one fails deep inside torch
+    ("index out of range in self"). A tokenizer far smaller than the embedding is the wrong one too.
+    Returns the number of rows (ids 0..rows-1 are readable), for `check_input_ids`."""
     rows = _embedding_rows(model)
     if rows is None:
-        return
-    vocab = tokenizer.get_vocab()
-    outside = sorted((token_id, token) for token, token_id in vocab.items() if not 0 <= token_id < rows)
+        return None
+    outside = _unreadable_tokens(tokenizer, rows)
     if outside:
         token_id, token = outside[0]
         raise ValueError(f"the tokenizer has {len(outside)} token(s) with ids past the model's {rows} embedding "
                          f"rows (first: {token!r} = id {token_id}): the model cannot read them. Use the "
                          "tokenizer saved with this model (tokenizer=), or one with the same vocabulary")
-    if len(vocab) < rows // 2:
-        raise ValueError(f"the tokenizer has {len(vocab)} tokens but the model has {rows} embedding rows: it is "
-                         "not this model's tokenizer (or has no vocabulary). Use the tokenizer saved with this "
+    if len(tokenizer) < rows // 2:
+        raise ValueError(f"the tokenizer has {len(tokenizer)} tokens but the model has {rows} embedding rows: it "
+                         "is not this model's tokenizer (or has no vocabulary). Use the tokenizer saved with this "
                          "model (tokenizer=)")
     for where, token_id in _special_ids(model):
         if token_id >= rows or (token_id < 0 and not where.endswith("pad_token_id")):  # some configs say pad -1
             raise ValueError(f"{where} = {token_id} is not a token id of this model (it has {rows} embedding "
                              f"rows, ids 0..{rows - 1}). Fix {where.split('.')[-1]} in the model's "
                              f"{where.split('.')[0]}.json, or set it on the model before use")
+    return rows
+
+
+def check_input_ids(ids_per_text, rows: int | None, tokenizer, argument: str = "inputs") -> None:
+    """Refuse a text whose token ids include one past the embedding's `rows` (a special token the
+    model was not trained with, written in the text), naming the text and the token."""
+    if rows is None:
+        return
+    for index, ids in enumerate(ids_per_text):
+        unreadable = [token_id for token_id in ids if token_id >= rows]
+        if unreadable:
+            token = tokenizer.convert_ids_to_tokens(int(unreadable[0]))
+            raise ValueError(f"{argument}[{index}] contains {token!r} (token id {unreadable[0]}), a token this "
+                             f"model has no embedding for (ids 0..{rows - 1}); remove it from the text")

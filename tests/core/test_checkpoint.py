@@ -17,7 +17,13 @@ from transformers import (
     AutoTokenizer,
 )
 
-from core.checkpoint import check_token_ids, looks_like_entity_tags, nonfinite_tensors, safetensors_problem
+from core.checkpoint import (
+    check_input_ids,
+    check_token_ids,
+    looks_like_entity_tags,
+    nonfinite_tensors,
+    safetensors_problem,
+)
 from core.loading import ModelLoadError, load_model, load_tokenizer
 from tests.paths import FIXTURES
 
@@ -151,6 +157,28 @@ def test_tokens_past_the_embedding_are_refused_naming_the_first(tmp_path):
     with pytest.raises(ValueError, match=r"2 token\(s\) with ids past the model's 500 embedding rows "
                                          r"\(first: '<extra-a>' = id 500\).*tokenizer="):
         check_token_ids(model, tokenizer)
+
+
+def test_a_pad_token_past_the_embedding_is_refused_at_load():
+    tokenizer = load_tokenizer(FIXTURES / "gpt2")
+    tokenizer.add_special_tokens({"pad_token": "<pad>"})  # id 700; the tokenizer inserts it itself
+    with pytest.raises(ValueError, match=r"first: '<pad>' = id 700"):
+        check_token_ids(load(FIXTURES / "gpt2", AutoModelForCausalLM), tokenizer)
+
+
+def test_a_special_token_only_a_text_can_contain_is_refused_in_that_text():
+    """Like BART-CNN's <mask> (id 50264, embedding of 50264 rows): the model loads, and a text that
+    writes the token is refused by name instead of failing inside torch."""
+    tokenizer = load_tokenizer(FIXTURES / "gpt2")
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<mask>"]})
+    rows = check_token_ids(load(FIXTURES / "gpt2", AutoModelForCausalLM), tokenizer)
+    assert rows == 700
+    texts = ["a plain text", "a text with a <mask> in it"]
+    ids = tokenizer(texts)["input_ids"]
+    with pytest.raises(ValueError, match=r"inputs\[1\] contains '<mask>' \(token id 700\), a token this model has no "
+                                         r"embedding for \(ids 0..699\); remove it from the text"):
+        check_input_ids(ids, rows, tokenizer)
+    check_input_ids(ids[:1], rows, tokenizer)
 
 
 @pytest.mark.parametrize("fixture, source, field", [
