@@ -197,6 +197,12 @@ def _read_weights(name: str, head, load_dtype, verbose: bool, **options):
     except SafetensorError as error:
         raise ModelLoadError(f"a weights file of {name!r} could not be read ({error}); download or save it "
                              "again") from error
+    except RuntimeError as error:
+        if "PytorchStreamReader" not in str(error):
+            raise
+        files = ", ".join(str(path) for path in sorted(Path(name).glob("*.bin"))) or name
+        raise ModelLoadError(f"the weights file {files} is damaged (torch cannot read it: "
+                             f"{str(error).split('.')[0]}). Download or save it again") from error
     except OSError as error:
         if Path(name).is_dir():
             raise ModelLoadError(f"the weights in {name!r} could not be read: {error}") from error

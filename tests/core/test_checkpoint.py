@@ -236,6 +236,18 @@ def test_a_truncated_weights_file_is_named(tmp_path, keep):
         load(folder, AutoModelForSequenceClassification)
 
 
+def test_a_truncated_pytorch_weights_file_is_named(tmp_path):
+    folder = copy_fixture("distilbert-sst2", tmp_path)
+    weights = load_file(folder / "model.safetensors")
+    (folder / "model.safetensors").unlink()
+    path = folder / "pytorch_model.bin"
+    torch.save(weights, path)
+    assert load(folder, AutoModelForSequenceClassification).config.num_labels == 2  # whole, it loads
+    path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+    with pytest.raises(ModelLoadError, match=rf"the weights file {path} is damaged \(torch cannot read it: "):
+        load(folder, AutoModelForSequenceClassification)
+
+
 def test_safetensors_layout_check(tmp_path):
     path = tmp_path / "model.safetensors"
     save_file({"a": torch.zeros(3, 4)}, path)
