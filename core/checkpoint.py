@@ -171,10 +171,10 @@ def config_json_problem(folder: Path) -> str | None:
     if not path.is_file():
         return None
     try:
-        json.loads(path.read_bytes())
+        content = json.loads(path.read_bytes())
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         return f"{path} is not valid JSON ({error})"
-    return None
+    return None if isinstance(content, dict) else f"{path} holds a JSON {type(content).__name__}, not an object"
 
 
 def _embedding_rows(model) -> int | None:

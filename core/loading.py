@@ -12,6 +12,7 @@ from importlib import metadata
 from pathlib import Path
 
 import torch
+from huggingface_hub.errors import StrictDataclassError
 from safetensors import SafetensorError
 from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedModel
 
@@ -150,11 +151,16 @@ def load_config(model, *, revision=None, trust_remote_code=False, gguf_file=None
         if Path(name).is_dir():
             raise ModelLoadError(f"{name!r} holds no readable config.json (or GGUF file): {error}") from error
         raise _not_available(name, "the model", error) from error
-    except ValueError as error:
+    except (ValueError, StrictDataclassError) as error:
         if "trust_remote_code" in str(error):
             raise ValueError(f"{name!r} needs code from its repository to run; pass trust_remote_code=True "
                              "only if you trust that code") from error
-        raise
+        raise ValueError(f"the config of {name!r} cannot be used: {_one_line(error)}") from error
+
+
+def _one_line(error: Exception) -> str:
+    """An exception's message on one line (transformers' validation errors span several)."""
+    return " ".join(line.strip() for line in str(error).splitlines() if line.strip())
 
 
 def _head_class_name(head, config: PretrainedConfig) -> str:
@@ -197,9 +203,10 @@ def _read_weights(name: str, head, load_dtype, verbose: bool, **options):
     except SafetensorError as error:
         raise ModelLoadError(f"a weights file of {name!r} could not be read ({error}); download or save it "
                              "again") from error
-    except RuntimeError as error:
-        if "PytorchStreamReader" not in str(error):
-            raise
+    except (RuntimeError, ValueError) as error:
+        if "PytorchStreamReader" not in str(error):  # the model class or torch refused a size in the config
+            raise ValueError(f"the model of {name!r} could not be built from its config ({_one_line(error)}); "
+                             "check the sizes in it") from error
         files = ", ".join(str(path) for path in sorted(Path(name).glob("*.bin"))) or name
         raise ModelLoadError(f"the weights file {files} is damaged (torch cannot read it: "
                              f"{str(error).split('.')[0]}). Download or save it again") from error

@@ -150,6 +150,27 @@ def test_a_broken_config_is_reported_as_a_broken_config_not_a_missing_tokenizer(
             loader()
 
 
+@pytest.mark.parametrize("changes, expected", [
+    ({"dim": "abc"}, r"the config of '.*' cannot be used: Validation error for field 'dim': TypeError: Field 'dim'"),
+    ({"id2label": {"a": "x"}}, r"the config of '.*' cannot be used: invalid literal for int\(\)"),
+    ({"model_type": "nonsense"}, r"the config of '.*' cannot be used: .*model type `nonsense`"),
+    ({"n_heads": 5}, r"the model of '.*' could not be built from its config \(config.n_heads 5 must divide"),
+    ({"dim": -5}, r"the model of '.*' could not be built from its config \(Trying to create tensor with negative"),
+])
+def test_a_config_with_impossible_values_gives_one_line_naming_the_folder(tmp_path, changes, expected):
+    folder = copy_fixture("distilbert-sst2", tmp_path, **changes)
+    with pytest.raises(ValueError, match=expected) as error:
+        load(folder, AutoModelForSequenceClassification)
+    assert "\n" not in str(error.value)
+
+
+def test_a_config_that_is_not_a_json_object_is_broken(tmp_path):
+    folder = copy_fixture("distilbert-sst2", tmp_path)
+    (folder / "config.json").write_text("[1, 2]")
+    with pytest.raises(ModelLoadError, match="config.json holds a JSON list, not an object"):
+        load_tokenizer(folder)
+
+
 def test_tokens_past_the_embedding_are_refused_naming_the_first(tmp_path):
     tokenizer = load_tokenizer(FIXTURES / "distilbert-sst2")
     tokenizer.add_tokens(["<extra-a>", "<extra-b>"])  # ids 500 and 501; the model has 500 rows
