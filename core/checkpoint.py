@@ -8,6 +8,7 @@ that names the checkpoint, what is wrong and what to do. README: "Loading a mode
 """
 
 import json
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -26,12 +27,13 @@ LABELLED_TASKS = ("text-classification", "token-classification")  # heads whose 
 OVERRIDE = "allow_other_head=True"
 
 
-def _class_names(names_mapping) -> set[str]:
-    """Every class name in one of transformers' model_type -> class name tables."""
+@cache
+def _class_names(task: str) -> frozenset[str]:
+    """Every class name in transformers' model_type -> class name table of `task`."""
     names = set()
-    for value in names_mapping.values():
+    for value in TRAINED_FOR[task].values():
         names.update(value if isinstance(value, (tuple, list)) else [value])
-    return names
+    return frozenset(names)
 
 
 def head_task(head) -> str:
@@ -47,8 +49,7 @@ def trained_tasks(config) -> list[tuple[str, str]]:
     """(task, architecture) pairs that `config.architectures` names; none for a base checkpoint."""
     found = []
     for architecture in config.architectures or ():
-        found += [(task, architecture) for task, names_mapping in TRAINED_FOR.items()
-                  if architecture in _class_names(names_mapping)]
+        found += [(task, architecture) for task in TRAINED_FOR if architecture in _class_names(task)]
     return found
 
 
@@ -68,17 +69,17 @@ def check_trained_for(name: str, config, head, head_class: str) -> None:
     """Refuse a checkpoint trained for another task than `head`'s, named by its `config.architectures`
     (or, for a base checkpoint, by an entity-tag label map given to a head that is not NER)."""
     task = head_task(head)
-    if head_class in (config.architectures or ()):
+    trained = trained_tasks(config)
+    if head_class in (config.architectures or ()) or any(other == task for other, _ in trained):
         return
-    other = [(trained, architecture) for trained, architecture in trained_tasks(config) if trained != task]
-    if other and not any(trained == task for trained, _ in trained_tasks(config)):
-        trained, architecture = other[0]
-        labels = f" (labels: {_label_list(config)})" if trained in LABELLED_TASKS else ""
-        raise ValueError(f"{name!r} has no trained weights for {head_class}: it was trained for {trained} "
+    if trained:
+        other, architecture = trained[0]
+        labels = f" (labels: {_label_list(config)})" if other in LABELLED_TASKS else ""
+        raise ValueError(f"{name!r} has no trained weights for {head_class}: it was trained for {other} "
                          f"(architecture {architecture}){labels} and not fine-tuned for this task ({task}). Use "
                          f"a checkpoint trained for it, or pass {OVERRIDE} if its weights really fit this head")
     labels = list((getattr(config, "id2label", None) or {}).values())
-    if not other and task != "token-classification" and looks_like_entity_tags(labels):
+    if task != "token-classification" and looks_like_entity_tags(labels):
         raise ValueError(f"{name!r} has entity tags as labels ({_label_list(config)}): it was trained for "
                          f"token-classification, not {task}. Use a checkpoint trained for {task}, or pass "
                          f"{OVERRIDE} if its weights really fit this head")
