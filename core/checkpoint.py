@@ -178,9 +178,20 @@ def config_json_problem(folder: Path) -> str | None:
     return None if isinstance(content, dict) else f"{path} holds a JSON {type(content).__name__}, not an object"
 
 
+def _embeddings(model) -> list:
+    """The model's input and output embedding layers (a model class may define neither)."""
+    layers = []
+    for getter in ("get_input_embeddings", "get_output_embeddings"):
+        try:
+            layers.append(getattr(model, getter)())
+        except (AttributeError, NotImplementedError):
+            continue
+    return layers
+
+
 def _embedding_rows(model) -> int | None:
     """How many token ids the model can read and score: the smaller of its input and output embeddings."""
-    rows = [layer.weight.shape[0] for layer in (model.get_input_embeddings(), model.get_output_embeddings())
+    rows = [layer.weight.shape[0] for layer in _embeddings(model)
             if layer is not None and getattr(layer, "weight", None) is not None]
     return min(rows) if rows else None
 

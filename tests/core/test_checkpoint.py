@@ -288,3 +288,8 @@ def test_huge_finite_weights_are_not_mistaken_for_inf():
     with torch.no_grad():
         model.bias.fill_(float("nan"))
     assert nonfinite_tensors(model) == ["bias"]
+
+
+def test_a_model_without_embeddings_is_not_checked():
+    """Any torch module may be given to a runner; with no embedding there is nothing to check against."""
+    assert check_token_ids(torch.nn.Linear(2, 2), load_tokenizer(FIXTURES / "gpt2")) is None
