@@ -2,25 +2,39 @@
 
 transformers' own errors for a missing model or a wrong head are long and point at the wrong fix
 (a model that is merely not cached offline reads like a network fault). Every failure here is a
-`ModelLoadError` or a `ValueError` whose message names the model and what to do instead.
+`ModelLoadError` or a `ValueError` whose message names the model and what to do instead. What is
+checked in a checkpoint that loads lives in core/checkpoint.py; the hub probe and quiet loading in
+core/hub.py.
 """
 
 import importlib.util
-import os
+from importlib import metadata
 from pathlib import Path
 
 import torch
+from huggingface_hub.errors import StrictDataclassError
+from safetensors import SafetensorError
 from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedModel
 
+from core.checkpoint import (
+    LABELLED_TASKS,
+    check_finite_weights,
+    check_label_map,
+    check_loading_info,
+    check_trained_for,
+    config_json_problem,
+    damaged_weight_files,
+    head_task,
+)
 from core.device import DTYPES, Placement, place_model, resolve_device, resolve_dtype
+from core.hub import hub_is_offline, hub_is_reachable, quiet_loading, unreachable_message
 
 
 class ModelLoadError(OSError):
     """The model or its tokenizer could not be found or read."""
 
 
-def _hub_is_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+_hub_is_offline = hub_is_offline  # looked up at call time, so a test can replace it
 
 
 def _looks_like_path(name: str) -> bool:
@@ -29,12 +43,29 @@ def _looks_like_path(name: str) -> bool:
             or name.endswith("/") or name.endswith(".gguf"))
 
 
-def check_gguf_support() -> None:
-    """transformers reads GGUF files with two optional packages; without them it fails deep inside."""
+GGUF_EXTRA = "`pip install 'nopipe[gguf]'` (in a clone of nopipe: `pip install -e '.[gguf]'`)"
+GGUF_MINIMUM = (0, 10)  # the gguf version transformers reads
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".")[:2] if part.isdigit())
+
+
+def missing_gguf_packages() -> list[str]:
+    """The packages transformers needs to read GGUF files that are absent (or, for gguf, too old)."""
     missing = [name for name in ("gguf", "accelerate") if importlib.util.find_spec(name) is None]
+    if "gguf" not in missing and _version_tuple(metadata.version("gguf")) < GGUF_MINIMUM:
+        missing.append(f"gguf>={'.'.join(map(str, GGUF_MINIMUM))} (found {metadata.version('gguf')})")
+    return missing
+
+
+def check_gguf_support() -> None:
+    """transformers reads GGUF files with two optional packages; without them it fails deep inside
+    (and its message asks for torch, which is there)."""
+    missing = missing_gguf_packages()
     if missing:
-        raise ModelLoadError(f"loading a GGUF file needs the {' and '.join(missing)} package(s); install them with "
-                             "`pip install 'nopipe[gguf]'` (or `pip install gguf accelerate`)")
+        raise ModelLoadError(f"loading a GGUF file needs the {' and '.join(missing)} package(s); install nopipe's "
+                             f"gguf extra: {GGUF_EXTRA}")
 
 
 def resolve_source(model, gguf_file: str | None = None) -> tuple[str, str | None]:
@@ -81,21 +112,55 @@ def _not_available(name: str, what: str, error: Exception) -> ModelLoadError:
     return ModelLoadError(reason)
 
 
-def load_config(model, *, revision=None, trust_remote_code=False, gguf_file=None) -> PretrainedConfig:
-    """The model's config, which tells its architecture before any weight is read."""
+def _hub_options(name: str, filename: str | None, revision) -> dict:
+    """Extra from_pretrained arguments for a hub id: none when the hub answers; `local_files_only`
+    when it does not but the model is cached (so no half-minute of retries); else a one-line error."""
+    if Path(name).is_dir() or _hub_is_offline() or hub_is_reachable():
+        return {}
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(name, filename or "config.json", revision=revision), str):
+        return {"local_files_only": True}
+    raise ModelLoadError(unreachable_message(name))
+
+
+def _check_config_json(name: str) -> None:
+    """transformers reports a config.json it cannot parse as whatever it was loading (a tokenizer...)."""
+    problem = config_json_problem(Path(name)) if Path(name).is_dir() else None
+    if problem:
+        raise ModelLoadError(f"the config of {name!r} is broken: {problem}. Fix the file, or save the model "
+                             "again (model.save_pretrained(folder))")
+
+
+def _source(model, gguf_file, revision) -> tuple[str, str | None, dict]:
+    """(folder or hub id, gguf file name, extra from_pretrained arguments), refusing a broken config.json."""
     name, gguf_file = resolve_source(model, gguf_file)
+    _check_config_json(name)
+    return name, gguf_file, _hub_options(name, gguf_file, revision)
+
+
+def load_config(model, *, revision=None, trust_remote_code=False, gguf_file=None,
+                verbose=False) -> PretrainedConfig:
+    """The model's config, which tells its architecture before any weight is read."""
+    name, gguf_file, hub = _source(model, gguf_file, revision)
     try:
-        return AutoConfig.from_pretrained(name, revision=revision, trust_remote_code=trust_remote_code,
-                                          gguf_file=gguf_file)
+        with quiet_loading(verbose):
+            return AutoConfig.from_pretrained(name, revision=revision, trust_remote_code=trust_remote_code,
+                                              gguf_file=gguf_file, **hub)
     except OSError as error:
         if Path(name).is_dir():
             raise ModelLoadError(f"{name!r} holds no readable config.json (or GGUF file): {error}") from error
         raise _not_available(name, "the model", error) from error
-    except ValueError as error:
+    except (ValueError, StrictDataclassError) as error:
         if "trust_remote_code" in str(error):
             raise ValueError(f"{name!r} needs code from its repository to run; pass trust_remote_code=True "
                              "only if you trust that code") from error
-        raise
+        raise ValueError(f"the config of {name!r} cannot be used: {_one_line(error)}") from error
+
+
+def _one_line(error: Exception) -> str:
+    """An exception's message on one line (transformers' validation errors span several)."""
+    return " ".join(line.strip() for line in str(error).splitlines() if line.strip())
 
 
 def _head_class_name(head, config: PretrainedConfig) -> str:
@@ -109,34 +174,72 @@ def _head_class_name(head, config: PretrainedConfig) -> str:
     return mapping[type(config)].__name__
 
 
-def load_model(model, head, *, revision=None, trust_remote_code=False, gguf_file=None,
-               device=None, dtype="auto", many_rows: bool = True) -> tuple[PreTrainedModel, Placement]:
-    """Load the weights for `head` (e.g. AutoModelForQuestionAnswering) and place them
-    (`many_rows`: see core.device.place_model).
-
-    A checkpoint whose own weights do not include the head (GPT-2 given to question answering) is
-    refused: transformers would fill the head with random numbers and answer nonsense.
-    """
-    config = load_config(model, revision=revision, trust_remote_code=trust_remote_code, gguf_file=gguf_file)
+def check_config_fits(name: str, config: PretrainedConfig, head, allow_other_head: bool = False) -> str:
+    """Refuse, before any weight is read, a checkpoint that cannot answer for `head`'s task: no such
+    head in its architecture, trained for another task (unless `allow_other_head`), or a label map
+    with gaps. Returns the class name `head` builds."""
     head_name = _head_class_name(head, config)
-    name, gguf_file = resolve_source(model, gguf_file)
-    resolved_device = resolve_device(device)
-    resolved_dtype = resolve_dtype(dtype, resolved_device)
-    load_dtype = DTYPES.get(resolved_dtype, torch.float32)  # int8 quantizes a float32 model
+    if not allow_other_head:
+        check_trained_for(name, config, head, head_name)
+    if head_task(head) in LABELLED_TASKS:
+        check_label_map(name, config)
+    return head_name
+
+
+def _check_weight_files(name: str, gguf_file: str | None) -> None:
+    """Name a damaged local weights file (safetensors itself says only "incomplete metadata")."""
+    damaged = damaged_weight_files(Path(name)) if gguf_file is None and Path(name).is_dir() else []
+    if damaged:
+        path, problem = damaged[0]
+        raise ModelLoadError(f"the weights file {path} is damaged: {problem}. Download or save it again")
+
+
+def _read_weights(name: str, head, load_dtype, verbose: bool, **options):
+    """`head.from_pretrained` with misshapen tensors reported (not raised with a table, nor left random)."""
     try:
-        loaded, info = head.from_pretrained(name, revision=revision, trust_remote_code=trust_remote_code,
-                                            gguf_file=gguf_file, dtype=load_dtype, output_loading_info=True)
+        with quiet_loading(verbose):
+            return head.from_pretrained(name, dtype=load_dtype, output_loading_info=True,
+                                        ignore_mismatched_sizes=True, **options)
+    except SafetensorError as error:
+        raise ModelLoadError(f"a weights file of {name!r} could not be read ({error}); download or save it "
+                             "again") from error
+    except (RuntimeError, ValueError) as error:
+        if "PytorchStreamReader" not in str(error):  # the model class or torch refused a size in the config
+            raise ValueError(f"the model of {name!r} could not be built from its config ({_one_line(error)}); "
+                             "check the sizes in it") from error
+        files = ", ".join(str(path) for path in sorted(Path(name).glob("*.bin"))) or name
+        raise ModelLoadError(f"the weights file {files} is damaged (torch cannot read it: "
+                             f"{str(error).split('.')[0]}). Download or save it again") from error
     except OSError as error:
         if Path(name).is_dir():
             raise ModelLoadError(f"the weights in {name!r} could not be read: {error}") from error
         raise _not_available(name, "the weights", error) from error
-    missing = sorted(info.get("missing_keys", ()))
-    if missing:
-        raise ValueError(f"{name!r} has no trained weights for {head_name} (missing: {', '.join(missing[:4])}"
-                         f"{', ...' if len(missing) > 4 else ''}); it was not fine-tuned for this task. "
-                         "Use a checkpoint trained for it")
-    placed, placement = place_model(loaded, resolved_device, resolved_dtype, many_rows=many_rows)
-    return placed, placement
+
+
+def load_model(model, head, *, revision=None, trust_remote_code=False, gguf_file=None, device=None,
+               dtype="auto", many_rows: bool = True, allow_other_head: bool = False,
+               verbose: bool = False) -> tuple[PreTrainedModel, Placement]:
+    """Load the weights for `head` (e.g. AutoModelForQuestionAnswering) and place them
+    (`many_rows`: see core.device.place_model).
+
+    Refused (README "Loading a model, and what it refuses"): a checkpoint trained for another task
+    (`allow_other_head=True` accepts one whose weights fit), one whose weights lack the head or do
+    not fit its config (transformers would fill them with random numbers), weights holding NaN or inf.
+    `verbose=True` shows transformers' progress bars and load report.
+    """
+    config = load_config(model, revision=revision, trust_remote_code=trust_remote_code, gguf_file=gguf_file,
+                         verbose=verbose)
+    name, gguf_file, hub = _source(model, gguf_file, revision)
+    head_name = check_config_fits(name, config, head, allow_other_head)
+    _check_weight_files(name, gguf_file)
+    resolved_device = resolve_device(device)
+    resolved_dtype = resolve_dtype(dtype, resolved_device)
+    load_dtype = DTYPES.get(resolved_dtype, torch.float32)  # int8 quantizes a float32 model
+    loaded, info = _read_weights(name, head, load_dtype, verbose, revision=revision,
+                                 trust_remote_code=trust_remote_code, gguf_file=gguf_file, **hub)
+    check_loading_info(name, head_name, info)
+    check_finite_weights(name, loaded)
+    return place_model(loaded, resolved_device, resolved_dtype, many_rows=many_rows)
 
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model",
@@ -149,23 +252,35 @@ def _has_tokenizer_files(folder: Path) -> bool:
     return any((folder / name).is_file() for name in TOKENIZER_FILES)
 
 
+def check_has_vocabulary(name: str, tokenizer) -> None:
+    """transformers 5 builds a tokenizer of special tokens only from a tokenizer_config.json without
+    its vocabulary; every word would become the unknown token."""
+    if len(tokenizer) <= len(set(tokenizer.all_special_tokens)):
+        raise ModelLoadError(f"the tokenizer in {name!r} has only its {len(tokenizer)} special tokens and no "
+                             "vocabulary (tokenizer_config.json without tokenizer.json, vocab.txt or a "
+                             f"sentencepiece model): every word would become {tokenizer.unk_token}. Save the whole "
+                             "tokenizer next to the model (tokenizer.save_pretrained(folder)), or pass tokenizer=")
+
+
 def load_tokenizer(model, *, revision=None, trust_remote_code=False, gguf_file=None, require_fast=False,
-                   why_fast="this task needs character offsets"):
+                   why_fast="this task needs character offsets", verbose=False):
     """Load the tokenizer that was saved with the model; `require_fast` refuses a Python-only one."""
-    name, gguf_file = resolve_source(model, gguf_file)
+    name, gguf_file, hub = _source(model, gguf_file, revision)
     if Path(name).is_dir() and gguf_file is None and not _has_tokenizer_files(Path(name)):
         raise ModelLoadError(f"no tokenizer files in {name!r} (looked for {', '.join(TOKENIZER_FILES[:4])}, ...); "
                              "save the tokenizer next to the model (tokenizer.save_pretrained(folder)), "
                              "or pass tokenizer=")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name, revision=revision, trust_remote_code=trust_remote_code,
-                                                  gguf_file=gguf_file)
+        with quiet_loading(verbose):
+            tokenizer = AutoTokenizer.from_pretrained(name, revision=revision, trust_remote_code=trust_remote_code,
+                                                      gguf_file=gguf_file, **hub)
     except (OSError, ValueError, TypeError) as error:
         if not Path(name).is_dir():
             raise _not_available(name, "the tokenizer", error) from error
         raise ModelLoadError(f"no usable tokenizer in {name!r} ({error.__class__.__name__}: "
                              f"{str(error).splitlines()[0] if str(error) else ''}); save the tokenizer next to "
                              "the model (tokenizer.save_pretrained(folder)), or pass tokenizer=") from error
+    check_has_vocabulary(name, tokenizer)
     if require_fast:
         check_fast_tokenizer(tokenizer, why_fast)
     return tokenizer

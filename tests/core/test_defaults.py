@@ -1,5 +1,11 @@
 """Default models: the 4.57.6 pipeline defaults, the offline SmolLM2 fallback, and the task names of `tasks.load`."""
 
+import importlib.metadata
+import importlib.util
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -92,3 +98,131 @@ def test_unknown_task_lists_the_known_ones():
         tasks.load("summarise", model="anything")
     with pytest.raises(TypeError, match="task must be a string"):
         tasks.load(None)
+
+
+# -- the converted-model cache: never delete what nopipe did not write -------------------------------
+
+@pytest.fixture
+def cache(monkeypatch, tmp_path):
+    """An empty nopipe cache, and a conversion that writes a small stand-in folder instead of
+    dequantizing the real GGUF file (the real one is tested in tests/decoding/test_smollm2.py)."""
+    monkeypatch.setenv("NOPIPE_CACHE", str(tmp_path / "cache"))
+    written = []
+
+    def write_converted(gguf, partial):
+        written.append(partial)
+        (partial / "config.json").write_text("{}")
+        (partial / "model.safetensors").write_bytes(b"weights")
+
+    monkeypatch.setattr(defaults, "_write_converted", write_converted)
+    return tmp_path / "cache", written
+
+
+def test_a_conversion_is_written_to_a_partial_folder_and_renamed(cache):
+    root, written = cache
+    said = []
+    folder = defaults.smollm2_folder(announce=said.append)
+    assert folder == root / "SmolLM2-135M-Instruct" and defaults.is_converted(folder)
+    assert written[0].name.startswith(f"SmolLM2-135M-Instruct.partial-{os.getpid()}-")
+    assert sorted(path.name for path in root.iterdir()) == ["SmolLM2-135M-Instruct"]
+    assert len(said) == 1 and defaults.smollm2_folder(announce=said.append) == folder and len(said) == 1
+
+
+def test_a_folder_of_the_users_at_the_cache_path_is_never_deleted(cache):
+    root, written = cache
+    folder = root / "SmolLM2-135M-Instruct"
+    folder.mkdir(parents=True)
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(ModelLoadError, match="exists but holds no converted model.*will not delete it.*NOPIPE_CACHE"):
+        defaults.smollm2_folder(announce=lambda message: None)
+    assert (folder / "notes.txt").read_text() == "mine" and written == []  # refused before any work
+
+
+def test_a_folder_filled_during_the_conversion_is_kept(cache, monkeypatch):
+    """Another program writes there while we convert: our rename fails and our copy is dropped."""
+    root, _ = cache
+    folder = root / "SmolLM2-135M-Instruct"
+
+    def write_then_someone_else_writes(gguf, partial):
+        (partial / "model.safetensors").write_bytes(b"ours")
+        folder.mkdir()
+        (folder / "notes.txt").write_text("mine")
+
+    monkeypatch.setattr(defaults, "_write_converted", write_then_someone_else_writes)
+    with pytest.raises(ModelLoadError, match="will not delete it"):
+        defaults.smollm2_folder(announce=lambda message: None)
+    assert sorted(path.name for path in root.iterdir()) == ["SmolLM2-135M-Instruct"]
+    assert [path.name for path in folder.iterdir()] == ["notes.txt"]
+
+
+def test_an_empty_folder_at_the_cache_path_is_filled(cache):
+    root, _ = cache
+    (root / "SmolLM2-135M-Instruct").mkdir(parents=True)
+    assert defaults.is_converted(defaults.smollm2_folder(announce=lambda message: None))
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, RuntimeError])
+def test_an_interrupted_conversion_removes_its_partial_folder(cache, monkeypatch, interrupt):
+    root, _ = cache
+
+    def interrupted(gguf, partial):
+        (partial / "model.safetensors").write_bytes(b"half")
+        raise interrupt()
+
+    monkeypatch.setattr(defaults, "_write_converted", interrupted)
+    with pytest.raises(interrupt):
+        defaults.smollm2_folder(announce=lambda message: None)
+    assert list(root.iterdir()) == []
+
+
+def make_partial(root, suffix, age_seconds=0):
+    path = root / f"SmolLM2-135M-Instruct.partial-{suffix}"
+    path.mkdir(parents=True)
+    (path / "model.safetensors").write_bytes(b"half")
+    stamp = time.time() - age_seconds
+    os.utime(path, (stamp, stamp))
+    return path
+
+
+def a_finished_process_id() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_partials_of_earlier_runs_are_removed_only_when_theirs_is_gone_or_old(cache):
+    root, _ = cache
+    dead = make_partial(root, f"{a_finished_process_id()}-abc")
+    old = make_partial(root, "k2j3h4", age_seconds=2 * defaults.STALE_PARTIAL_SECONDS)  # an older nopipe's name
+    running = make_partial(root, f"{os.getppid()}-def")  # a live process: maybe converting right now
+    recent = make_partial(root, "x9y8z7")  # no process id: kept until it is old
+    other = root / "SmolLM2-135M-Instruct.backup"
+    other.mkdir()
+    assert sorted(defaults.remove_stale_partials(root / "SmolLM2-135M-Instruct")) == sorted([dead, old])
+    assert sorted(path.name for path in root.iterdir()) == sorted([running.name, recent.name, other.name])
+
+
+def test_a_finished_cache_still_clears_partials_left_by_an_interrupted_run(cache):
+    root, _ = cache
+    defaults.smollm2_folder(announce=lambda message: None)
+    dead = make_partial(root, f"{a_finished_process_id()}-abc")
+    defaults.smollm2_folder(announce=lambda message: None)
+    assert not dead.exists()
+
+
+def test_missing_gguf_packages_are_named_up_front_with_the_extra(cache, monkeypatch):
+    root, written = cache
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name in ("gguf", defaults.SMOLLM2_PACKAGE)
+                        else real_find_spec(name, *args))
+    with pytest.raises(ModelLoadError) as error:
+        defaults.smollm2_folder(announce=lambda message: pytest.fail("announced a conversion"))
+    message = str(error.value)
+    assert "pip install -e '.[gguf]'" in message and defaults.SMOLLM2_INSTALL in message
+    assert message.count("gguf]") == 2 and written == [] and not root.exists()  # 'nopipe[gguf]' and '.[gguf]'
+
+
+def test_an_old_gguf_package_is_named(monkeypatch):
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "0.9.1")
+    assert defaults.missing_gguf_packages() == ["gguf>=0.10 (found 0.9.1)"]
