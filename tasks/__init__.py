@@ -25,7 +25,7 @@ def load(task: str, model=None, **options):
     from core.defaults import default_model
 
     name, task_options = canonical_task(task)
-    source = {"model": model} if model is not None else default_model(name)
+    source = {"model": model} if model is not None else default_model(name, TASKS[name].default_model)
     if "revision" in options:
         source.pop("revision", None)
     return runner_class(name).from_pretrained(**source, **task_options, **options)

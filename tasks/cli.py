@@ -162,6 +162,8 @@ def add_common_options(sub: argparse.ArgumentParser, spec: TaskSpec, chat: bool 
         sub.add_argument("--tgt-lang", help="target language code of a many-language model (M2M100: fr)")
     from core.device import DTYPE_CHOICES
 
+    sub.add_argument("--allow-other-head", action="store_true",
+                     help="load a checkpoint trained for another task (its weights must fit this task's head)")
     sub.add_argument("--device", help="cpu, cuda, cuda:0, mps (default: best available)")
     sub.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES)
     sub.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: all cores; set 1 or 2 "
@@ -190,7 +192,8 @@ def flags_of(parser: argparse.ArgumentParser) -> dict[str, str]:
         for action in sub._actions:
             if action.option_strings and action.dest not in flags:
                 flags[action.dest] = action.option_strings[0]
-    flags.update(src_lang="--src-lang", tgt_lang="--tgt-lang", truncation="--truncation")
+    flags.update(src_lang="--src-lang", tgt_lang="--tgt-lang", truncation="--truncation",
+                 allow_other_head="--allow-other-head")
     return flags
 
 
@@ -241,7 +244,7 @@ def load_runner(args, spec: TaskSpec):
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    load_options = {"device": args.device, "dtype": args.dtype}
+    load_options = {"device": args.device, "dtype": args.dtype, "allow_other_head": args.allow_other_head}
     if args.revision:
         load_options["revision"] = args.revision
     task = spec.name
@@ -250,7 +253,7 @@ def load_runner(args, spec: TaskSpec):
         load_options.update({name: getattr(args, name) for name in ("src_lang", "tgt_lang") if getattr(args, name)})
     model = args.model
     if model is None:
-        source = default_model(spec.name)
+        source = default_model(spec.name, spec.default_model)
         model = source.pop("model")
         load_options = {**source, **load_options}
         if model != spec.default_model.repo_id:

@@ -203,6 +203,7 @@ class QuestionAnswerer(EncoderRunner):
                                      truncation="only_second")
         check_windows_have_tokens(windows, contexts, 1, [pair_field_name("context", index, len(contexts))
                                                          for index in range(len(contexts))])
+        self.check_window_ids(windows, len(pairs))
         return windows
 
     def logits_of(self, output) -> torch.Tensor:

@@ -143,6 +143,7 @@ class Seq2SeqRunner(GenerationRunner):
                 encoded = self.encode(text, recipe, truncation=truncation, max_length=limit)
             features.append({"input_ids": list(encoded["input_ids"]),
                              "attention_mask": list(encoded["attention_mask"])})
+        self.check_input_ids([feature["input_ids"] for feature in features])
         return features
 
     def check_lengths(self, input_lengths: list[int], max_length: int) -> None:

@@ -89,7 +89,9 @@ class TextClassifier(EncoderRunner):
     def preprocess(self, texts: list, truncation: bool = False) -> list[dict]:
         """Token ids of each text (or pair); one longer than the model reads is an error, or cut if asked."""
         limit = max_input_tokens(self.tokenizer, self.model.config)
-        return [self.encode(index, text, limit, truncation) for index, text in enumerate(texts)]
+        features = [self.encode(index, text, limit, truncation) for index, text in enumerate(texts)]
+        self.check_input_ids([feature["input_ids"] for feature in features])
+        return features
 
     def encode(self, index: int, text, limit: int | None, truncation: bool) -> dict:
         """The model's inputs for one text or {"text", "text_pair"}: it must leave tokens, and fit or be cut."""

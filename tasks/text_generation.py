@@ -311,6 +311,7 @@ class TextGenerator(GenerationRunner):
                                     also="pass handle_long_generation='hole' to keep its end"):
                 ids = self.encode(prompt, **options, truncation=truncation, max_length=room)
             encoded.append(ids)
+        self.check_input_ids(encoded)
         return encoded
 
     # -- forward -----------------------------------------------------------------------------------

@@ -214,6 +214,7 @@ class TokenClassifier(EncoderRunner):
         limit = self.window_length
         windows = split_into_windows(self.tokenizer, texts, max_length=limit, stride=self.check_stride(stride))
         check_windows_have_tokens(windows, texts, 0, [f"inputs[{index}]" for index in range(len(texts))])
+        self.check_window_ids(windows, len(texts))
         return windows
 
     # forward (EncoderRunner.forward): a padded batch of window features -> logits `(batch, tokens, labels)`

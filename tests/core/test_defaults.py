@@ -34,9 +34,9 @@ def test_cache_dir_prefers_nopipe_cache_then_xdg(monkeypatch, tmp_path):
                                   "summarization", "translation", "text2text-generation"])
 def test_uncached_default_offline_names_the_model_and_the_fix(task, empty_offline_hub):
     with pytest.raises(ModelLoadError) as error:
-        defaults.default_model(task)
+        defaults.default_model(task, tasks.TASKS[task].default_model)
     message = str(error.value)
-    assert defaults.HUB_DEFAULTS[task].repo_id in message
+    assert tasks.TASKS[task].default_model.repo_id in message
     assert "not available offline" in message and "--model PATH" in message
 
 
@@ -49,7 +49,7 @@ def test_generation_default_offline_is_the_smollm2_package(empty_offline_hub, mo
     (converted / "config.json").write_text("{}")
     (converted / "model.safetensors").write_bytes(b"")
     monkeypatch.setenv("NOPIPE_CACHE", str(tmp_path / "cache"))
-    assert defaults.default_model("text-generation") == {"model": str(converted)}
+    assert defaults.default_model("text-generation", tasks.TASKS["text-generation"].default_model) == {"model": str(converted)}
 
 
 def cache_snapshot(hub: Path, repo_id: str, ref: str) -> None:
@@ -63,11 +63,11 @@ def cache_snapshot(hub: Path, repo_id: str, ref: str) -> None:
 
 
 def test_a_cached_copy_of_another_revision_is_not_the_pinned_default(empty_offline_hub, tmp_path):
-    model = defaults.HUB_DEFAULTS["summarization"]
+    model = tasks.TASKS["summarization"].default_model
     cache_snapshot(tmp_path / "hub", model.repo_id, "main")
     assert not defaults.is_cached(model)  # it would not load offline at the pinned revision
     with pytest.raises(ModelLoadError, match="not available offline"):
-        defaults.default_model("summarization")
+        defaults.default_model("summarization", tasks.TASKS["summarization"].default_model)
     cache_snapshot(tmp_path / "hub", model.repo_id, model.revision)
     assert defaults.is_cached(model)
 
@@ -79,8 +79,8 @@ def test_missing_smollm2_package_says_how_to_install(monkeypatch):
 
 
 def test_pinned_defaults_are_the_notebook_models():
-    assert defaults.HUB_DEFAULTS["summarization"].repo_id == "sshleifer/distilbart-cnn-12-6"
-    assert all(len(model.revision) >= 7 for model in defaults.HUB_DEFAULTS.values())
+    assert tasks.TASKS["summarization"].default_model.repo_id == "sshleifer/distilbart-cnn-12-6"
+    assert all(len(model.revision) >= 7 for model in (spec.default_model for spec in tasks.TASKS.values()))
 
 
 @pytest.mark.parametrize("name, expected", [
