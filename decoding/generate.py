@@ -10,6 +10,7 @@ encoder-decoder = decoder start token + new tokens, finished rows padded with th
 """
 
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import torch
@@ -18,6 +19,7 @@ from decoding.beam import beam_search
 from decoding.config import DecodingConfig, Lengths, context_size, has_position_table, resolve_lengths
 from decoding.loop import ModelState, infer_attention_mask, prefill, start
 from decoding.processors import Processor, build_processors
+from decoding.shared_cross_attention import sharing_cross_attention
 from decoding.stopping import StopCriteria
 from decoding.strategies import Strategy, decode_tokens, greedy, sample
 from decoding.trace import Tracer, TraceStep, make_tracer
@@ -106,8 +108,12 @@ def resolve_config(model, config: DecodingConfig | None, settings: dict) -> Deco
 
 
 def prepare(model, input_ids, attention_mask, *, tokenizer, logits_processors: Sequence[Processor],
-            strategy: Strategy | None, trace, settings: dict, config: DecodingConfig | None = None) -> Prepared:
-    """Resolve settings, check everything, run the encoder and the prefill, build processors and stops."""
+            strategy: Strategy | None, trace, settings: dict, scope: ExitStack,
+            config: DecodingConfig | None = None) -> Prepared:
+    """Resolve settings, check everything, run the encoder and the prefill, build processors and stops.
+
+    scope: holds the model's switch to shared cross-attention until the call ends.
+    """
     check_inputs(model, input_ids, attention_mask)
     config = resolve_config(model, config, settings)
     if strategy is not None and not callable(strategy):
@@ -142,8 +148,9 @@ def prepare(model, input_ids, attention_mask, *, tokenizer, logits_processors: S
 
     expand = max(config.num_beams, config.num_return_sequences)
     decoder_start = config.decoder_start_token_id if config.decoder_start_token_id is not None else config.bos_token_id
+    shared = scope.enter_context(sharing_cross_attention(model, config.share_cross_attention and expand > 1))
     sequences, state = start(model, input_ids, attention_mask, expand=expand, decoder_start_token_id=decoder_start,
-                             max_length=lengths.max_length, share_cross_attention=config.share_cross_attention)
+                             max_length=lengths.max_length, shared_cross_attention=shared)
     logits = prefill(model, sequences, state)
 
     skip_before = None
@@ -180,8 +187,14 @@ def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
     trace: True (or a number of candidates) records why each token was chosen.
     Decoder-only batches must be left-padded, with their attention_mask.
     """
-    prepared = prepare(model, input_ids, attention_mask, tokenizer=tokenizer, logits_processors=logits_processors,
-                       strategy=strategy, trace=trace, settings=settings, config=config)
+    with ExitStack() as scope:
+        prepared = prepare(model, input_ids, attention_mask, tokenizer=tokenizer, logits_processors=logits_processors,
+                           strategy=strategy, trace=trace, settings=settings, scope=scope, config=config)
+        return run(model, prepared, strategy)
+
+
+def run(model, prepared: Prepared, strategy: Strategy | None) -> GenerationOutput:
+    """Beam search or the token loop on a prepared call."""
     config = prepared.config
     tracer = prepared.tracer
     if config.num_beams > 1:
@@ -193,6 +206,6 @@ def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
             pad_token_id=config.effective_pad_token_id, do_sample=config.do_sample, tracer=tracer)
         return GenerationOutput(sequences, scores, tracer.steps if tracer else None)
     sequences = prepared.sequences
-    for sequences in token_steps(model, prepared, strategy):
-        pass
+    for grown in token_steps(model, prepared, strategy):
+        sequences = grown
     return GenerationOutput(sequences, None, tracer.steps if tracer else None)

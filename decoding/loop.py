@@ -19,7 +19,6 @@ import torch
 from transformers.cache_utils import Cache
 
 from decoding.cache import new_cache
-from decoding.shared_cross_attention import switch_to_shared_cross_attention
 
 
 @dataclass
@@ -59,21 +58,20 @@ def infer_attention_mask(input_ids: torch.Tensor, pad_token_id: int | None, eos_
 
 def start(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, *, expand: int,
           decoder_start_token_id: int | None, max_length: int,
-          share_cross_attention: bool) -> tuple[torch.Tensor, ModelState]:
+          shared_cross_attention: bool) -> tuple[torch.Tensor, ModelState]:
     """Prepare a call: encode (encoder-decoder), repeat each row `expand` times, create the cache.
 
     input_ids: (batch, seq_len); attention_mask: (batch, seq_len) or None; max_length: the longest
-    sequence the loop can grow, which sizes the cache. With `share_cross_attention`, an
-    encoder-decoder model that can share its cross-attention between the rows of an input
-    (decoding/shared_cross_attention.py) keeps one encoder output per input; otherwise the output
-    is repeated for each row, as in `generate()`.
+    sequence the loop can grow, which sizes the cache. With `shared_cross_attention` (the model is
+    switched to it: decoding/shared_cross_attention.py) an encoder-decoder model keeps one encoder
+    output per input; otherwise the output is repeated for each row, as in `generate()`.
     Returns the sequences the loop grows, (batch * expand, start_len): the prompt for decoder-only
     models, the decoder start token for encoder-decoder ones, and the ModelState.
     """
     if model.config.is_encoder_decoder:
         # The encoder runs once per prompt, before the rows are repeated for beams or samples.
         encoder_outputs = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
-        if expand > 1 and not (share_cross_attention and switch_to_shared_cross_attention(model)):
+        if expand > 1 and not shared_cross_attention:
             for key, value in encoder_outputs.items():
                 if isinstance(value, torch.Tensor):
                     encoder_outputs[key] = value.repeat_interleave(expand, dim=0)

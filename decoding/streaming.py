@@ -13,6 +13,7 @@ cleaned-up text (see `clean_up_cut`).
 """
 
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import ExitStack
 
 import torch
 
@@ -122,11 +123,12 @@ def check_can_stream(config: DecodingConfig) -> None:
 
 @torch.inference_mode()
 def _stream_tokens(model, input_ids, attention_mask, tokenizer, logits_processors, strategy, config, settings):
-    prepared = prepare(model, input_ids, attention_mask, tokenizer=tokenizer, logits_processors=logits_processors,
-                       strategy=strategy, trace=False, settings=settings, config=config)
-    check_can_stream(prepared.config)
-    for sequences in token_steps(model, prepared, strategy):
-        yield int(sequences[0, -1])
+    with ExitStack() as scope:
+        prepared = prepare(model, input_ids, attention_mask, tokenizer=tokenizer, logits_processors=logits_processors,
+                           strategy=strategy, trace=False, settings=settings, config=config, scope=scope)
+        check_can_stream(prepared.config)
+        for sequences in token_steps(model, prepared, strategy):
+            yield int(sequences[0, -1])
 
 
 def stream(model, tokenizer, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *,

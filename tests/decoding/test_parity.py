@@ -18,8 +18,8 @@ from tiny_models import (
     tiny_model,
 )
 
+import decoding.shared_cross_attention as shared_cross_attention
 from decoding import generate
-from decoding.shared_cross_attention import SHARED_CROSS_ATTENTION
 
 GREEDY_CASES = {
     "plain": dict(max_new_tokens=10),
@@ -99,18 +99,22 @@ def test_beam_search_matches_generate(arch, case):
 
 @pytest.mark.parametrize("case", BEAM_CASES)
 @pytest.mark.parametrize("arch", ENCODER_DECODER)
-def test_beams_sharing_the_cross_attention_give_the_tokens_of_generate(arch, case):
-    """By default the beams of an input read one copy of its encoder output: the same tokens, the
-    scores equal up to float rounding (one attention call over all beams sums in another order)."""
+def test_beams_sharing_the_cross_attention_give_the_tokens_of_generate(arch, case, monkeypatch):
+    """By default the beams of an input read one copy of its encoder output: the same tokens, and the
+    same scores to the bit (each beam's attention row is computed by the same kernel as on its own copy)."""
     model = tiny_model(arch)
     input_ids, attention_mask = prompt_batch(model)
     settings = dict(BEAM_CASES[case], eos_token_id=liked_eos(arch))
     expected = reference(model, input_ids, attention_mask, return_dict_in_generate=True, output_scores=True,
                          **settings)
+    shared_calls = []
+    original = shared_cross_attention.keys_per_input_and_head
+    monkeypatch.setattr(shared_cross_attention, "keys_per_input_and_head",
+                        lambda states, rows: shared_calls.append(rows) or original(states, rows))
     actual = generate(model, input_ids, attention_mask, **settings)
-    assert model.config._attn_implementation == SHARED_CROSS_ATTENTION  # the shared path really ran
+    assert shared_calls and set(shared_calls) == {settings["num_beams"]}  # the shared path really ran
     assert_same_tokens(expected.sequences, actual.sequences)
-    torch.testing.assert_close(actual.sequences_scores, expected.sequences_scores, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(actual.sequences_scores, expected.sequences_scores, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("arch", ["bart", "marian"])
