@@ -307,14 +307,6 @@ def print_profile(run: Run, case: Case, top: int = 15) -> None:
     print(torch_profile.key_averages().table(sort_by="self_cpu_time_total", row_limit=top))
 
 
-def quiet_transformers() -> None:
-    """No "Loading weights" bars or advisory warnings (max_length and max_new_tokens both set...) in the log."""
-    from transformers.utils import logging
-
-    logging.disable_progress_bar()
-    logging.set_verbosity_error()
-
-
 def main(benchmarks: list, argv=None, description: str = "") -> Path:
     """Parse the options, run each chosen benchmark on a fresh Bench, write its results and the
     summary of the results folder; return that folder.
@@ -325,8 +317,9 @@ def main(benchmarks: list, argv=None, description: str = "") -> Path:
     options, chosen = parse_options(argv, description, list(by_task))
     from benchmarks import report
     from benchmarks.peers import import_systems
+    from core.hub import quiet_process
 
-    quiet_transformers()
+    quiet_process()
     import_systems()
     out = report.results_folder(options)
     for task in chosen:

@@ -189,10 +189,20 @@ def _embeddings(model) -> list:
     return layers
 
 
+def _rows_of(layer) -> int | None:
+    """The number of token ids a layer reads or scores: an Embedding's rows, a Linear head's outputs
+    (a dynamically quantized int8 Linear keeps its weight behind a method, so the sizes are asked first)."""
+    for size in ("num_embeddings", "out_features"):
+        if isinstance(getattr(layer, size, None), int):
+            return getattr(layer, size)
+    weight = getattr(layer, "weight", None)
+    return weight.shape[0] if isinstance(weight, torch.Tensor) else None
+
+
 def _embedding_rows(model) -> int | None:
     """How many token ids the model can read and score: the smaller of its input and output embeddings."""
-    rows = [layer.weight.shape[0] for layer in _embeddings(model)
-            if layer is not None and getattr(layer, "weight", None) is not None]
+    rows = [_rows_of(layer) for layer in _embeddings(model) if layer is not None]
+    rows = [count for count in rows if count is not None]
     return min(rows) if rows else None
 
 

@@ -125,6 +125,15 @@ class _QuietLoading:
 _quiet = _QuietLoading()
 
 
+def quiet_process() -> None:
+    """For a command-line process (nopipe, the benchmarks): no "Loading weights" bars or advisory
+    warnings between the answers, for the rest of the process; errors still come through nopipe's."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+
+
 @contextmanager
 def quiet_loading(verbose: bool = False):
     """Hide transformers' load progress bars and advisory warnings for the block, unless `verbose`."""

@@ -469,14 +469,6 @@ def run_bench(bench_args: list[str]) -> int:
     return bench_main(bench_args)
 
 
-def quiet_transformers() -> None:
-    """No "Loading weights" bars or advisory logs between the answers; errors still come through ours."""
-    from transformers.utils import logging
-
-    logging.disable_progress_bar()
-    logging.set_verbosity_error()
-
-
 def run_reporting_errors(run, debug: bool, flags: dict[str, str] | None = None,
                          usage_errors: tuple = (ValueError, TypeError)) -> int:
     """run() turned into an exit code: a failure is one line (its message's first, in the command's
@@ -504,7 +496,9 @@ def run_command(args) -> int:
     """One task command (not bench) on sys.stdout; the exit code when it succeeds."""
     spec = COMMANDS["generate" if args.command == "chat" else args.command]
     if not args.debug:
-        quiet_transformers()
+        from core.hub import quiet_process
+
+        quiet_process()
         warnings.formatwarning = warning_as_one_line
     RUNS.get(args.command, run_task)(args, spec, sys.stdout)
     return 0

@@ -293,3 +293,15 @@ def test_huge_finite_weights_are_not_mistaken_for_inf():
 def test_a_model_without_embeddings_is_not_checked():
     """Any torch module may be given to a runner; with no embedding there is nothing to check against."""
     assert check_token_ids(torch.nn.Linear(2, 2), load_tokenizer(FIXTURES / "gpt2")) is None
+
+
+@pytest.mark.parametrize("fixture", ["gpt2", "llama", "marian-en-fr", "t5"])
+def test_an_int8_model_counts_the_same_readable_ids_as_float32(fixture):
+    """A dynamically quantized head keeps its weight behind a method: the id check must still read its size."""
+    import tasks
+
+    task = "text-generation" if fixture in ("gpt2", "llama") else "text2text-generation"
+    full = tasks.load(task, model=str(FIXTURES / fixture))
+    quantized = tasks.load(task, model=str(FIXTURES / fixture), dtype="int8")
+    assert quantized.embedding_rows == full.embedding_rows is not None
+    assert quantized("Hello there", max_new_tokens=3)[0]["generated_text"] is not None
