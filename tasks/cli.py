@@ -23,7 +23,9 @@ import argparse
 import itertools
 import os
 import re
+import signal
 import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -31,7 +33,7 @@ from dataclasses import dataclass, field
 from tasks.cli_io import Input, UsageError, format_answer, read_qa_pairs, read_texts, shown
 from tasks.registry import COMMANDS, TaskSpec
 
-USAGE_ERROR, RUNTIME_ERROR, BROKEN_PIPE = 2, 1, 141
+USAGE_ERROR, RUNTIME_ERROR, INTERRUPTED, BROKEN_PIPE = 2, 1, 130, 141
 VERSION = "0.1.0"
 
 
@@ -99,12 +101,12 @@ GENERATION_OPTIONS = options(
 def task_options(spec: TaskSpec) -> list[Option]:
     """The flags of a task's command, with choices taken from the modules that check them."""
     if spec.name == "text-classification":
-        from core.scores import ACTIVATIONS
+        from core.choices import ACTIVATION_NAMES
 
         return options(("--top-k", dict(type=top_k_value, help="labels per text; 'all' for every label")),
-                       ("--function-to-apply", dict(choices=list(ACTIVATIONS))), TRUNCATION)
+                       ("--function-to-apply", dict(choices=list(ACTIVATION_NAMES))), TRUNCATION)
     if spec.name == "token-classification":
-        from tasks.token_classification import AGGREGATION_STRATEGIES
+        from core.choices import AGGREGATION_STRATEGIES
 
         return options(("--aggregation-strategy", dict(choices=list(AGGREGATION_STRATEGIES), default="simple",
                                                        help="default here: simple (entities); the Python API's is none")),
@@ -160,7 +162,7 @@ def add_common_options(sub: argparse.ArgumentParser, spec: TaskSpec, chat: bool 
                          help="the language pair, e.g. translation_en_to_fr (T5 prefixes, M2M100 languages)")
         sub.add_argument("--src-lang", help="source language code of a many-language model (M2M100: en)")
         sub.add_argument("--tgt-lang", help="target language code of a many-language model (M2M100: fr)")
-    from core.device import DTYPE_CHOICES
+    from core.choices import DTYPE_CHOICES
 
     sub.add_argument("--allow-other-head", action="store_true",
                      help="load a checkpoint trained for another task (its weights must fit this task's head)")
@@ -477,11 +479,13 @@ def run_reporting_errors(run, debug: bool, flags: dict[str, str] | None = None,
     try:
         return run()
     except KeyboardInterrupt:
-        return 130
+        return INTERRUPTED
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
         return BROKEN_PIPE
     except Exception as error:
+        if ctrl_c.pressed and not debug:  # e.g. transformers' lazy import turns the interrupt into an ImportError
+            return INTERRUPTED
         if debug:
             raise
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
@@ -512,8 +516,42 @@ def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespac
     return args
 
 
+class CtrlC:
+    """Remembers that Ctrl-C was pressed, because a library may catch the KeyboardInterrupt and raise
+    something else (transformers' lazy imports raise "Could not import module"): the command still
+    ends as an interrupt, quietly, with exit code 130."""
+
+    def __init__(self):
+        self.pressed = False
+
+    def __call__(self, signum, frame):
+        self.pressed = True
+        raise KeyboardInterrupt
+
+    def __enter__(self):
+        self.pressed = False
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        self.previous = signal.signal(signal.SIGINT, self) if in_main_thread else None
+        return self
+
+    def __exit__(self, *exc_info):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+ctrl_c = CtrlC()
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    with ctrl_c:
+        try:
+            return run_main(sys.argv[1:] if argv is None else list(argv))
+        except KeyboardInterrupt:
+            return INTERRUPTED
+
+
+def run_main(argv: list[str]) -> int:
+    """The command line's work, between main()'s Ctrl-C handling."""
     if argv[:1] == ["bench"]:
         # Everything after `bench` belongs to benchmarks.run, --help and flags included (argparse's
         # REMAINDER would refuse a first argument that starts with "--"), except our own --debug.

@@ -26,6 +26,7 @@ from transformers import AutoModelForTokenClassification
 
 from core.batching import check_batch_size
 from core.checks import as_batch
+from core.choices import AGGREGATION_STRATEGIES
 from core.runner import EncoderRunner, answers_streams
 from core.scores import softmax
 from core.windows import (
@@ -36,7 +37,6 @@ from core.windows import (
     windows_by_source,
 )
 
-AGGREGATION_STRATEGIES = ("none", "simple", "first", "average", "max")
 WORD_STRATEGIES = ("first", "average", "max")  # label words, not tokens
 
 

@@ -14,6 +14,7 @@ import pytest
 
 import tasks
 from tasks.cli import main
+from tasks.registry import COMMANDS
 from tests.paths import FIXTURES
 
 GPT2 = str(FIXTURES / "gpt2")
@@ -146,3 +147,31 @@ def test_warnings_are_one_line_and_threads_are_taken():
     assert done.returncode == 0, done.stderr
     warnings = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(warnings) == 1 and warnings[0].startswith("nopipe: warning: inputs[0] is ")
+
+
+@pytest.mark.parametrize("after", [0.3, 1.5])
+def test_ctrl_c_while_starting_ends_quietly(after):
+    """Ctrl-C while torch and transformers are still being imported (or the model loads) is a quiet
+    exit 130, as other command-line tools do, not a traceback through importlib."""
+    import signal
+    import time
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen([str(SCRIPT), "generate", "Hello", "--model", GPT2, *GREEDY], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(after)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert process.returncode in (130, -signal.SIGINT), (process.returncode, err)
+
+
+@pytest.mark.parametrize("command", [[], ["chat"], *([name] for name in COMMANDS)])
+def test_help_does_not_import_torch(command):
+    """--help is read at the first minute: it answers at once, without loading torch or transformers."""
+    code = ("import sys\nfrom tasks.cli import main\ntry:\n    main([*sys.argv[1:], '--help'])\nexcept SystemExit:\n    pass\n"
+            "heavy = sorted(name for name in ('torch', 'transformers', 'numpy') if name in sys.modules)\n"
+            "print('heavy:', heavy)")
+    result = subprocess.run([sys.executable, "-c", code, *command], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("heavy: []"), result.stdout[-300:]
