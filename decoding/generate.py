@@ -18,6 +18,7 @@ import torch
 from decoding.beam import beam_search
 from decoding.config import DecodingConfig, Lengths, context_size, has_position_table, resolve_lengths
 from decoding.loop import ModelState, infer_attention_mask, prefill, start
+from decoding.memory import check_fits_in_memory
 from decoding.processors import Processor, build_processors
 from decoding.shared_cross_attention import sharing_cross_attention
 from decoding.stopping import StopCriteria
@@ -147,6 +148,8 @@ def prepare(model, input_ids, attention_mask, *, tokenizer, logits_processors: S
     check_output_fits(model, lengths)
 
     expand = max(config.num_beams, config.num_return_sequences)
+    check_fits_in_memory(model, batch=input_ids.shape[0], expand=expand, max_length=lengths.max_length,
+                         expanded_by="num_beams" if config.num_beams > 1 else "num_return_sequences")
     decoder_start = config.decoder_start_token_id if config.decoder_start_token_id is not None else config.bos_token_id
     shared = scope.enter_context(sharing_cross_attention(model, config.share_cross_attention and expand > 1))
     sequences, state = start(model, input_ids, attention_mask, expand=expand, decoder_start_token_id=decoder_start,
