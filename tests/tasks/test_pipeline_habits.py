@@ -54,3 +54,27 @@ def test_a_generator_of_questions_is_answered_lazily():
     pairs = ({"question": "Where?", "context": f"Sarah lives in town number {index}."} for index in range(10_000))
     answers = runner(pairs, batch_size=2)
     assert next(answers)["answer"] == runner(question="Where?", context="Sarah lives in town number 0.")["answer"]
+
+
+# -- an unknown input limit is no limit (issue: flan-t5 tokenizers without model_max_length) ----------
+
+def test_a_model_without_a_declared_limit_reads_a_long_input_as_the_pipeline_does(recwarn):
+    """T5 has no position table; a tokenizer without model_max_length then gives no limit to check."""
+    runner = tasks.load("text2text-generation", model=str(FIXTURES / "t5"))
+    runner.tokenizer.model_max_length = int(1e30)  # what transformers sets when the tokenizer names none
+    long_text = "word " * 800
+    assert len(runner.tokenizer(long_text)["input_ids"]) > 800
+    assert runner(long_text, max_new_tokens=3)[0]["generated_text"] is not None
+    assert not [warning for warning in recwarn if "limit" in str(warning.message)]
+
+
+def test_windows_without_a_declared_limit_use_the_default_and_say_so():
+    from types import SimpleNamespace
+
+    from core.windows import DEFAULT_WINDOW, max_input_tokens, window_length
+
+    tokenizer, config = SimpleNamespace(model_max_length=int(1e30)), SimpleNamespace()
+    assert max_input_tokens(tokenizer, config) is None
+    with pytest.warns(UserWarning, match=f"windows of {DEFAULT_WINDOW} tokens"):
+        assert window_length(tokenizer, config) == DEFAULT_WINDOW
+    assert window_length(SimpleNamespace(model_max_length=int(1e30)), SimpleNamespace(max_position_embeddings=64)) == 64
