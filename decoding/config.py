@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 
 from torch import nn
 
+from decoding.option_checks import MAX_SCALE, MAX_TOKENS, check_processor_options
 from decoding.warn import warn_caller
 
 # The layers a setting can come from, strongest last in `from_layers`; the task runners add theirs
@@ -27,10 +28,9 @@ DEFAULT_NEW_TOKENS = 20  # transformers' max_length=20 default, counted as new t
 
 # Bounds on numeric settings, checked before any arithmetic so that a huge value is a clear error, not a
 # minute of big-integer work, a raw torch error or a silently wrong answer.
-MAX_TOKENS = 2**24  # lengths and n-gram sizes: above any context a model has, and exact in float32
 MAX_ROWS = 4096  # num_beams, num_return_sequences: each one is a row of the model's cache
 MAX_LENGTH_PENALTY = 10.0  # length ** 10 still fits float32 for lengths up to ~6,000 tokens
-MIN_SCALE, MAX_SCALE = 1e-30, 1e30  # temperature, penalties: scores divided by them stay finite, distinct float32
+MIN_SCALE = 1 / MAX_SCALE  # temperature, penalties in [1e-30, 1e30]: scores divided by them stay finite float32
 FLOAT32_MAX = 3.4028234663852886e38  # the largest float32: an int above it has no float setting's meaning
 
 
@@ -57,12 +57,33 @@ class DecodingConfig:
     top_k: int | None = 50
     top_p: float = 1.0
     min_p: float | None = None
+    typical_p: float = 1.0
+    epsilon_cutoff: float = 0.0
+    eta_cutoff: float = 0.0
     # processors applied by every strategy
     repetition_penalty: float = 1.0
     no_repeat_ngram_size: int = 0
     bad_words_ids: list | None = None
     forced_bos_token_id: int | None = None
     forced_eos_token_id: int | list | None = None
+    # the processors 4.57.6's generate() has on top of those (decoding/option_checks.py checks them)
+    encoder_repetition_penalty: float = 1.0
+    encoder_no_repeat_ngram_size: int = 0
+    sequence_bias: dict | list | None = None
+    suppress_tokens: list | None = None
+    begin_suppress_tokens: list | None = None
+    exponential_decay_length_penalty: tuple | list | None = None
+    remove_invalid_values: bool = False
+    renormalize_logits: bool = False
+    # classifier-free guidance (decoder-only): the unconditional input is the negative prompt, else the last token
+    guidance_scale: float | None = None
+    negative_prompt_ids: object = field(default=None, compare=False)
+    negative_prompt_attention_mask: object = field(default=None, compare=False)
+    watermarking_config: object = field(default=None, compare=False)
+    # what decoding.generate returns besides the sequences
+    output_scores: bool = False
+    output_logits: bool = False
+    return_dict_in_generate: bool = False
     # beam search
     length_penalty: float = 1.0
     early_stopping: bool | str = False
@@ -76,6 +97,7 @@ class DecodingConfig:
     bos_token_id: int | None = None
     decoder_start_token_id: int | None = None
     stop_strings: str | list | None = None
+    max_time: float | None = None  # seconds; every row stops after the step that passes it
     # Where each setting came from: field name -> layer ("caller", "generation_config", ...); a field
     # missing here kept its default (TRANSFORMERS_DEFAULT). `explain()` prints it.
     sources: dict = field(default_factory=dict, repr=False, compare=False)
@@ -174,12 +196,15 @@ def generation_config_values(model) -> dict:
 _NONE_MEANS = {
     "min_length": 0, "do_sample": False, "num_beams": 1, "num_return_sequences": 1, "temperature": 1.0,
     "top_p": 1.0, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "length_penalty": 1.0,
-    "early_stopping": False,
+    "early_stopping": False, "typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0, "encoder_repetition_penalty": 1.0,
+    "encoder_no_repeat_ngram_size": 0, "remove_invalid_values": False, "renormalize_logits": False, "output_scores": False,
+    "output_logits": False, "return_dict_in_generate": False,
 }
 
 
 # Settings that are floats in generate(); an int given for one (length_penalty=2) becomes a float.
-_FLOAT_SETTINGS = ("temperature", "top_p", "min_p", "repetition_penalty", "length_penalty")
+_FLOAT_SETTINGS = ("temperature", "top_p", "min_p", "repetition_penalty", "length_penalty", "typical_p", "epsilon_cutoff",
+                   "eta_cutoff", "encoder_repetition_penalty", "guidance_scale", "max_time")
 
 
 def _ints_as_floats(values: dict) -> dict:
@@ -270,6 +295,7 @@ def validate(config: DecodingConfig, is_encoder_decoder: bool, vocab_size: int |
                          "greedy decoding returns the same sequence every time")
 
     check_bounds(c, vocab_size)
+    check_processor_options(c, is_encoder_decoder)
     if c.do_sample and not c.temperature > 0:
         raise ValueError(f"temperature must be > 0 when do_sample=True, got {c.temperature}; "
                          "for greedy decoding pass do_sample=False")

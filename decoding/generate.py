@@ -159,7 +159,8 @@ def prepare(model, input_ids, attention_mask, *, tokenizer, logits_processors: S
         skip_before = (state.attention_mask != 0).int().argmax(dim=1)
     processors = build_processors(config, prompt_length=start_length, max_length=lengths.max_length,
                                   min_length=lengths.min_length, vocab_size=logits.shape[-1], device=device,
-                                  skip_before=skip_before, user_processors=list(logits_processors))
+                                  skip_before=skip_before, user_processors=list(logits_processors),
+                                  encoder_input_ids=input_ids)
     stop = StopCriteria(lengths.max_length, config.eos_ids, config.stop_strings, tokenizer, device=device)
     return Prepared(config, lengths, sequences, state, logits, processors, stop, make_tracer(trace))
 
