@@ -18,6 +18,7 @@ import torch
 
 from decoding.beam import beam_search
 from decoding.config import DecodingConfig, Lengths, context_size, has_position_table, resolve_lengths
+from decoding.guidance import guidance_processor
 from decoding.loop import ModelState, infer_attention_mask, prefill, start
 from decoding.processors import Processor, build_processors
 from decoding.recording import recorded_outputs, with_recording
@@ -168,7 +169,7 @@ def prepare(model, input_ids, attention_mask, *, tokenizer, logits_processors: S
     processors = build_processors(config, prompt_length=start_length, max_length=lengths.max_length,
                                   min_length=lengths.min_length, vocab_size=logits.shape[-1], device=device,
                                   skip_before=skip_before, user_processors=list(logits_processors),
-                                  encoder_input_ids=input_ids)
+                                  encoder_input_ids=input_ids, guidance=guidance_processor(model, config))
     stop = StopCriteria(lengths.max_length, config.eos_ids, config.stop_strings, tokenizer, device=device)
     stop = with_time_limit(stop, config.max_time, started)
     return Prepared(config, lengths, sequences, state, logits, processors, stop,
