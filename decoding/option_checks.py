@@ -6,12 +6,14 @@ Each check is what the 4.57.6 processor's constructor (or GenerationConfig.valid
 stricter where 4.57.6 silently ignored a value it could not use (typical_p=1.5, epsilon_cutoff=2):
 here every value is either used or refused, with an error that names the option and the fix.
 Called by `decoding.config.validate`; reads the config's attributes only, so it imports nothing of
-decoding.
+decoding but the watermark's own check.
 """
 
 import math
 
 import torch
+
+from decoding.watermark import watermark_settings
 
 MAX_TOKENS = 2**24  # lengths and n-gram sizes: above any context a model has, and exact in float32
 MAX_SCALE = 1e30  # factors and scales: scores multiplied or divided by them stay finite in float32
@@ -139,4 +141,4 @@ def check_processor_options(c, is_encoder_decoder: bool) -> None:
     check_guidance(c, is_encoder_decoder)
     check_flags(c)
     if c.watermarking_config is not None:
-        raise ValueError("watermarking_config is not supported by nopipe yet; remove it (generate without a watermark)")
+        watermark_settings(c.watermarking_config)

@@ -4,7 +4,7 @@
     encoder_no_repeat_ngram_size, | bad words, min lengths, forced BOS/EOS, | remove_invalid_values,
     exponential_decay_length_penalty, suppress_tokens, begin_suppress_tokens, | the caller's processors,
     temperature, top-k, top-p, min-p (sampling), | typical_p, epsilon_cutoff, eta_cutoff (sampling), |
-    renormalize_logits
+    watermarking_config, renormalize_logits
 
 Each function returns the processors of one stretch between transformers 5's core ones, as
 (input_ids, scores) -> scores callables; an option left at its default adds nothing.
@@ -23,6 +23,7 @@ from decoding.biases import (
 from decoding.encoder_processors import apply_encoder_no_repeat_ngram, apply_encoder_repetition_penalty, encoder_ngrams
 from decoding.option_checks import sequence_bias_items
 from decoding.warpers import apply_epsilon_cutoff, apply_eta_cutoff, apply_typical
+from decoding.watermark import GreenLists, apply_watermark, watermark_settings
 
 
 def check_in_vocabulary(name: str, ids, vocab: int) -> None:
@@ -100,6 +101,15 @@ def extra_warpers(config, keep: int) -> list:
     return warpers
 
 
-def final_processors(config) -> list:
-    """renormalize_logits: always the last one."""
-    return [lambda ids, s: renormalize(s)] if config.renormalize_logits else []
+def final_processors(config, vocab: int, device) -> list:
+    """The watermark (after every other processor, sampling or not), then renormalize_logits, always the last.
+
+    vocab: the scores' width; 4.57.6 split config.vocab_size, the same number for the LM heads we load.
+    """
+    processors = []
+    if config.watermarking_config is not None:
+        lists = GreenLists(watermark_settings(config.watermarking_config), vocab, device)
+        processors.append(lambda ids, s: apply_watermark(s, ids, lists))
+    if config.renormalize_logits:
+        processors.append(lambda ids, s: renormalize(s))
+    return processors

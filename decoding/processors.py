@@ -204,7 +204,7 @@ def build_processors(config: DecodingConfig, *, prompt_length: int, max_length: 
         if c.min_p is not None:
             processors.append(lambda ids, s: apply_min_p(s, c.min_p, keep))
         processors.extend(extra_warpers(c, keep))
-    processors.extend(final_processors(c))
+    processors.extend(final_processors(c, vocab_size, device))
     return processors
 
 

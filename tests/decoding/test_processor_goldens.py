@@ -16,6 +16,7 @@ from tiny_models import fixture_model
 
 from core.seed import set_seed
 from decoding import generate
+from decoding.watermark import watermark_z_scores
 from tests.paths import GOLDENS
 
 CASES = json.loads((GOLDENS / "processors.json").read_text(encoding="utf-8"))["cases"]
@@ -72,3 +73,25 @@ def test_each_case_would_catch_an_ignored_option(case):
     assert case["expected"] != case["without"], f"{case['id']} does not depend on {case['under_test']}"
     assert set(case["under_test"]) <= set(case["options"]) | {"guidance_scale"}
     assert not math.isnan(sum(len(row) for row in case["expected"]["sequences"]))
+
+
+WATERMARKED = [case for case in CASES if "watermarking_config" in case["under_test"]]
+
+
+@pytest.mark.parametrize("case", WATERMARKED, ids=[case["id"] for case in WATERMARKED])
+def test_the_detector_sees_the_watermark(case):
+    """decoding.watermark's detector gives the watermarked new tokens a higher z-score than the plain ones.
+
+    Each new token is scored with the token before it (the prompt's last, or the decoder start token) as its
+    context; a repeated n-gram counts once (a tiny model repeats one token, green or not, to the end).
+    """
+    model, tokenizer = fixture_model(case["fixture"])
+    start = 1 if model.config.is_encoder_decoder else len(tokenizer(case["prompts"], padding=True)["input_ids"][0])
+
+    def z_scores(answer: dict) -> list[float]:
+        new = torch.tensor([row[start - 1:] for row in answer["sequences"]])
+        return watermark_z_scores(new, case["options"]["watermarking_config"], model.config.vocab_size,
+                                  ignore_repeated_ngrams=True).z_score
+
+    marked, plain = z_scores(case["expected"]), z_scores(case["without"])
+    assert min(marked) > max(plain), f"watermarked {marked}, plain {plain}"

@@ -54,7 +54,10 @@ BAD = {
     "negative_mask_of_another_shape": (dict(guidance_scale=2.0, negative_prompt_ids=IDS,
                                             negative_prompt_attention_mask=torch.ones(1, 2, dtype=torch.long)),
                                        ValueError, ["negative_prompt_attention_mask", "same shape"]),
-    "watermarking_config": (dict(watermarking_config={"bias": 2.0}), ValueError, ["watermarking_config", "not supported"]),
+    "watermarking_config_unknown_key": (dict(watermarking_config={"strength": 2.0}), TypeError,
+                                        ["watermarking_config", "strength"]),
+    "watermarking_config_ratio": (dict(watermarking_config={"greenlist_ratio": 1.0}), ValueError, ["greenlist_ratio", "(0, 1)"]),
+    "watermarking_config_scheme": (dict(watermarking_config={"seeding_scheme": "hash"}), ValueError, ["seeding_scheme"]),
 }
 
 

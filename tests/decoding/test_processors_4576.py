@@ -17,6 +17,7 @@ from transformers.generation import logits_process as hf
 from decoding.config import DecodingConfig
 from decoding.processors import build_processors, run_processors
 from decoding.warpers import apply_epsilon_cutoff, apply_eta_cutoff, apply_typical
+from decoding.watermark import DEFAULTS
 
 EXAMPLES = settings(max_examples=25, deadline=None)
 seeds = st.integers(0, 2**31 - 1)
@@ -183,3 +184,37 @@ def test_renormalize_is_last_and_guidance_first():
     scores = run_processors(processors, random_ids(0, 3), random_scores(0))
     assert calls == ["guidance", "user"]
     assert torch.allclose(scores.logsumexp(-1), torch.zeros(ROWS), atol=1e-5)
+
+
+watermarks = st.fixed_dictionaries({}, optional={
+    "greenlist_ratio": st.sampled_from([0.1, 0.25, 0.5]), "bias": st.sampled_from([1.0, 2.5]),
+    "hashing_key": st.integers(1, 2**31), "seeding_scheme": st.sampled_from(["lefthash", "selfhash"]),
+    "context_width": st.integers(1, 3)})
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=seeds, length=lengths, watermark=watermarks)
+def test_watermark(seed, length, watermark):
+    """The green lists of transformers' WatermarkLogitsProcessor, on a vocabulary larger than selfhash's 40 tries."""
+    scores, input_ids = random_scores(seed, vocab=60), random_ids(seed, length, high=60)
+    expected = hf.WatermarkLogitsProcessor(60, "cpu", **watermark)(input_ids, scores.clone())
+    assert_same_scores(expected, ours(input_ids, scores, watermarking_config=watermark))
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=seeds, length=st.integers(4, 20), watermark=watermarks, bos=st.booleans())
+def test_watermark_detector(seed, length, watermark, bos):
+    """The z-scores of transformers' WatermarkDetector, on random texts and on watermarked ones."""
+    from transformers import GPT2Config
+    from transformers.generation import WatermarkDetector
+
+    from decoding.watermark import watermark_z_scores
+
+    input_ids = random_ids(seed, length, high=VOCAB)
+    input_ids[:, 0] = 1 if bos else 3  # all texts start with BOS (dropped), or none does
+    detector = WatermarkDetector(GPT2Config(vocab_size=VOCAB, bos_token_id=1), "cpu", {**DEFAULTS, **watermark})
+    expected = detector(input_ids, return_dict=True)
+    actual = watermark_z_scores(input_ids, watermark, VOCAB, bos_token_id=1)
+    assert actual.num_tokens_scored == expected.num_tokens_scored.tolist()
+    assert actual.num_green_tokens == expected.num_green_tokens.tolist()
+    assert torch.allclose(torch.tensor(actual.z_score, dtype=torch.float64), torch.tensor(expected.z_score), atol=1e-12)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 import transformers
-from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, set_seed
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, WatermarkingConfig, set_seed
 
 HERE = Path(__file__).resolve().parent
 FIXTURES = HERE.parent / "fixtures" / "models"
@@ -99,6 +99,14 @@ CASES = [
     *(case(f"{m}-guidance-negative-prompt", m, [PROMPT[m]], dict(GREEDY, guidance_scale=2.0), ["guidance_scale"],
            negative_prompt="A dull and boring text about") for m in ("gpt2", "llama")),
     case("gpt2-guidance-sampling", "gpt2", [STORY], dict(SAMPLING, guidance_scale=1.5), ["guidance_scale"], seed=8),
+    # the green-list watermark (a dict of WatermarkingConfig's fields), greedy and sampled, both seeding schemes
+    *(case(f"{m}-watermark", m, [PROMPT[m]], dict(GREEDY, watermarking_config=dict(bias=4.0)), ["watermarking_config"])
+      for m in ("gpt2", "llama", "t5")),
+    case("llama-watermark-sampling", "llama", [SHORT, STORY],
+         dict(SAMPLING, watermarking_config=dict(bias=2.5, greenlist_ratio=0.5, hashing_key=7, context_width=2)),
+         ["watermarking_config"], seed=9),
+    case("gpt2-watermark-selfhash", "gpt2", [SHORT], dict(GREEDY, watermarking_config=dict(bias=4.0, seeding_scheme="selfhash")),
+         ["watermarking_config"]),
 ]
 
 
@@ -135,6 +143,8 @@ def run(model, tokenizer, spec: dict, options: dict) -> dict:
     if spec["negative_prompt"] is not None and "guidance_scale" in options:
         negative = tokenizer([spec["negative_prompt"]], return_tensors="pt")
         extra = dict(negative_prompt_ids=negative["input_ids"], negative_prompt_attention_mask=negative["attention_mask"])
+    if "watermarking_config" in options:  # stored as a dict; 4.57.6's generate() keyword takes only the object
+        options = dict(options, watermarking_config=WatermarkingConfig(**options["watermarking_config"]))
     if spec["seed"] is not None:
         set_seed(spec["seed"])
     with torch.no_grad():
