@@ -57,6 +57,7 @@ class DecodingConfig:
     top_k: int | None = 50
     top_p: float = 1.0
     min_p: float | None = None
+    top_h: float | None = None
     typical_p: float = 1.0
     epsilon_cutoff: float = 0.0
     eta_cutoff: float = 0.0
@@ -204,7 +205,7 @@ _NONE_MEANS = {
 
 # Settings that are floats in generate(); an int given for one (length_penalty=2) becomes a float.
 _FLOAT_SETTINGS = ("temperature", "top_p", "min_p", "repetition_penalty", "length_penalty", "typical_p", "epsilon_cutoff",
-                   "eta_cutoff", "encoder_repetition_penalty", "guidance_scale", "max_time")
+                   "eta_cutoff", "top_h", "encoder_repetition_penalty", "guidance_scale", "max_time")
 
 
 def _ints_as_floats(values: dict) -> dict:

@@ -22,9 +22,9 @@ def apply_encoder_repetition_penalty(scores: torch.Tensor, encoder_input_ids: to
     """Make the input's tokens more likely (penalty > 1) or less (< 1): EncoderRepetitionPenaltyLogitsProcessor.
 
     It divides by 1 / penalty where the repetition penalty divides by penalty, hence the opposite
-    effect. 4.57.6 gathers with the un-repeated input, so with several beams or samples per prompt
-    it changes only the first rows (and with the wrong prompt's ids); here every row gets its own
-    prompt's ids. With one row per prompt both are the same.
+    effect. Every row gets its own prompt's ids, as in transformers 5; 4.57.6 gathered with the
+    un-repeated input, so with several beams or samples per prompt it changed only the first rows
+    (with the wrong prompt's ids). With one row per prompt all three are the same.
     """
     ids = rows_of(encoder_input_ids, scores.shape[0])
     inverse = 1 / penalty

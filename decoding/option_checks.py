@@ -27,7 +27,7 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def check_open_unit(name: str, value, off: float, include_one: bool) -> None:
+def check_open_unit(name: str, value, off: float | None, include_one: bool) -> None:
     """`value` in (0, 1) (or (0, 1] when `include_one`), or `off`, the value that disables the option."""
     if not _is_number(value):
         raise TypeError(f"{name} must be a finite number, got {value!r}")
@@ -35,6 +35,7 @@ def check_open_unit(name: str, value, off: float, include_one: bool) -> None:
         return
     if not (0 < value < 1 or (include_one and value == 1)):
         interval = "(0, 1]" if include_one else f"(0, 1) ({off} disables it)"
+        interval += " (or None to disable it)" if off is None else ""
         raise ValueError(f"{name} must be in {interval}, got {value!r}")
 
 
@@ -122,6 +123,8 @@ def check_flags(c) -> None:
 def check_processor_options(c, is_encoder_decoder: bool) -> None:
     """Refuse a bad value of any 4.57.6 option, naming it and the fix."""
     check_open_unit("typical_p", c.typical_p, off=1.0, include_one=True)
+    if c.top_h is not None:
+        check_open_unit("top_h", c.top_h, off=None, include_one=True)
     check_open_unit("epsilon_cutoff", c.epsilon_cutoff, off=0.0, include_one=False)
     check_open_unit("eta_cutoff", c.eta_cutoff, off=0.0, include_one=False)
     penalty = c.encoder_repetition_penalty

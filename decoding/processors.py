@@ -7,7 +7,9 @@ fixed seed only reproduces `generate()` when the probabilities agree to the last
 
 `build_processors` picks the ones the settings switch on, in transformers' order:
 repetition penalty, no-repeat n-gram, bad words, min length, min new tokens, forced BOS,
-forced EOS, then the caller's own processors, then (sampling only) temperature, top-k, top-p, min-p.
+forced EOS, then the caller's own processors, then (sampling only) temperature, top-h, top-k, top-p,
+min-p. The options 4.57.6 has on top of these (typical_p, sequence_bias, guidance, the watermark...)
+take their places in the same chain: decoding/processor_chain.py lists the whole order.
 """
 
 import math
@@ -24,6 +26,7 @@ from decoding.processor_chain import (
     leading_processors,
     trailing_processors,
 )
+from decoding.warpers import apply_top_h
 
 # A processor: (input_ids (rows, seq_len), scores (rows, vocab)) -> scores (rows, vocab)
 Processor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -197,6 +200,8 @@ def build_processors(config: DecodingConfig, *, prompt_length: int, max_length: 
         keep = len(c.eos_ids) + 1 if c.num_beams > 1 and c.eos_ids else (2 if c.num_beams > 1 else 1)
         if c.temperature != 1.0:
             processors.append(lambda ids, s: apply_temperature(s, c.temperature))
+        if c.top_h is not None:
+            processors.append(lambda ids, s: apply_top_h(s, c.top_h))
         if c.top_k:
             processors.append(lambda ids, s: apply_top_k(s, c.top_k, keep))
         if c.top_p < 1.0:

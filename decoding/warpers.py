@@ -55,3 +55,24 @@ def apply_eta_cutoff(scores: torch.Tensor, eta: float, min_tokens_to_keep: int =
     threshold = torch.min(eta_tensor, torch.sqrt(eta_tensor) * torch.exp(-entropy))[..., None]
     remove = probabilities < threshold
     return scores.masked_fill(remove & _below_keep_threshold(scores, min_tokens_to_keep), -math.inf)
+
+
+TOP_H_CANDIDATES = 100  # top-h looks at the 100 best tokens only, as transformers' TopHLogitsWarper
+
+
+def apply_top_h(scores: torch.Tensor, top_h: float) -> torch.Tensor:
+    """Keep the best tokens while their summed entropy terms stay within `top_h` times the entropy (top-h sampling).
+
+    transformers 5's TopHLogitsWarper (not in 4.57.6): over the 100 best tokens, keep each token whose
+    cumulative -p log p is at most top_h * H (the best one always), so a confident distribution keeps
+    few tokens and a flat one many.
+    """
+    keep = torch.zeros_like(scores, dtype=torch.bool)
+    best_scores, best_ids = torch.topk(scores, min(TOP_H_CANDIDATES, scores.shape[-1]), dim=-1, largest=True, sorted=True)
+    distribution = torch.distributions.Categorical(logits=best_scores)
+    probs = distribution.probs
+    budget = (distribution.entropy() * top_h).unsqueeze(-1)
+    selected = torch.cumsum(-probs * torch.log(probs), dim=-1) <= budget
+    selected[:, 0] = True
+    keep.scatter_(dim=1, index=best_ids, src=selected)
+    return scores.masked_fill(~keep, -math.inf)

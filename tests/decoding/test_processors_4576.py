@@ -218,3 +218,12 @@ def test_watermark_detector(seed, length, watermark, bos):
     assert actual.num_tokens_scored == expected.num_tokens_scored.tolist()
     assert actual.num_green_tokens == expected.num_green_tokens.tolist()
     assert torch.allclose(torch.tensor(actual.z_score, dtype=torch.float64), torch.tensor(expected.z_score), atol=1e-12)
+
+
+@EXAMPLES
+@given(seed=seeds, top_h=st.floats(0.01, 1.0), vocab=st.sampled_from([VOCAB, 150]))
+def test_top_h(seed, top_h, vocab):
+    """transformers 5's top-h (not in 4.57.6), on vocabularies below and above its 100 candidates."""
+    scores = random_scores(seed, vocab=vocab)
+    expected = hf.TopHLogitsWarper(top_h)(None, scores.clone())
+    assert_same_scores(expected, ours(None, scores, do_sample=True, top_k=0, top_h=top_h))
