@@ -24,7 +24,10 @@ def _is_int(value) -> bool:
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite int or float; an int too large for a float (10**400) is not one (math.isfinite would overflow)."""
+    if _is_int(value):
+        return abs(value) <= 1e300
+    return isinstance(value, float) and math.isfinite(value)
 
 
 def check_open_unit(name: str, value, off: float | None, include_one: bool) -> None:
@@ -45,6 +48,22 @@ def check_token_list(name: str, value) -> None:
         return
     if not isinstance(value, (list, tuple)) or not all(_is_int(i) and i >= 0 for i in value):
         raise TypeError(f"{name} must be a list of non-negative token ids, e.g. [7, 9], got {value!r}")
+
+
+def check_no_forced_token_suppressed(c) -> None:
+    """A forced token (forced_bos_token_id, forced_eos_token_id) in suppress_tokens leaves no token to write at
+    its position: sampling fails on it and greedy decoding writes token 0. Refuse it instead."""
+    if not c.suppress_tokens:
+        return
+    eos = c.forced_eos_token_id  # its type is checked later, by decoding.config.validate
+    forced_eos = [eos] if _is_int(eos) else list(eos) if isinstance(eos, (list, tuple)) else []
+    forced = {"forced_bos_token_id": [c.forced_bos_token_id] if c.forced_bos_token_id is not None else [],
+              "forced_eos_token_id": forced_eos}
+    for name, ids in forced.items():
+        clash = sorted(set(ids) & set(c.suppress_tokens))
+        if clash:
+            raise ValueError(f"suppress_tokens contains {clash}, the {name} (maybe from model.generation_config): "
+                             f"no token would be left to write there; remove it from suppress_tokens or set {name}=None")
 
 
 def sequence_bias_items(sequence_bias) -> list[tuple[tuple[int, ...], float]]:
@@ -138,6 +157,7 @@ def check_processor_options(c, is_encoder_decoder: bool) -> None:
         sequence_bias_items(c.sequence_bias)
     check_token_list("suppress_tokens", c.suppress_tokens)
     check_token_list("begin_suppress_tokens", c.begin_suppress_tokens)
+    check_no_forced_token_suppressed(c)
     check_exponential_decay(c.exponential_decay_length_penalty, c.eos_ids)
     if c.max_time is not None and (not _is_number(c.max_time) or c.max_time < 0):
         raise ValueError(f"max_time must be a number of seconds >= 0 (or None), got {c.max_time!r}")

@@ -35,6 +35,8 @@ BAD = {
     "suppress_tokens_flat_int": (dict(suppress_tokens=5), TypeError, ["suppress_tokens", "list of non-negative token ids"]),
     "suppress_tokens_negative": (dict(suppress_tokens=[-1]), TypeError, ["suppress_tokens"]),
     "suppress_tokens_outside_vocab": (dict(suppress_tokens=[VOCAB]), ValueError, ["suppress_tokens", f"[{VOCAB}]"]),
+    "suppress_tokens_forced_eos": (dict(suppress_tokens=[2, 9], forced_eos_token_id=2), ValueError,
+                                   ["suppress_tokens contains [2]", "forced_eos_token_id", "remove it"]),
     "begin_suppress_tokens_outside_vocab": (dict(begin_suppress_tokens=[10**9]), ValueError, ["begin_suppress_tokens"]),
     "exponential_decay_not_a_pair": (dict(exponential_decay_length_penalty=1.5), TypeError,
                                      ["exponential_decay_length_penalty", "(start, factor)"]),
@@ -88,3 +90,11 @@ def test_the_off_values_change_nothing(settings):
     plain = generate(model, input_ids, attention_mask, max_new_tokens=5)
     assert generate(model, input_ids, attention_mask, max_new_tokens=5, **settings).sequences.tolist() == \
         plain.sequences.tolist()
+
+
+def test_bart_forced_bos_cannot_be_suppressed():
+    """The tiny BART forces BOS 0 from its generation_config: suppressing 0 left no token (greedy wrote 0 anyway)."""
+    model = tiny_model("bart")
+    input_ids, attention_mask = prompt_batch(model)
+    with pytest.raises(ValueError, match=r"suppress_tokens contains \[0\], the forced_bos_token_id \(maybe from model"):
+        generate(model, input_ids, attention_mask, max_new_tokens=3, suppress_tokens=[0])
