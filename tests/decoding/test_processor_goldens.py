@@ -8,7 +8,6 @@ with them (checked here too), so a case fails if nopipe ignored its option.
 """
 
 import json
-import math
 
 import pytest
 import torch
@@ -71,8 +70,7 @@ def test_same_answer_as_4576(case):
 def test_each_case_would_catch_an_ignored_option(case):
     """4.57.6's answer without the options under test is another answer: the sequences or the scores."""
     assert case["expected"] != case["without"], f"{case['id']} does not depend on {case['under_test']}"
-    assert set(case["under_test"]) <= set(case["options"]) | {"guidance_scale"}
-    assert not math.isnan(sum(len(row) for row in case["expected"]["sequences"]))
+    assert set(case["under_test"]) <= set(case["options"]), "the options under test are the ones the case sets"
 
 
 WATERMARKED = [case for case in CASES if "watermarking_config" in case["under_test"]]

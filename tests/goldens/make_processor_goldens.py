@@ -55,11 +55,11 @@ CASES = [
     *(case(f"{m}-typical-p", m, [PROMPT[m]], dict(SAMPLING, typical_p=0.3), ["typical_p"], seed=3) for m in ("gpt2", "llama")),
     *(case(f"{m}-epsilon-cutoff", m, [PROMPT[m]], dict(SAMPLING, epsilon_cutoff=0.01), ["epsilon_cutoff"], seed=4)
       for m in ("gpt2", "llama")),
-    *(case(f"{m}-eta-cutoff", m, [PROMPT[m]], dict(SAMPLING, eta_cutoff=0.01), ["eta_cutoff"], seed=5)
+    *(case(f"{m}-eta-cutoff", m, [PROMPT[m]], dict(SAMPLING, eta_cutoff=0.2), ["eta_cutoff"], seed=5)
       for m in ("gpt2", "llama")),
     case("gpt2-typical-p-batch", "gpt2", [STORY, SHORT], dict(SAMPLING, typical_p=0.4, num_return_sequences=2),
          ["typical_p"], seed=6),
-    case("t5-epsilon-cutoff", "t5", [ARTICLE], dict(SAMPLING, epsilon_cutoff=0.01), ["epsilon_cutoff"], seed=7),
+    case("t5-epsilon-cutoff", "t5", [ARTICLE], dict(SAMPLING, epsilon_cutoff=0.1), ["epsilon_cutoff"], seed=7),
     # bans and biases
     *(case(f"{m}-suppress-tokens", m, [PROMPT[m]], dict(GREEDY), ["suppress_tokens"], derive="suppress_first_two")
       for m in ("gpt2", "llama", "t5")),
