@@ -15,6 +15,13 @@ hands it to `build_processors`, which puts it first.
 import torch
 
 
+def check_negative_rows(negative_ids: torch.Tensor | None, rows: int) -> None:
+    """The negative prompt needs one row per generated row (the unconditional input grows by each row's token)."""
+    if negative_ids is not None and negative_ids.shape[0] != rows:
+        raise ValueError(f"negative_prompt_ids has {negative_ids.shape[0]} rows but the call generates {rows}; give one "
+                         "row per generated row (prompts x num_beams or num_return_sequences)")
+
+
 class UnconditionalGuidance:
     """The guidance processor of one generate() call: (input_ids, scores) -> guided scores.
 
@@ -33,6 +40,7 @@ class UnconditionalGuidance:
     def unconditional_logits(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Logits of the unconditional input's last position, (rows or 1, vocab) float32; advances one token."""
         if self.first:
+            check_negative_rows(self.ids, input_ids.shape[0])
             if self.ids is None:
                 self.ids = input_ids[:, -1:]
             if self.mask is None:

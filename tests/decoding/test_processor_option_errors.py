@@ -98,3 +98,17 @@ def test_bart_forced_bos_cannot_be_suppressed():
     input_ids, attention_mask = prompt_batch(model)
     with pytest.raises(ValueError, match=r"suppress_tokens contains \[0\], the forced_bos_token_id \(maybe from model"):
         generate(model, input_ids, attention_mask, max_new_tokens=3, suppress_tokens=[0])
+
+
+def test_negative_prompts_must_match_the_rows():
+    model = tiny_model("gpt2")
+    input_ids, attention_mask = prompt_batch(model)  # 3 prompts
+    negative = torch.tensor([[5, 6], [7, 8]])
+    with pytest.raises(ValueError, match="negative_prompt_ids has 2 rows but the call generates 3; give one row per"):
+        generate(model, input_ids, attention_mask, max_new_tokens=3, guidance_scale=2.0, negative_prompt_ids=negative)
+    with pytest.raises(ValueError, match="negative_prompt_ids has 1 rows but the call generates 6"):
+        generate(model, input_ids[:3], attention_mask, max_new_tokens=3, guidance_scale=2.0, num_beams=2,
+                 negative_prompt_ids=negative[:1])
+    three = generate(model, input_ids, attention_mask, max_new_tokens=3, guidance_scale=2.0,
+                     negative_prompt_ids=torch.tensor([[5, 6]] * 3))
+    assert three.sequences.shape[0] == 3
