@@ -65,5 +65,10 @@ def guidance_processor(model, config) -> UnconditionalGuidance | None:
         return None
     device = model.device
     ids, mask = config.negative_prompt_ids, config.negative_prompt_attention_mask
+    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    vocab = getattr(embeddings, "num_embeddings", None)
+    if ids is not None and vocab is not None and (int(ids.min()) < 0 or int(ids.max()) >= vocab):
+        raise ValueError(f"negative_prompt_ids holds ids outside the model's {vocab} embeddings "
+                         f"({int(ids.min())}..{int(ids.max())}); tokenize the negative prompt with the model's tokenizer")
     return UnconditionalGuidance(model, config.guidance_scale, ids.to(device) if ids is not None else None,
                                  mask.to(device) if mask is not None else None)

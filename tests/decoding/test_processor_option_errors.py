@@ -112,3 +112,11 @@ def test_negative_prompts_must_match_the_rows():
     three = generate(model, input_ids, attention_mask, max_new_tokens=3, guidance_scale=2.0,
                      negative_prompt_ids=torch.tensor([[5, 6]] * 3))
     assert three.sequences.shape[0] == 3
+
+
+def test_negative_prompt_ids_outside_the_embeddings():
+    model = tiny_model("llama")
+    input_ids, attention_mask = prompt_batch(model)
+    with pytest.raises(ValueError, match=f"negative_prompt_ids holds ids outside the model's {VOCAB} embeddings"):
+        generate(model, input_ids, attention_mask, max_new_tokens=3, guidance_scale=2.0,
+                 negative_prompt_ids=torch.tensor([[5, VOCAB]] * 3))
