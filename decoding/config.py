@@ -81,6 +81,8 @@ class DecodingConfig:
     negative_prompt_ids: object = field(default=None, compare=False)
     negative_prompt_attention_mask: object = field(default=None, compare=False)
     watermarking_config: object = field(default=None, compare=False)
+    # (prompt index, row ids) -> the token ids allowed next (decoding/prefix_constraint.py)
+    prefix_allowed_tokens_fn: object = field(default=None, compare=False)
     # what decoding.generate returns besides the sequences
     output_scores: bool = False
     output_logits: bool = False

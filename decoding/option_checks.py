@@ -162,6 +162,9 @@ def check_processor_options(c, is_encoder_decoder: bool) -> None:
     if c.max_time is not None and (not _is_number(c.max_time) or c.max_time < 0):
         raise ValueError(f"max_time must be a number of seconds >= 0 (or None), got {c.max_time!r}")
     check_guidance(c, is_encoder_decoder)
+    if c.prefix_allowed_tokens_fn is not None and not callable(c.prefix_allowed_tokens_fn):
+        raise TypeError("prefix_allowed_tokens_fn must be a function (prompt_index, row_ids) -> allowed token ids, "
+                        f"got {c.prefix_allowed_tokens_fn!r}")
     check_flags(c)
     if c.watermarking_config is not None:
         watermark_settings(c.watermarking_config)

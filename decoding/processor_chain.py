@@ -1,7 +1,7 @@
 """Where the 4.57.6 processors go in the chain `build_processors` makes, in 4.57.6's order:
 
     guidance, sequence_bias, encoder_repetition_penalty, | repetition_penalty, no_repeat_ngram_size, |
-    encoder_no_repeat_ngram_size, | bad words, min lengths, forced BOS/EOS, | remove_invalid_values,
+    encoder_no_repeat_ngram_size, | bad words, min lengths, | prefix_allowed_tokens_fn, | forced BOS/EOS, | remove_invalid_values,
     exponential_decay_length_penalty, suppress_tokens, begin_suppress_tokens, | the caller's processors,
     temperature, top-k, top-p, min-p (sampling), | typical_p, epsilon_cutoff, eta_cutoff (sampling), |
     watermarking_config, renormalize_logits

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from decoding.config import DecodingConfig
+from decoding.prefix_constraint import prefix_constraint_processors
 from decoding.processor_chain import (
     encoder_ngram_processors,
     extra_warpers,
@@ -187,6 +188,7 @@ def build_processors(config: DecodingConfig, *, prompt_length: int, max_length: 
     if c.min_new_tokens and len(eos):
         min_total = prompt_length + c.min_new_tokens
         processors.append(lambda ids, s: apply_min_length(s, ids.shape[-1], min_total, eos))
+    processors.extend(prefix_constraint_processors(c))
     if c.forced_bos_token_id is not None:
         bos = torch.tensor([c.forced_bos_token_id], device=device)
         processors.append(lambda ids, s: force_tokens(s, bos) if ids.shape[-1] == 1 else s)

@@ -22,7 +22,8 @@ OPTIONS = ["typical_p", "epsilon_cutoff", "eta_cutoff", "top_h", "suppress_token
            "sequence_bias", "encoder_repetition_penalty", "encoder_no_repeat_ngram_size", "renormalize_logits",
            "remove_invalid_values", "exponential_decay_length_penalty", "max_time", "guidance_scale",
            "negative_prompt_ids", "negative_prompt_attention_mask", "watermarking_config", "output_scores",
-           "output_logits", "return_dict_in_generate", "temperature", "length_penalty", "num_beams", "max_new_tokens"]
+           "output_logits", "return_dict_in_generate", "prefix_allowed_tokens_fn", "temperature", "length_penalty", "num_beams",
+           "max_new_tokens"]
 HOSTILE = [None, True, 0, 1, -1, 0.5, 1.0, 2.0, 10**30, -10**30, 10**400, math.nan, math.inf, -math.inf, 1e-300,
            1e300, "0.5", "", [], [0], [VOCAB], [-1], [[1, 2]], [1.5], (2, 1.5), (2, math.inf), (-1, 2.0), (2, -1.0),
            (10**30, 1.5), (2,), {}, {(1,): 1.0}, {(1, 2): math.nan}, {1: 1.0}, {(VOCAB,): 1.0}, [[[1, 2], 1.0]],

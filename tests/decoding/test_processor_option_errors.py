@@ -120,3 +120,18 @@ def test_negative_prompt_ids_outside_the_embeddings():
     with pytest.raises(ValueError, match=f"negative_prompt_ids holds ids outside the model's {VOCAB} embeddings"):
         generate(model, input_ids, attention_mask, max_new_tokens=3, guidance_scale=2.0,
                  negative_prompt_ids=torch.tensor([[5, VOCAB]] * 3))
+
+
+@pytest.mark.parametrize("fn, words", [
+    (lambda prompt, ids: [], ["prefix_allowed_tokens_fn returned []", "non-empty list"]),
+    (lambda prompt, ids: [VOCAB + 1], ["prefix_allowed_tokens_fn returned ids outside", f"vocabulary of {VOCAB}"]),
+    (lambda prompt, ids: None, ["prefix_allowed_tokens_fn returned None"]),
+    ([1, 2], ["prefix_allowed_tokens_fn must be a function"]),
+])
+def test_bad_prefix_allowed_tokens_fn(fn, words):
+    model = tiny_model("gpt2")
+    input_ids, attention_mask = prompt_batch(model)
+    with pytest.raises((ValueError, TypeError)) as raised:
+        generate(model, input_ids, attention_mask, max_new_tokens=3, prefix_allowed_tokens_fn=fn)
+    for word in words:
+        assert word in str(raised.value), f"{word!r} missing from: {raised.value}"

@@ -73,3 +73,15 @@ def run_with(model, input_ids, attention_mask, settings: dict) -> None:
     set_seed(0)
     actual = decoding.generate(model, input_ids, attention_mask, **settings).sequences
     assert_same_tokens(expected, actual)
+
+
+def only_even_tokens(prompt: int, row_ids) -> list[int]:
+    return list(range(2 * (prompt % 2), 60, 2))
+
+
+@pytest.mark.parametrize("settings", [GREEDY, BEAMS, dict(SAMPLING, num_return_sequences=2)])
+@pytest.mark.parametrize("arch", DECODER_ONLY + ENCODER_DECODER)
+def test_prefix_allowed_tokens_fn_same_tokens_as_generate(arch, settings):
+    model = tiny_model(arch)
+    input_ids, attention_mask = prompt_batch(model)
+    run_with(model, input_ids, attention_mask, dict(settings, prefix_allowed_tokens_fn=only_even_tokens))

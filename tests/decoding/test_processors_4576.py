@@ -227,3 +227,20 @@ def test_top_h(seed, top_h, vocab):
     scores = random_scores(seed, vocab=vocab)
     expected = hf.TopHLogitsWarper(top_h)(None, scores.clone())
     assert_same_scores(expected, ours(None, scores, do_sample=True, top_k=0, top_h=top_h))
+
+
+def allow_by_last_token(prompt: int, row_ids: torch.Tensor) -> list[int]:
+    """A constraint that depends on the prompt and the row: a window of ids after the last one."""
+    start = (int(row_ids[-1]) * 7 + prompt * 3) % (VOCAB - 5)
+    return list(range(start, start + 1 + prompt % 4))
+
+
+@EXAMPLES
+@given(seed=seeds, length=lengths, per_prompt=st.sampled_from([1, 2, 4]))
+def test_prefix_allowed_tokens_fn(seed, length, per_prompt):
+    """transformers 5's PrefixConstrainedLogitsProcessor, with rows_per_prompt as its num_beams; -inf rows are forced."""
+    from decoding.prefix_constraint import apply_prefix_constraint
+
+    scores, input_ids = random_scores(seed), random_ids(seed, length, high=VOCAB)
+    expected = hf.PrefixConstrainedLogitsProcessor(allow_by_last_token, per_prompt)(input_ids, scores.clone())
+    assert_same_scores(expected, apply_prefix_constraint(scores, input_ids, allow_by_last_token, per_prompt))

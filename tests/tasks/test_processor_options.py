@@ -43,6 +43,6 @@ def test_every_option_is_a_runner_option():
     names = ("typical_p", "epsilon_cutoff", "eta_cutoff", "top_h", "suppress_tokens", "begin_suppress_tokens",
              "sequence_bias", "encoder_repetition_penalty", "encoder_no_repeat_ngram_size", "renormalize_logits",
              "remove_invalid_values", "exponential_decay_length_penalty", "max_time", "guidance_scale",
-             "negative_prompt_ids", "negative_prompt_attention_mask", "watermarking_config")
+             "negative_prompt_ids", "negative_prompt_attention_mask", "watermarking_config", "prefix_allowed_tokens_fn")
     assert set(names) <= set(DecodingConfig.setting_names())
     check_options(dict.fromkeys(names))
