@@ -10,10 +10,12 @@ Lengths that depend on the prompt (`max_new_tokens` -> `max_length`) are resolve
 """
 
 import difflib
+import math
 from dataclasses import dataclass, field, fields
 
 from torch import nn
 
+from decoding.option_checks import MAX_SCALE, MAX_TOKENS, check_processor_options
 from decoding.warn import warn_caller
 
 # The layers a setting can come from, strongest last in `from_layers`; the task runners add theirs
@@ -23,6 +25,13 @@ GENERATION_CONFIG = "generation_config"
 CALLER = "caller"
 
 DEFAULT_NEW_TOKENS = 20  # transformers' max_length=20 default, counted as new tokens when nobody set a length
+
+# Bounds on numeric settings, checked before any arithmetic so that a huge value is a clear error, not a
+# minute of big-integer work, a raw torch error or a silently wrong answer.
+MAX_ROWS = 4096  # num_beams, num_return_sequences: each one is a row of the model's cache
+MAX_LENGTH_PENALTY = 10.0  # length ** 10 still fits float32 for lengths up to ~6,000 tokens
+MIN_SCALE = 1 / MAX_SCALE  # temperature, penalties in [1e-30, 1e30]: scores divided by them stay finite float32
+FLOAT32_MAX = 3.4028234663852886e38  # the largest float32: an int above it has no float setting's meaning
 
 
 @dataclass(frozen=True)
@@ -48,12 +57,36 @@ class DecodingConfig:
     top_k: int | None = 50
     top_p: float = 1.0
     min_p: float | None = None
+    top_h: float | None = None
+    typical_p: float = 1.0
+    epsilon_cutoff: float = 0.0
+    eta_cutoff: float = 0.0
     # processors applied by every strategy
     repetition_penalty: float = 1.0
     no_repeat_ngram_size: int = 0
     bad_words_ids: list | None = None
     forced_bos_token_id: int | None = None
     forced_eos_token_id: int | list | None = None
+    # the processors 4.57.6's generate() has on top of those (decoding/option_checks.py checks them)
+    encoder_repetition_penalty: float = 1.0
+    encoder_no_repeat_ngram_size: int = 0
+    sequence_bias: dict | list | None = None
+    suppress_tokens: list | None = None
+    begin_suppress_tokens: list | None = None
+    exponential_decay_length_penalty: tuple | list | None = None
+    remove_invalid_values: bool = False
+    renormalize_logits: bool = False
+    # classifier-free guidance (decoder-only): the unconditional input is the negative prompt, else the last token
+    guidance_scale: float | None = None
+    negative_prompt_ids: object = field(default=None, compare=False)
+    negative_prompt_attention_mask: object = field(default=None, compare=False)
+    watermarking_config: object = field(default=None, compare=False)
+    # (prompt index, row ids) -> the token ids allowed next (decoding/prefix_constraint.py)
+    prefix_allowed_tokens_fn: object = field(default=None, compare=False)
+    # what decoding.generate returns besides the sequences
+    output_scores: bool = False
+    output_logits: bool = False
+    return_dict_in_generate: bool = False
     # beam search
     length_penalty: float = 1.0
     early_stopping: bool | str = False
@@ -67,6 +100,7 @@ class DecodingConfig:
     bos_token_id: int | None = None
     decoder_start_token_id: int | None = None
     stop_strings: str | list | None = None
+    max_time: float | None = None  # seconds; every row stops after the step that passes it
     # Where each setting came from: field name -> layer ("caller", "generation_config", ...); a field
     # missing here kept its default (TRANSFORMERS_DEFAULT). `explain()` prints it.
     sources: dict = field(default_factory=dict, repr=False, compare=False)
@@ -97,8 +131,9 @@ class DecodingConfig:
         for name, off_value in _NONE_MEANS.items():
             if name in values and values[name] is None:
                 values[name] = off_value
-        config = cls(**values, sources=sources)
-        validate(config, is_encoder_decoder=bool(getattr(model.config, "is_encoder_decoder", False)))
+        config = cls(**_ints_as_floats(values), sources=sources)
+        validate(config, is_encoder_decoder=bool(getattr(model.config, "is_encoder_decoder", False)),
+                 vocab_size=vocab_size_of(model))
         return config
 
     def with_settings(self, model, layer: str = CALLER, **settings) -> "DecodingConfig":
@@ -164,8 +199,29 @@ def generation_config_values(model) -> dict:
 _NONE_MEANS = {
     "min_length": 0, "do_sample": False, "num_beams": 1, "num_return_sequences": 1, "temperature": 1.0,
     "top_p": 1.0, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "length_penalty": 1.0,
-    "early_stopping": False,
+    "early_stopping": False, "typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0, "encoder_repetition_penalty": 1.0,
+    "encoder_no_repeat_ngram_size": 0, "remove_invalid_values": False, "renormalize_logits": False, "output_scores": False,
+    "output_logits": False, "return_dict_in_generate": False,
 }
+
+
+# Settings that are floats in generate(); an int given for one (length_penalty=2) becomes a float.
+_FLOAT_SETTINGS = ("temperature", "top_p", "min_p", "repetition_penalty", "length_penalty", "typical_p", "epsilon_cutoff",
+                   "eta_cutoff", "top_h", "encoder_repetition_penalty", "guidance_scale", "max_time")
+
+
+def _ints_as_floats(values: dict) -> dict:
+    """`values` with ints of float settings as floats; an int too large for a float is left for validate() to refuse."""
+    return {name: float(value) if name in _FLOAT_SETTINGS and _is_int(value) and abs(value) <= FLOAT32_MAX else value
+            for name, value in values.items()}
+
+
+def vocab_size_of(model) -> int | None:
+    """The model's output vocabulary size from its config (the text config of a composite model), or None."""
+    config = getattr(model, "config", None)
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    size = getattr(text_config, "vocab_size", None)
+    return size if _is_int(size) and size > 0 else None
 
 
 def _as_id_list(ids) -> list[int]:
@@ -184,8 +240,37 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def validate(config: DecodingConfig, is_encoder_decoder: bool) -> None:
-    """Raise a ValueError/TypeError that names the setting and the fix, for every invalid combination."""
+def check_finite(name: str, value, low: float, high: float) -> None:
+    """Refuse NaN, infinities and values outside [low, high], before any arithmetic uses `value`."""
+    if not (_is_number(value) and low <= value <= high and math.isfinite(value)):
+        raise ValueError(f"{name} must be a finite number between {low:g} and {high:g}, got {value!r}")
+
+
+def check_bounds(c: DecodingConfig, vocab_size: int | None) -> None:
+    """Refuse sizes and numbers so large (or so small) that torch would fail on them or answer wrongly."""
+    for name in ("max_length", "max_new_tokens", "min_length", "min_new_tokens", "no_repeat_ngram_size"):
+        value = getattr(c, name)
+        if value is not None and value > MAX_TOKENS:
+            raise ValueError(f"{name} must be at most {MAX_TOKENS:,} tokens, got {value:,}; ask for fewer tokens")
+    for name in ("num_beams", "num_return_sequences"):
+        value = getattr(c, name)
+        if value > MAX_ROWS:
+            raise ValueError(f"{name} must be at most {MAX_ROWS} (each is a row of the model's cache), got {value:,}")
+    if vocab_size is not None and c.num_beams > vocab_size:
+        raise ValueError(f"num_beams ({c.num_beams:,}) must be at most the vocabulary size ({vocab_size}): "
+                         "there are not that many different continuations; lower num_beams")
+    check_finite("length_penalty", c.length_penalty, -MAX_LENGTH_PENALTY, MAX_LENGTH_PENALTY)
+    scales = ["repetition_penalty"] + (["temperature"] if c.do_sample else [])
+    for name in scales:
+        if getattr(c, name) > 0:  # not > 0 (NaN included) is refused by validate() with its own fix
+            check_finite(name, getattr(c, name), MIN_SCALE, MAX_SCALE)
+
+
+def validate(config: DecodingConfig, is_encoder_decoder: bool, vocab_size: int | None = None) -> None:
+    """Raise a ValueError/TypeError that names the setting and the fix, for every invalid combination.
+
+    vocab_size: the model's vocabulary, which bounds num_beams (None: not checked).
+    """
     c = config
     for name in ("num_beams", "num_return_sequences", "min_length", "no_repeat_ngram_size"):
         if not _is_int(getattr(c, name)):
@@ -212,6 +297,8 @@ def validate(config: DecodingConfig, is_encoder_decoder: bool) -> None:
         raise ValueError(f"num_return_sequences={c.num_return_sequences} needs do_sample=True or num_beams > 1: "
                          "greedy decoding returns the same sequence every time")
 
+    check_bounds(c, vocab_size)
+    check_processor_options(c, is_encoder_decoder)
     if c.do_sample and not c.temperature > 0:
         raise ValueError(f"temperature must be > 0 when do_sample=True, got {c.temperature}; "
                          "for greedy decoding pass do_sample=False")

@@ -9,6 +9,7 @@ The returned `sequences` are shaped like `model.generate()`'s: decoder-only = pr
 encoder-decoder = decoder start token + new tokens, finished rows padded with the pad token.
 """
 
+import time
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -17,12 +18,15 @@ import torch
 
 from decoding.beam import beam_search
 from decoding.config import DecodingConfig, Lengths, context_size, has_position_table, resolve_lengths
+from decoding.guidance import guidance_processor
 from decoding.loop import ModelState, infer_attention_mask, prefill, start
 from decoding.memory import check_fits_in_memory
 from decoding.processors import Processor, build_processors
+from decoding.recording import recorded_outputs, with_recording
 from decoding.shared_cross_attention import sharing_cross_attention
 from decoding.stopping import StopCriteria
 from decoding.strategies import Strategy, decode_tokens, greedy, sample
+from decoding.time_limit import with_time_limit
 from decoding.trace import Tracer, TraceStep, make_tracer
 from decoding.warn import warn_caller
 
@@ -34,11 +38,15 @@ class GenerationOutput:
     sequences_scores: beam search only, (batch * num_return_sequences,) the length-normalised
     log-probability each returned beam was ranked by (transformers' `sequences_scores`).
     trace: with trace=True, one TraceStep per generated position.
+    scores, logits: with output_scores / output_logits, one (rows, vocab) tensor per step: the
+    processed scores and the raw logits (transformers' `scores` and `logits`).
     """
 
     sequences: torch.Tensor
     sequences_scores: torch.Tensor | None = None
     trace: list[TraceStep] | None = None
+    scores: tuple[torch.Tensor, ...] | None = None
+    logits: tuple[torch.Tensor, ...] | None = None
 
 
 @dataclass
@@ -115,6 +123,7 @@ def prepare(model, input_ids, attention_mask, *, tokenizer, logits_processors: S
 
     scope: holds the model's switch to shared cross-attention until the call ends.
     """
+    started = time.time()  # max_time counts from here, as 4.57.6's MaxTimeCriteria
     check_inputs(model, input_ids, attention_mask)
     config = resolve_config(model, config, settings)
     if strategy is not None and not callable(strategy):
@@ -162,9 +171,12 @@ def prepare(model, input_ids, attention_mask, *, tokenizer, logits_processors: S
         skip_before = (state.attention_mask != 0).int().argmax(dim=1)
     processors = build_processors(config, prompt_length=start_length, max_length=lengths.max_length,
                                   min_length=lengths.min_length, vocab_size=logits.shape[-1], device=device,
-                                  skip_before=skip_before, user_processors=list(logits_processors))
+                                  skip_before=skip_before, user_processors=list(logits_processors),
+                                  encoder_input_ids=input_ids, guidance=guidance_processor(model, config))
     stop = StopCriteria(lengths.max_length, config.eos_ids, config.stop_strings, tokenizer, device=device)
-    return Prepared(config, lengths, sequences, state, logits, processors, stop, make_tracer(trace))
+    stop = with_time_limit(stop, config.max_time, started)
+    return Prepared(config, lengths, sequences, state, logits, processors, stop,
+                    with_recording(make_tracer(trace), config))
 
 
 def token_steps(model, prepared: Prepared, strategy: Strategy | None):
@@ -207,8 +219,8 @@ def run(model, prepared: Prepared, strategy: Strategy | None) -> GenerationOutpu
             length_penalty=config.length_penalty, early_stopping=config.early_stopping,
             num_return_sequences=config.num_return_sequences, eos_ids=config.eos_ids,
             pad_token_id=config.effective_pad_token_id, do_sample=config.do_sample, tracer=tracer)
-        return GenerationOutput(sequences, scores, tracer.steps if tracer else None)
+        return GenerationOutput(sequences, scores, tracer.steps if tracer else None, **recorded_outputs(tracer))
     sequences = prepared.sequences
     for grown in token_steps(model, prepared, strategy):
         sequences = grown
-    return GenerationOutput(sequences, None, tracer.steps if tracer else None)
+    return GenerationOutput(sequences, None, tracer.steps if tracer else None, **recorded_outputs(tracer))

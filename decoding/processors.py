@@ -7,7 +7,9 @@ fixed seed only reproduces `generate()` when the probabilities agree to the last
 
 `build_processors` picks the ones the settings switch on, in transformers' order:
 repetition penalty, no-repeat n-gram, bad words, min length, min new tokens, forced BOS,
-forced EOS, then the caller's own processors, then (sampling only) temperature, top-k, top-p, min-p.
+forced EOS, then the caller's own processors, then (sampling only) temperature, top-h, top-k, top-p,
+min-p. The options 4.57.6 has on top of these (typical_p, sequence_bias, guidance, the watermark...)
+take their places in the same chain: decoding/processor_chain.py lists the whole order.
 """
 
 import math
@@ -17,6 +19,15 @@ import torch
 import torch.nn.functional as F
 
 from decoding.config import DecodingConfig
+from decoding.prefix_constraint import prefix_constraint_processors
+from decoding.processor_chain import (
+    encoder_ngram_processors,
+    extra_warpers,
+    final_processors,
+    leading_processors,
+    trailing_processors,
+)
+from decoding.warpers import apply_top_h
 
 # A processor: (input_ids (rows, seq_len), scores (rows, vocab)) -> scores (rows, vocab)
 Processor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -149,20 +160,26 @@ def _bad_word_groups(bad_words_ids, eos_ids: list[int], vocab: int, device):
 
 def build_processors(config: DecodingConfig, *, prompt_length: int, max_length: int, min_length: int,
                      vocab_size: int, device, skip_before: torch.Tensor | None = None,
-                     user_processors: Sequence[Processor] = ()) -> list[Processor]:
+                     user_processors: Sequence[Processor] = (), encoder_input_ids: torch.Tensor | None = None,
+                     guidance: Processor | None = None) -> list[Processor]:
     """The processors these settings switch on, in transformers' order, as (input_ids, scores) callables.
 
     Built once per call, so the per-step work is only the tensor arithmetic. `skip_before` (rows,)
     are the left-padding lengths the repetition penalty ignores. User processors go after the
     built-in ones and before the sampling warpers, where `generate(logits_processor=...)` puts them.
+    encoder_input_ids: (batch, len) the model's input (the prompt of a decoder-only model), read by
+    the encoder_* options; guidance: the classifier-free guidance processor, first when given.
+    decoding/processor_chain.py places the 4.57.6 options among transformers 5's core ones.
     """
     c = config
     eos = torch.tensor(c.eos_ids, dtype=torch.long, device=device)
-    processors: list[Processor] = []
+    processors: list[Processor] = [guidance] if guidance is not None else []
+    processors.extend(leading_processors(c, encoder_input_ids, vocab_size, device))
     if c.repetition_penalty != 1.0:
         processors.append(lambda ids, s: apply_repetition_penalty(s, ids, c.repetition_penalty, skip_before))
     if c.no_repeat_ngram_size > 0:
         processors.append(lambda ids, s: apply_no_repeat_ngram(s, ids, c.no_repeat_ngram_size))
+    processors.extend(encoder_ngram_processors(c, encoder_input_ids))
     if c.bad_words_ids is not None:
         single, multi = _bad_word_groups(c.bad_words_ids, c.eos_ids, vocab_size, device)
         processors.append(lambda ids, s: apply_bad_words(s, ids, single, multi))
@@ -171,24 +188,30 @@ def build_processors(config: DecodingConfig, *, prompt_length: int, max_length: 
     if c.min_new_tokens and len(eos):
         min_total = prompt_length + c.min_new_tokens
         processors.append(lambda ids, s: apply_min_length(s, ids.shape[-1], min_total, eos))
+    processors.extend(prefix_constraint_processors(c))
     if c.forced_bos_token_id is not None:
         bos = torch.tensor([c.forced_bos_token_id], device=device)
         processors.append(lambda ids, s: force_tokens(s, bos) if ids.shape[-1] == 1 else s)
     if c.forced_eos_token_id is not None:
         forced_eos = torch.tensor(_ids(c.forced_eos_token_id), device=device)
         processors.append(lambda ids, s: force_tokens(s, forced_eos) if ids.shape[-1] == max_length - 1 else s)
+    processors.extend(trailing_processors(c, prompt_length=prompt_length, vocab=vocab_size, device=device))
     processors.extend(user_processors)
     if c.do_sample:
         # Beam sampling must leave one non-EOS candidate per beam, hence more tokens to keep.
         keep = len(c.eos_ids) + 1 if c.num_beams > 1 and c.eos_ids else (2 if c.num_beams > 1 else 1)
         if c.temperature != 1.0:
             processors.append(lambda ids, s: apply_temperature(s, c.temperature))
+        if c.top_h is not None:
+            processors.append(lambda ids, s: apply_top_h(s, c.top_h))
         if c.top_k:
             processors.append(lambda ids, s: apply_top_k(s, c.top_k, keep))
         if c.top_p < 1.0:
             processors.append(lambda ids, s: apply_top_p(s, c.top_p, keep))
         if c.min_p is not None:
             processors.append(lambda ids, s: apply_min_p(s, c.min_p, keep))
+        processors.extend(extra_warpers(c, keep))
+    processors.extend(final_processors(c, vocab_size, device))
     return processors
 
 
