@@ -7,29 +7,56 @@
 Greedy, sampling (temperature, top-k, top-p, min-p) and beam search, token for token identical
 to transformers 5 `generate()`; logits processors and strategies are plain functions, so a caller
 can add one (`logits_processors=[...]`, `strategy=...`) without touching the loop.
+
+Where things are, in the order a call meets them:
+
+    generation.py        generate(): check, resolve settings, prefill, run a loop, shape the output
+    config.py            DecodingConfig: every setting, where each came from, explain()
+    option_checks.py     the range and combination checks of the settings
+    lengths.py           max_new_tokens / max_length -> absolute lengths; prompt and output must fit
+    memory.py            refuse a call whose cache cannot fit in the device's memory
+    model_step.py        the model side: start (encoder, cache), prefill, decode_step
+    cache.py             the KV cache, preallocated; shared_cross_attention.py: one copy per input
+    processor_chain.py   the processors of a call, in transformers' order
+    processors.py, warpers.py, biases.py, encoder_processors.py, prefix_constraint.py,
+    guidance.py, watermark.py      the processors themselves, each a pure function on the scores
+    token_loop.py        the greedy / sampling / your-strategy loop (decode_tokens)
+    beam_search.py       beam search, step for step transformers' algorithm
+    stopping.py, time_limit.py     when a row ends: max_length, EOS, stop strings, max_time
+    streaming.py         stream(): the token loop's text as it grows
+    trace.py, recording.py         why each token won; output_scores / output_logits
+    warn.py              warnings that point at the caller's line
 """
 
-from decoding.config import DEFAULT_NEW_TOKENS, DecodingConfig
-from decoding.generate import GenerationOutput, generate
-from decoding.processors import (
-    apply_bad_words,
-    apply_min_length,
-    apply_min_p,
-    apply_no_repeat_ngram,
-    apply_repetition_penalty,
-    apply_temperature,
-    apply_top_k,
-    apply_top_p,
-    force_tokens,
-)
-from decoding.stopping import StopCriteria
-from decoding.strategies import greedy, sample
-from decoding.streaming import stream
-from decoding.trace import Candidate, RowTrace, TraceStep, format_trace
+from importlib import import_module
 
-__all__ = [
-    "DEFAULT_NEW_TOKENS", "StopCriteria", "DecodingConfig", "GenerationOutput", "generate", "stream", "greedy", "sample", "format_trace",
-    "Candidate", "RowTrace", "TraceStep", "apply_bad_words", "apply_min_length", "apply_min_p",
-    "apply_no_repeat_ngram", "apply_repetition_penalty", "apply_temperature", "apply_top_k", "apply_top_p",
-    "force_tokens",
-]
+# Public name -> the module that defines it. Imported on first use, so that `import decoding` (and the
+# command's --help, which imports decoding/warn.py) costs nothing until the loop is needed.
+EXPORTS = {
+    "DEFAULT_NEW_TOKENS": "config", "DecodingConfig": "config",
+    "GenerationOutput": "generation", "generate": "generation",
+    "stream": "streaming", "StopCriteria": "stopping",
+    "greedy": "token_loop", "sample": "token_loop",
+    "Candidate": "trace", "RowTrace": "trace", "TraceStep": "trace", "format_trace": "trace",
+    "apply_bad_words": "processors", "apply_min_length": "processors", "apply_min_p": "processors",
+    "apply_no_repeat_ngram": "processors", "apply_repetition_penalty": "processors",
+    "apply_temperature": "processors", "apply_top_k": "processors", "apply_top_p": "processors",
+    "force_tokens": "processors",
+    "apply_typical": "warpers", "apply_epsilon_cutoff": "warpers", "apply_eta_cutoff": "warpers",
+    "apply_top_h": "warpers", "apply_sequence_bias": "biases", "apply_exponential_decay": "biases",
+    "apply_encoder_repetition_penalty": "encoder_processors", "apply_encoder_no_repeat_ngram": "encoder_processors",
+    "watermark_z_scores": "watermark",
+}
+__all__ = list(EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in EXPORTS:
+        raise AttributeError(f"module 'decoding' has no attribute {name!r}")
+    value = getattr(import_module(f"decoding.{EXPORTS[name]}"), name)
+    globals()[name] = value  # the next look-up does not come here
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(EXPORTS))

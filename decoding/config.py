@@ -6,17 +6,14 @@ None and fills them at call time from `GenerationConfig._get_default_generation_
 values are the defaults of the fields below, so reading a field here gives what `generate()` uses.
 
 Lengths that depend on the prompt (`max_new_tokens` -> `max_length`) are resolved per call by
-`resolve_lengths`, since the prompt is not known when the settings are read.
+`decoding/lengths.py`, since the prompt is not known when the settings are read.
 """
 
 import difflib
 import math
 from dataclasses import dataclass, field, fields
 
-from torch import nn
-
 from decoding.option_checks import MAX_SCALE, MAX_TOKENS, check_processor_options
-from decoding.warn import warn_caller
 
 # The layers a setting can come from, strongest last in `from_layers`; the task runners add theirs
 # (construction, task_specific_params, pipeline default) between these two.
@@ -349,69 +346,3 @@ def validate(config: DecodingConfig, is_encoder_decoder: bool, vocab_size: int |
     if is_encoder_decoder and c.decoder_start_token_id is None and c.bos_token_id is None:
         raise ValueError("an encoder-decoder model needs decoder_start_token_id (or bos_token_id) to start decoding; "
                          "pass decoder_start_token_id=... or set it in model.generation_config")
-
-
-@dataclass(frozen=True)
-class Lengths:
-    """Lengths of the grown sequence for one call: stop at `max_length`, no EOS before `min_length`."""
-
-    max_length: int
-    min_length: int
-
-
-def resolve_lengths(config: DecodingConfig, prompt_length: int, model_config) -> Lengths:
-    """Turn the settings into absolute lengths, like transformers' `_prepare_generated_length`.
-
-    prompt_length: tokens the loop starts from (padded prompt for decoder-only, 1 for the decoder
-    start token of encoder-decoder models).
-    """
-    if config.max_new_tokens is not None:
-        max_length = prompt_length + config.max_new_tokens
-    elif config.max_length is None:
-        # Nobody chose a length: transformers generates 20 new tokens, capped at the position table.
-        max_length = prompt_length + DEFAULT_NEW_TOKENS
-        max_positions = getattr(model_config, "max_position_embeddings", None)
-        if max_positions is not None:
-            max_length = min(max_length, max_positions)
-    else:
-        max_length = config.max_length
-    min_length = config.min_length
-    if config.min_new_tokens is not None:
-        min_length = prompt_length + config.min_new_tokens
-
-    if prompt_length >= max_length:
-        what = "decoder input" if getattr(model_config, "is_encoder_decoder", False) else "prompt"
-        raise ValueError(f"the {what} is {prompt_length} tokens long but max_length is {max_length}, so no token "
-                         "would be generated; set max_new_tokens (counts new tokens only) or a larger max_length")
-    if min_length > max_length:
-        if config.min_new_tokens is not None:
-            message = (f"min_new_tokens ({config.min_new_tokens}) is more than the {max_length - prompt_length} new "
-                       "tokens max_length/max_new_tokens allow; lower min_new_tokens or raise max_new_tokens")
-        else:
-            message = (f"min_length ({min_length}) is larger than max_length ({max_length}); lower min_length "
-                       "or raise max_new_tokens/max_length")
-        if {"min_length", "min_new_tokens"} & config.set_by_caller:
-            raise ValueError(message)
-        # The minimum came from the model's generation_config (e.g. BART-CNN's min_length=56) and the caller
-        # only shortened the output: transformers warns and stops at max_length, so do we.
-        warn_caller(message + " (the minimum comes from model.generation_config; generation stops at max_length)")
-    return Lengths(max_length=max_length, min_length=min_length)
-
-
-def context_size(model) -> int | None:
-    """The context length the model declares (`n_positions` / `max_position_embeddings`), or None."""
-    config = model.config
-    return getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
-
-
-def has_position_table(model) -> bool:
-    """True when positions come from a fixed table that fails past its end.
-
-    GPT-2's `wpe`, BART's learned and Marian's sinusoidal `embed_positions` are such tables; rotary
-    (Llama), relative (T5) and self-extending sinusoidal (M2M100) positions have no end.
-    """
-    for name, module in model.named_modules():
-        short = name.rsplit(".", 1)[-1]
-        if isinstance(module, nn.Embedding) and (short == "wpe" or "position" in short):
-            return True
-    return False

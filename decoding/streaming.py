@@ -18,9 +18,9 @@ from contextlib import ExitStack
 import torch
 
 from decoding.config import DecodingConfig
-from decoding.generate import prepare, token_steps
+from decoding.generation import prepare, token_steps
 from decoding.processors import Processor
-from decoding.strategies import Strategy
+from decoding.token_loop import Strategy
 
 REPLACEMENT_CHAR = "\ufffd"
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
-from decoding.loop import ModelState, decode_step
+from decoding.model_step import ModelState, decode_step
 from decoding.processors import Processor, run_processors
 from decoding.stopping import StopCriteria
 from decoding.trace import Tracer

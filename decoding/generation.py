@@ -1,7 +1,7 @@
 """`generate()`: our replacement for `model.generate()`, built from the pieces of this package.
 
     settings  -> DecodingConfig.from_model   (defaults from model.generation_config)
-    prompt    -> loop.start + loop.prefill    (encoder once, cache, first logits)
+    prompt    -> model_step.start + prefill  (encoder once, cache, first logits)
     each step -> processors -> strategy (greedy / sample / yours) or beam_search
     stop      -> StopCriteria                 (max_length, EOS ids, stop strings)
 
@@ -16,17 +16,18 @@ from dataclasses import dataclass
 
 import torch
 
-from decoding.beam import beam_search
-from decoding.config import DecodingConfig, Lengths, context_size, has_position_table, resolve_lengths
+from decoding.beam_search import beam_search
+from decoding.config import DecodingConfig
 from decoding.guidance import guidance_processor
-from decoding.loop import ModelState, infer_attention_mask, prefill, start
+from decoding.lengths import Lengths, check_output_fits, check_prompt_fits, resolve_lengths
 from decoding.memory import check_fits_in_memory
+from decoding.model_step import ModelState, infer_attention_mask, prefill, start
 from decoding.processors import Processor, build_processors
 from decoding.recording import recorded_outputs, with_recording
 from decoding.shared_cross_attention import sharing_cross_attention
 from decoding.stopping import StopCriteria
-from decoding.strategies import Strategy, decode_tokens, greedy, sample
 from decoding.time_limit import with_time_limit
+from decoding.token_loop import Strategy, decode_tokens, greedy, sample
 from decoding.trace import Tracer, TraceStep, make_tracer
 from decoding.warn import warn_caller
 
@@ -80,30 +81,6 @@ def check_inputs(model, input_ids, attention_mask) -> None:
                          f"got {tuple(attention_mask.shape)}")
     if not hasattr(model, "config") or not callable(model):
         raise TypeError("model must be a transformers model with a language-modelling head, e.g. AutoModelForCausalLM")
-
-
-def check_prompt_fits(model, prompt_length: int) -> None:
-    """Refuse a prompt longer than the model's context.
-
-    Decoder-only models never saw positions past their context (rotary ones would run, but on
-    positions they were not trained for); encoder-decoder models are refused only when their
-    position table would run out (T5's relative positions take long inputs, as in transformers).
-    """
-    limit = context_size(model)
-    if limit is None or (model.config.is_encoder_decoder and not has_position_table(model)):
-        return
-    if prompt_length > limit:
-        what = "input" if model.config.is_encoder_decoder else "prompt"
-        raise ValueError(f"the {what} is {prompt_length} tokens long but the model's context is {limit} positions; "
-                         f"truncate it, e.g. tokenizer(..., truncation=True, max_length={limit})")
-
-
-def check_output_fits(model, lengths: Lengths) -> None:
-    """Refuse a max_length that would run past the model's position table."""
-    limit = context_size(model)
-    if limit is not None and lengths.max_length > limit and has_position_table(model):
-        raise ValueError(f"max_length {lengths.max_length} is past the model's context of {limit} positions; "
-                         f"lower max_new_tokens/max_length so that the output fits in {limit} tokens")
 
 
 def resolve_config(model, config: DecodingConfig | None, settings: dict) -> DecodingConfig:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from decoding.cache import reorder_beams
-from decoding.loop import ModelState, decode_step
+from decoding.model_step import ModelState, decode_step
 from decoding.processors import Processor, run_processors
 from decoding.stopping import StopCriteria
 from decoding.trace import Tracer
