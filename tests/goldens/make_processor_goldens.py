@@ -181,8 +181,10 @@ def main() -> None:
     unchanged = [c["id"] for c in cases if c["expected"] == c["without"]]
     if unchanged:
         raise SystemExit(f"these cases would not catch an ignored option (same answer without it): {unchanged}")
-    document = dict(transformers=transformers.__version__, torch=torch.__version__, cases=cases)
-    OUTPUT.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    # One case per line: small diffs when a case changes, and still one JSON document.
+    head = json.dumps(dict(transformers=transformers.__version__, torch=torch.__version__))[:-1]
+    lines = ",\n".join(json.dumps(case) for case in cases)
+    OUTPUT.write_text(f'{head}, "cases": [\n{lines}\n]}}\n', encoding="utf-8")
     print(f"wrote {len(cases)} cases to {OUTPUT}")
 
 
