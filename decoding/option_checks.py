@@ -1,6 +1,6 @@
 """Checks of the options 4.57.6's generate() has beyond transformers 5's core set: typical_p, epsilon and
 eta cutoffs, encoder penalties, sequence_bias, suppressed tokens, the length penalty on EOS, guidance,
-watermarking, max_time and the output flags.
+watermarking, max_time and the output flags; and of top_h and prefix_allowed_tokens_fn (5.x).
 
 Each check is what the 4.57.6 processor's constructor (or GenerationConfig.validate) refuses, made
 stricter where 4.57.6 silently ignored a value it could not use (typical_p=1.5, epsilon_cutoff=2):
@@ -10,6 +10,7 @@ decoding but the watermark's own check.
 """
 
 import math
+import numbers
 
 import torch
 
@@ -21,6 +22,11 @@ MAX_SCALE = 1e30  # factors and scales: scores multiplied or divided by them sta
 
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_token_id(value) -> bool:
+    """A non-negative int, numpy's included (ids often come from a tokenizer's numpy output)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0
 
 
 def _is_number(value) -> bool:
@@ -46,7 +52,7 @@ def check_token_list(name: str, value) -> None:
     """A list of non-negative token ids (transformers takes any iterable; we take a list or tuple)."""
     if value is None:
         return
-    if not isinstance(value, (list, tuple)) or not all(_is_int(i) and i >= 0 for i in value):
+    if not isinstance(value, (list, tuple)) or not all(_is_token_id(i) for i in value):
         raise TypeError(f"{name} must be a list of non-negative token ids, e.g. [7, 9], got {value!r}")
 
 
@@ -81,11 +87,11 @@ def sequence_bias_items(sequence_bias) -> list[tuple[tuple[int, ...], float]]:
         raise ValueError(f"sequence_bias must not be empty, {example}")
     items = []
     for ids, bias in pairs:
-        if not isinstance(ids, (list, tuple)) or not ids or not all(_is_int(i) and i >= 0 for i in ids):
+        if not isinstance(ids, (list, tuple)) or not ids or not all(_is_token_id(i) for i in ids):
             raise ValueError(f"each sequence of sequence_bias must be a non-empty tuple of token ids, got {ids!r}")
         if not _is_number(bias) or abs(bias) > MAX_SCALE:
             raise ValueError(f"each bias of sequence_bias must be a finite number, got {bias!r} for {tuple(ids)}")
-        items.append((tuple(ids), float(bias)))
+        items.append((tuple(int(i) for i in ids), float(bias)))
     return items
 
 

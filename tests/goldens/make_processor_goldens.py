@@ -49,6 +49,7 @@ def case(id, fixture, prompts, options, under_test, seed=None, derive=None, nega
 
 SAMPLING = dict(do_sample=True, top_k=0, max_new_tokens=16)
 GREEDY = dict(do_sample=False, max_new_tokens=16)
+BEAMS = dict(num_beams=3, num_return_sequences=2, max_new_tokens=10)
 
 CASES = [
     # sampling warpers
@@ -94,6 +95,7 @@ CASES = [
     case("t5-renormalize-logits-beams", "t5", [ARTICLE],
          dict(max_new_tokens=10, num_beams=3, no_repeat_ngram_size=1, renormalize_logits=True), ["renormalize_logits"]),
     *(case(f"{m}-max-time-zero", m, [PROMPT[m]], dict(GREEDY, max_time=0.0), ["max_time"]) for m in ("gpt2", "t5")),
+    *(case(f"{m}-max-time-zero-beams", m, [PROMPT[m]], dict(BEAMS, max_time=0.0), ["max_time"]) for m in ("llama", "t5")),
     # classifier-free guidance (decoder-only)
     *(case(f"{m}-guidance", m, [PROMPT[m]], dict(GREEDY, guidance_scale=3.0), ["guidance_scale"]) for m in ("gpt2", "llama")),
     *(case(f"{m}-guidance-negative-prompt", m, [PROMPT[m]], dict(GREEDY, guidance_scale=2.0), ["guidance_scale"],
@@ -179,8 +181,10 @@ def main() -> None:
     unchanged = [c["id"] for c in cases if c["expected"] == c["without"]]
     if unchanged:
         raise SystemExit(f"these cases would not catch an ignored option (same answer without it): {unchanged}")
-    document = dict(transformers=transformers.__version__, torch=torch.__version__, cases=cases)
-    OUTPUT.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    # One case per line: small diffs when a case changes, and still one JSON document.
+    head = json.dumps(dict(transformers=transformers.__version__, torch=torch.__version__))[:-1]
+    lines = ",\n".join(json.dumps(case) for case in cases)
+    OUTPUT.write_text(f'{head}, "cases": [\n{lines}\n]}}\n', encoding="utf-8")
     print(f"wrote {len(cases)} cases to {OUTPUT}")
 
 
