@@ -1,0 +1,74 @@
+"""The strategies transformers 4.56 moved to the hub, against transformers 4.55.4's generate().
+
+tests/goldens/strategies.json holds what 4.55.4 answered (tests/goldens/make_strategy_goldens.py); each
+case is replayed through nopipe's strategy function on the same fixture: identical tokens, beam scores
+within 1e-5. Every case also checks that its key option changed the answer (the golden differs from
+plain greedy or beam search), so a strategy that ignored it would fail.
+"""
+
+import json
+from functools import cache
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+from decoding import generate
+from decoding.contrastive import check_contrastive_options, contrastive_search
+
+HERE = Path(__file__).resolve().parent
+GOLDENS = json.loads((HERE.parent / "goldens" / "strategies.json").read_text(encoding="utf-8"))
+FIXTURES = HERE.parent / "fixtures" / "models"
+ENCODER_DECODER = {"bart-cnn", "t5", "marian-en-fr"}
+
+
+def cases(strategy: str) -> list[dict]:
+    return [spec for spec in GOLDENS["cases"] if spec["strategy"] == strategy]
+
+
+@cache
+def model(fixture: str):
+    model_class = AutoModelForSeq2SeqLM if fixture in ENCODER_DECODER else AutoModelForCausalLM
+    return model_class.from_pretrained(FIXTURES / fixture).eval()
+
+
+def inputs(spec: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """The golden's own prompt ids and mask, so tokenizer versions cannot make a difference."""
+    expected = spec["expected"]
+    return torch.tensor(expected["input_ids"]), torch.tensor(expected["attention_mask"])
+
+
+def plain_generate(spec: dict, drop: tuple[str, ...]) -> list[list[int]]:
+    """nopipe's greedy or beam output for the case without its strategy's options."""
+    options = {name: value for name, value in spec["options"].items() if name not in drop}
+    input_ids, attention_mask = inputs(spec)
+    return generate(model(spec["fixture"]), input_ids, attention_mask, **options).sequences.tolist()
+
+
+@pytest.mark.parametrize("spec", cases("contrastive"), ids=lambda spec: spec["id"])
+def test_contrastive_search_matches_4554(spec):
+    options = dict(spec["options"])
+    input_ids, attention_mask = inputs(spec)
+    sequences = contrastive_search(model(spec["fixture"]), input_ids, attention_mask, **options)
+    assert sequences.tolist() == spec["expected"]["sequences"]
+
+
+@pytest.mark.parametrize("spec", cases("contrastive"), ids=lambda spec: spec["id"])
+def test_contrastive_golden_is_not_greedy(spec):
+    assert plain_generate(spec, ("penalty_alpha", "top_k")) != spec["expected"]["sequences"]
+
+
+@pytest.mark.parametrize("options, named", [
+    (dict(penalty_alpha=0.6, top_k=1), "top_k"),
+    (dict(penalty_alpha=0.6, top_k=None), "top_k"),
+    (dict(penalty_alpha=1.5, top_k=4), "penalty_alpha"),
+    (dict(penalty_alpha="0.6", top_k=4), "penalty_alpha"),
+    (dict(penalty_alpha=0.6, top_k=4, do_sample=True), "do_sample"),
+    (dict(penalty_alpha=0.6, top_k=4, num_beams=2), "num_beams"),
+    (dict(penalty_alpha=0.6, top_k=4, num_return_sequences=2), "num_return_sequences"),
+])
+def test_contrastive_options_are_checked(options, named):
+    penalty_alpha, top_k = options.pop("penalty_alpha"), options.pop("top_k")
+    with pytest.raises(ValueError, match=named):
+        check_contrastive_options(penalty_alpha, top_k, **options)
