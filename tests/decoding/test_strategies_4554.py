@@ -16,6 +16,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
 from decoding import generate
 from decoding.contrastive import check_contrastive_options, contrastive_search
+from decoding.diverse_beam import check_diverse_beam_options, diverse_beam_search
 
 HERE = Path(__file__).resolve().parent
 GOLDENS = json.loads((HERE.parent / "goldens" / "strategies.json").read_text(encoding="utf-8"))
@@ -72,3 +73,32 @@ def test_contrastive_options_are_checked(options, named):
     penalty_alpha, top_k = options.pop("penalty_alpha"), options.pop("top_k")
     with pytest.raises(ValueError, match=named):
         check_contrastive_options(penalty_alpha, top_k, **options)
+
+
+@pytest.mark.parametrize("spec", cases("diverse_beam"), ids=lambda spec: spec["id"])
+def test_diverse_beam_search_matches_4554(spec):
+    options = dict(spec["options"])
+    input_ids, attention_mask = inputs(spec)
+    sequences, scores = diverse_beam_search(model(spec["fixture"]), input_ids, attention_mask, **options)
+    assert sequences.tolist() == spec["expected"]["sequences"]
+    torch.testing.assert_close(scores, torch.tensor(spec["expected"]["sequences_scores"]), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("spec", cases("diverse_beam"), ids=lambda spec: spec["id"])
+def test_diverse_golden_is_not_plain_beam_search(spec):
+    assert plain_generate(spec, ("num_beam_groups", "diversity_penalty")) != spec["expected"]["sequences"]
+
+
+@pytest.mark.parametrize("options, named", [
+    (dict(num_beam_groups=3, diversity_penalty=1.0, num_beams=4), "divisible"),
+    (dict(num_beam_groups=2, diversity_penalty=0.0, num_beams=4), "diversity_penalty > 0"),
+    (dict(num_beam_groups=1, diversity_penalty=1.0, num_beams=4), "num_beam_groups > 1"),
+    (dict(num_beam_groups=2, diversity_penalty=1.0, num_beams=1), "num_beams"),
+    (dict(num_beam_groups=2, diversity_penalty=1.0, num_beams=4, do_sample=True), "do_sample"),
+    (dict(num_beam_groups=2.0, diversity_penalty=1.0, num_beams=4), "num_beam_groups"),
+    (dict(num_beam_groups=2, diversity_penalty=-1.0, num_beams=4), "diversity_penalty"),
+])
+def test_diverse_beam_options_are_checked(options, named):
+    groups, penalty = options.pop("num_beam_groups"), options.pop("diversity_penalty")
+    with pytest.raises(ValueError, match=named):
+        check_diverse_beam_options(groups, penalty, **options)

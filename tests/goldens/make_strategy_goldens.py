@@ -44,6 +44,22 @@ CASES = [
     case("contrastive-t5", "contrastive", "t5", ["translate English to German: The house is wonderful.",
                                               "summarize: " + ARTICLE],
          dict(penalty_alpha=0.8, top_k=5, max_new_tokens=15)),
+    case("diverse-gpt2", "diverse_beam", "gpt2", ["The old lighthouse keeper"],
+         dict(num_beams=4, num_beam_groups=2, diversity_penalty=2.0, num_return_sequences=4, max_new_tokens=15)),
+    case("diverse-gpt2-batch", "diverse_beam", "gpt2", ["The river", "She opened the door and went outside"],
+         dict(num_beams=6, num_beam_groups=3, diversity_penalty=0.5, num_return_sequences=3, max_new_tokens=12,
+              repetition_penalty=1.2)),
+    case("diverse-llama", "diverse_beam", "llama", ["Once upon a time"],
+         dict(num_beams=4, num_beam_groups=4, diversity_penalty=2.0, length_penalty=0.8, max_new_tokens=15,
+              num_return_sequences=4)),
+    case("diverse-bart", "diverse_beam", "bart-cnn", [ARTICLE],
+         dict(num_beams=4, num_beam_groups=4, diversity_penalty=2.0, max_length=30, min_length=10,
+              num_return_sequences=4)),
+    case("diverse-t5", "diverse_beam", "t5", ["translate English to German: The house is wonderful.",
+                                             "summarize: " + ARTICLE],
+         dict(num_beams=4, num_beam_groups=2, diversity_penalty=0.8, max_new_tokens=15, num_return_sequences=2)),
+    case("diverse-marian-early", "diverse_beam", "marian-en-fr", ["How old are you?", "The house is wonderful."],
+         dict(num_beams=6, num_beam_groups=2, diversity_penalty=1.5, max_new_tokens=12, early_stopping=False)),
 ]
 
 
