@@ -8,8 +8,8 @@ earlier group of the same prompt costs `diversity_penalty` per time it was chose
 its own finished hypotheses; the answer is the best of all groups.
 """
 
-from contextlib import ExitStack
 from collections.abc import Sequence
+from contextlib import ExitStack
 
 import torch
 import torch.nn.functional as F
