@@ -17,6 +17,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 from decoding import generate
 from decoding.contrastive import check_contrastive_options, contrastive_search
 from decoding.diverse_beam import check_diverse_beam_options, diverse_beam_search
+from decoding.dola import check_dola_options, dola_generate, premature_layer_candidates
 
 HERE = Path(__file__).resolve().parent
 GOLDENS = json.loads((HERE.parent / "goldens" / "strategies.json").read_text(encoding="utf-8"))
@@ -102,3 +103,52 @@ def test_diverse_beam_options_are_checked(options, named):
     groups, penalty = options.pop("num_beam_groups"), options.pop("diversity_penalty")
     with pytest.raises(ValueError, match=named):
         check_diverse_beam_options(groups, penalty, **options)
+
+
+@pytest.mark.parametrize("spec", cases("dola"), ids=lambda spec: spec["id"])
+def test_dola_matches_4554(spec):
+    options = dict(spec["options"])
+    input_ids, attention_mask = inputs(spec)
+    sequences = dola_generate(model(spec["fixture"]), input_ids, attention_mask, **options)
+    assert sequences.tolist() == spec["expected"]["sequences"]
+
+
+@pytest.mark.parametrize("spec", cases("dola"), ids=lambda spec: spec["id"])
+def test_dola_golden_is_not_greedy(spec):
+    assert plain_generate(spec, ("dola_layers",)) != spec["expected"]["sequences"]
+
+
+def test_dola_warns_below_the_recommended_repetition_penalty():
+    input_ids = torch.tensor([[289, 302, 480]])
+    with pytest.warns(UserWarning, match="repetition_penalty"):
+        dola_generate(model("gpt2"), input_ids, dola_layers="low", max_new_tokens=2)
+
+
+@pytest.mark.parametrize("dola_layers, layers, tied, expected", [
+    ("low", 32, True, list(range(2, 16, 2))),
+    ("high", 32, True, list(range(16, 32, 2))),
+    ("low", 48, False, list(range(0, 20, 2))),
+    ("high", 48, False, list(range(28, 48, 2))),
+    ("low", 2, True, [1]),
+    ([0, 5, 31], 32, True, [0, 5, 31]),
+])
+def test_premature_layer_candidates(dola_layers, layers, tied, expected):
+    assert premature_layer_candidates(dola_layers, layers, tied) == expected
+
+
+@pytest.mark.parametrize("dola_layers, options, named", [
+    ("middle", dict(is_encoder_decoder=False), "dola_layers must be"),
+    ([], dict(is_encoder_decoder=False), "dola_layers must be"),
+    ("low", dict(is_encoder_decoder=True), "decoder-only"),
+    ("low", dict(is_encoder_decoder=False, num_beams=4), "num_beams"),
+    ([0, 7], dict(is_encoder_decoder=False, num_layers=4), r"\[7\]"),
+    ("high", dict(is_encoder_decoder=False, has_output_embeddings=False), "LM head"),
+])
+def test_dola_options_are_checked(dola_layers, options, named):
+    with pytest.raises(ValueError, match=named):
+        check_dola_options(dola_layers, **options)
+
+
+def test_dola_refuses_an_encoder_decoder_model():
+    with pytest.raises(ValueError, match="decoder-only"):
+        dola_generate(model("t5"), torch.tensor([[3, 4, 1]]), dola_layers="low", max_new_tokens=2)

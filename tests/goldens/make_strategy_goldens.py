@@ -60,6 +60,14 @@ CASES = [
          dict(num_beams=4, num_beam_groups=2, diversity_penalty=0.8, max_new_tokens=15, num_return_sequences=2)),
     case("diverse-marian-early", "diverse_beam", "marian-en-fr", ["How old are you?", "The house is wonderful."],
          dict(num_beams=6, num_beam_groups=2, diversity_penalty=1.5, max_new_tokens=12, early_stopping=False)),
+    case("dola-gpt2-low", "dola", "gpt2", ["The old lighthouse keeper"],
+         dict(dola_layers="low", repetition_penalty=1.2, max_new_tokens=20)),
+    case("dola-gpt2-list-batch", "dola", "gpt2", ["The river", "She opened the door and went outside"],
+         dict(dola_layers=[0, 1], repetition_penalty=1.2, max_new_tokens=15)),
+    case("dola-llama-high", "dola", "llama", ["Once upon a time"],
+         dict(dola_layers="high", repetition_penalty=1.2, max_new_tokens=20)),
+    case("dola-llama-list", "dola", "llama", ["The old lighthouse keeper", "A small village"],
+         dict(dola_layers=[0, 1], repetition_penalty=1.3, max_new_tokens=15)),
 ]
 
 
