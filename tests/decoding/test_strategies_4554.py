@@ -15,6 +15,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
 from decoding import generate
+from decoding.constrained_beam import check_constrained_options, constrained_beam_search
+from decoding.constraints import ConstraintListState, DisjunctiveConstraint, PhrasalConstraint
 from decoding.contrastive import check_contrastive_options, contrastive_search
 from decoding.diverse_beam import check_diverse_beam_options, diverse_beam_search
 from decoding.dola import check_dola_options, dola_generate, premature_layer_candidates
@@ -152,3 +154,60 @@ def test_dola_options_are_checked(dola_layers, options, named):
 def test_dola_refuses_an_encoder_decoder_model():
     with pytest.raises(ValueError, match="decoder-only"):
         dola_generate(model("t5"), torch.tensor([[3, 4, 1]]), dola_layers="low", max_new_tokens=2)
+
+
+def constrained_options(spec: dict) -> dict:
+    """The case's options with the token ids the golden script made of its words."""
+    options = {name: value for name, value in spec["options"].items() if name != "force_words"}
+    if "force_words_ids" in spec["expected"]:
+        options["force_words_ids"] = spec["expected"]["force_words_ids"]
+    return options
+
+
+@pytest.mark.parametrize("spec", cases("constrained"), ids=lambda spec: spec["id"])
+def test_constrained_beam_search_matches_4554(spec):
+    input_ids, attention_mask = inputs(spec)
+    sequences, scores = constrained_beam_search(model(spec["fixture"]), input_ids, attention_mask,
+                                                **constrained_options(spec))
+    assert sequences.tolist() == spec["expected"]["sequences"]
+    torch.testing.assert_close(scores, torch.tensor(spec["expected"]["sequences_scores"]), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("spec", cases("constrained"), ids=lambda spec: spec["id"])
+def test_constrained_golden_is_not_plain_beam_search(spec):
+    options = {name: value for name, value in spec["options"].items() if name not in ("force_words", "force_words_ids")}
+    input_ids, attention_mask = inputs(spec)
+    plain = generate(model(spec["fixture"]), input_ids, attention_mask, **options).sequences.tolist()
+    assert plain != spec["expected"]["sequences"]
+
+
+def test_constraints_given_as_objects_equal_force_words_ids():
+    spec = next(spec for spec in cases("constrained") if spec["id"] == "constrained-marian-early")
+    options = constrained_options(spec)
+    options.pop("force_words_ids")
+    input_ids, attention_mask = inputs(spec)
+    sequences, _ = constrained_beam_search(model(spec["fixture"]), input_ids, attention_mask, **options,
+                                           constraints=[PhrasalConstraint([60, 61]), DisjunctiveConstraint([[70], [71, 72]])])
+    assert sequences.tolist() == spec["expected"]["sequences"]
+
+
+def test_constraint_state_tracks_phrases_and_alternatives():
+    state = ConstraintListState([PhrasalConstraint([5, 6]), DisjunctiveConstraint([[7], [8, 9]])])
+    state.reset([1, 5, 6, 8])
+    assert not state.completed and state.advance() == [9]
+    state.add(9)
+    assert state.completed
+
+
+@pytest.mark.parametrize("force_words_ids, options, named", [
+    ([[5]], dict(num_beams=4, do_sample=True), "do_sample"),
+    ([[5]], dict(num_beams=1), "num_beams"),
+    ([[5]], dict(num_beams=4, num_beam_groups=2), "num_beam_groups"),
+    ([], dict(num_beams=4), "force_words_ids must be"),
+    ([[5, -1]], dict(num_beams=4), "force_words_ids must be"),
+    ([["a"]], dict(num_beams=4), "force_words_ids must be"),
+    ([[[5], [5, 6]]], dict(num_beams=4), "start of another"),
+])
+def test_constrained_options_are_checked(force_words_ids, options, named):
+    with pytest.raises(ValueError, match=named):
+        check_constrained_options(force_words_ids, None, **options)

@@ -68,6 +68,20 @@ CASES = [
          dict(dola_layers="high", repetition_penalty=1.2, max_new_tokens=20)),
     case("dola-llama-list", "dola", "llama", ["The old lighthouse keeper", "A small village"],
          dict(dola_layers=[0, 1], repetition_penalty=1.3, max_new_tokens=15)),
+    case("constrained-gpt2-phrase", "constrained", "gpt2", ["The old lighthouse keeper"],
+         dict(num_beams=4, force_words=[" the sea"], max_new_tokens=15, num_return_sequences=2)),
+    case("constrained-gpt2-disjunctive-batch", "constrained", "gpt2", ["The river", "She opened the door and went outside"],
+         dict(num_beams=3, force_words_ids=[[[300], [301, 302]], [45]], max_new_tokens=12)),
+    case("constrained-llama", "constrained", "llama", ["Once upon a time"],
+         dict(num_beams=4, force_words_ids=[[100, 101], [200]], length_penalty=0.8, max_new_tokens=15,
+              num_return_sequences=2)),
+    case("constrained-bart", "constrained", "bart-cnn", [ARTICLE],
+         dict(num_beams=4, force_words=[" lighthouse keeper"], max_length=30, min_length=10)),
+    case("constrained-t5", "constrained", "t5", ["translate English to German: The house is wonderful.",
+                                                "summarize: " + ARTICLE],
+         dict(num_beams=3, force_words_ids=[[[40], [41, 42]]], max_new_tokens=12, num_return_sequences=2)),
+    case("constrained-marian-early", "constrained", "marian-en-fr", ["How old are you?"],
+         dict(num_beams=4, force_words_ids=[[60, 61], [[70], [71, 72]]], max_new_tokens=12, early_stopping=True)),
 ]
 
 
