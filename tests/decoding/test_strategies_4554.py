@@ -20,6 +20,7 @@ from decoding.constraints import ConstraintListState, DisjunctiveConstraint, Phr
 from decoding.contrastive import check_contrastive_options, contrastive_search
 from decoding.diverse_beam import check_diverse_beam_options, diverse_beam_search
 from decoding.dola import check_dola_options, dola_generate, premature_layer_candidates
+from decoding.strategy_options import run_strategy, split_strategy_options
 
 HERE = Path(__file__).resolve().parent
 GOLDENS = json.loads((HERE.parent / "goldens" / "strategies.json").read_text(encoding="utf-8"))
@@ -211,3 +212,39 @@ def test_constraint_state_tracks_phrases_and_alternatives():
 def test_constrained_options_are_checked(force_words_ids, options, named):
     with pytest.raises(ValueError, match=named):
         check_constrained_options(force_words_ids, None, **options)
+
+
+@pytest.mark.parametrize("settings, name, left", [
+    (dict(penalty_alpha=0.6, top_k=4, max_new_tokens=5), "contrastive", dict(max_new_tokens=5)),
+    (dict(penalty_alpha=0.0, top_k=4), None, dict(top_k=4)),
+    (dict(num_beams=4, num_beam_groups=2, diversity_penalty=1.0), "diverse_beam", dict(num_beams=4)),
+    (dict(num_beams=4, num_beam_groups=1, diversity_penalty=0.0), None, dict(num_beams=4)),
+    (dict(dola_layers="low", repetition_penalty=1.2), "dola", dict(repetition_penalty=1.2)),
+    (dict(num_beams=4, force_words_ids=[[5]]), "constrained", dict(num_beams=4)),
+    (dict(num_beams=4, constraints=[PhrasalConstraint([5])]), "constrained", dict(num_beams=4)),
+    (dict(max_new_tokens=5), None, dict(max_new_tokens=5)),
+])
+def test_strategy_is_chosen_from_the_keywords_as_in_4554(settings, name, left):
+    choice, rest = split_strategy_options(settings)
+    assert choice.name == name
+    assert rest == left
+
+
+@pytest.mark.parametrize("settings, named", [
+    (dict(penalty_alpha=0.6, top_k=4, dola_layers="low"), "dola_layers"),
+    (dict(penalty_alpha=0.6), "top_k"),  # with top_k=None from the model
+    (dict(num_beams=4, force_words_ids=[[5]], diversity_penalty=1.0), "diversity_penalty"),
+    (dict(num_beams=4, num_beam_groups=2, diversity_penalty=1.0, dola_layers="high"), "dola_layers"),
+    (dict(penalty_alpha=0.6, top_k=4, num_beams=3), "num_beams"),
+])
+def test_strategy_keywords_that_would_be_ignored_are_refused(settings, named):
+    with pytest.raises(ValueError, match=named):
+        split_strategy_options(settings, defaults=dict(top_k=None) if "top_k" not in settings else None)
+
+
+def test_run_strategy_runs_the_chosen_one():
+    spec = cases("contrastive")[0]
+    choice, rest = split_strategy_options(dict(spec["options"]))
+    input_ids, attention_mask = inputs(spec)
+    sequences, scores = run_strategy(choice, model(spec["fixture"]), input_ids, attention_mask, **rest)
+    assert sequences.tolist() == spec["expected"]["sequences"] and scores is None
