@@ -26,8 +26,10 @@ ARTICLE = ("The old lighthouse on the northern cape was switched off on Monday a
            "said ships now find their way by satellite.")
 
 
-def case(id, strategy, fixture, prompts, options):
-    return dict(id=id, strategy=strategy, fixture=fixture, prompts=prompts, options=options)
+def case(id, strategy, fixture, prompts, options, seed=None):
+    """One golden case; a seed (transformers.set_seed right before generate()) only where the case samples."""
+    spec = dict(id=id, strategy=strategy, fixture=fixture, prompts=prompts, options=options)
+    return {**spec, "seed": seed} if seed is not None else spec
 
 
 CASES = [
@@ -68,6 +70,9 @@ CASES = [
          dict(dola_layers="high", repetition_penalty=1.2, max_new_tokens=20)),
     case("dola-llama-list", "dola", "llama", ["The old lighthouse keeper", "A small village"],
          dict(dola_layers=[0, 1], repetition_penalty=1.3, max_new_tokens=15)),
+    case("dola-llama-sample", "dola", "llama", ["Once upon a time", "The river"],
+         dict(dola_layers="low", repetition_penalty=1.2, do_sample=True, top_k=20, temperature=0.9, max_new_tokens=15),
+         seed=4),
     case("constrained-gpt2-phrase", "constrained", "gpt2", ["The old lighthouse keeper"],
          dict(num_beams=4, force_words=[" the sea"], max_new_tokens=15, num_return_sequences=2)),
     case("constrained-gpt2-disjunctive-batch", "constrained", "gpt2", ["The river", "She opened the door and went outside"],
@@ -113,6 +118,10 @@ def run(spec: dict, models: dict) -> dict:
     if spec["strategy"] == "constrained" and "force_words" in options:
         options["force_words_ids"] = [tokenizer(words, add_special_tokens=False).input_ids
                                       for words in options.pop("force_words")]
+    if spec.get("seed") is not None:
+        from transformers import set_seed
+
+        set_seed(spec["seed"])
     with torch.no_grad():
         out = model.generate(**inputs, **options, return_dict_in_generate=True, output_scores=True)
     answer = dict(input_ids=inputs["input_ids"].tolist(), attention_mask=inputs["attention_mask"].tolist(),
