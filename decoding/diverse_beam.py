@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from decoding.beam_hypotheses import FinishedHypotheses, finalize
 from decoding.cache import reorder_beams
 from decoding.config import DecodingConfig
-from decoding.generate import Prepared, prepare
-from decoding.loop import decode_step
+from decoding.generation import Prepared, prepare
+from decoding.model_step import decode_step
 from decoding.processors import Processor, run_processors
 
 NEG = -1.0e9  # transformers' starting score of the beams that are not live yet

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 
 from decoding.config import DecodingConfig
 from decoding.processors import Processor, run_processors
-from decoding.strategies import greedy, sample
 from decoding.strategy_call import call_processors, forward_hidden, grow_mask, prepare_call
+from decoding.token_loop import greedy, sample
 from decoding.warn import warn_caller
 
 

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 import torch
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
-from decoding.config import DecodingConfig, Lengths, resolve_lengths
-from decoding.generate import check_inputs, check_output_fits, check_prompt_fits, resolve_config
-from decoding.loop import ModelState, infer_attention_mask, start
+from decoding.config import DecodingConfig
+from decoding.generation import check_inputs, resolve_config
+from decoding.lengths import Lengths, check_output_fits, check_prompt_fits, resolve_lengths
+from decoding.model_step import ModelState, infer_attention_mask, start
 from decoding.processors import Processor, build_processors
 from decoding.stopping import StopCriteria
 
