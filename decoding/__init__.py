@@ -22,6 +22,9 @@ Where things are, in the order a call meets them:
     guidance.py, watermark.py      the processors themselves, each a pure function on the scores
     token_loop.py        the greedy / sampling / your-strategy loop (decode_tokens)
     beam_search.py       beam search, step for step transformers' algorithm
+    strategy_options.py  which strategy transformers 4.56 moved to the hub the settings ask for:
+    contrastive.py, dola.py, diverse_beam.py, constrained_beam.py (+ constraints.py,
+    beam_hypotheses.py, strategy_call.py)     those strategies, as 4.55.4 ran them
     stopping.py, time_limit.py     when a row ends: max_length, EOS, stop strings, max_time
     streaming.py         stream(): the token loop's text as it grows
     trace.py, recording.py         why each token won; output_scores / output_logits
@@ -46,6 +49,9 @@ EXPORTS = {
     "apply_top_h": "warpers", "apply_sequence_bias": "biases", "apply_exponential_decay": "biases",
     "apply_encoder_repetition_penalty": "encoder_processors", "apply_encoder_no_repeat_ngram": "encoder_processors",
     "watermark_z_scores": "watermark",
+    "contrastive_search": "contrastive", "dola_generate": "dola", "diverse_beam_search": "diverse_beam",
+    "constrained_beam_search": "constrained_beam", "PhrasalConstraint": "constraints",
+    "DisjunctiveConstraint": "constraints",
 }
 __all__ = list(EXPORTS)
 

@@ -49,6 +49,13 @@ class DecodingConfig:
     do_sample: bool = False
     num_beams: int = 1
     num_return_sequences: int = 1
+    # the strategies transformers 4.56 moved to hub repositories (decoding/strategy_options.py picks one)
+    penalty_alpha: float | None = None  # contrastive search, with top_k > 1
+    dola_layers: str | list | None = None  # DoLa: "low", "high" or layer indices
+    num_beam_groups: int = 1  # diverse beam search, with diversity_penalty
+    diversity_penalty: float = 0.0
+    force_words_ids: list | None = None  # constrained beam search
+    constraints: list | None = field(default=None, compare=False)
     # sampling warpers (used only when do_sample=True)
     temperature: float = 1.0
     top_k: int | None = 50
@@ -88,8 +95,8 @@ class DecodingConfig:
     length_penalty: float = 1.0
     early_stopping: bool | str = False
     # encoder-decoder models: the beams (or samples) of an input read one copy of its cross-attention
-    # keys and values (decoding/shared_cross_attention.py). The same tokens; beam scores then differ
-    # from generate()'s in the last bits. False repeats the encoder output per row, as generate() does.
+    # keys and values (decoding/shared_cross_attention.py): the same tokens and scores as generate(),
+    # with less memory. False repeats the encoder output per row, as generate() does.
     share_cross_attention: bool = True
     # special tokens and stopping
     eos_token_id: int | list | None = None
@@ -198,13 +205,14 @@ _NONE_MEANS = {
     "top_p": 1.0, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "length_penalty": 1.0,
     "early_stopping": False, "typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0, "encoder_repetition_penalty": 1.0,
     "encoder_no_repeat_ngram_size": 0, "remove_invalid_values": False, "renormalize_logits": False, "output_scores": False,
-    "output_logits": False, "return_dict_in_generate": False,
+    "output_logits": False, "return_dict_in_generate": False, "num_beam_groups": 1, "diversity_penalty": 0.0,
 }
 
 
 # Settings that are floats in generate(); an int given for one (length_penalty=2) becomes a float.
 _FLOAT_SETTINGS = ("temperature", "top_p", "min_p", "repetition_penalty", "length_penalty", "typical_p", "epsilon_cutoff",
-                   "eta_cutoff", "top_h", "encoder_repetition_penalty", "guidance_scale", "max_time")
+                   "eta_cutoff", "top_h", "encoder_repetition_penalty", "guidance_scale", "max_time",
+                   "penalty_alpha", "diversity_penalty")
 
 
 def _ints_as_floats(values: dict) -> dict:

@@ -179,10 +179,44 @@ def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
     trace: True (or a number of candidates) records why each token was chosen.
     Decoder-only batches must be left-padded, with their attention_mask.
     """
+    config = resolve_config(model, config, settings)
+    moved = moved_strategy(config)
+    if moved.name is not None:
+        check_moved_strategy_hooks(moved, config, strategy=strategy, trace=trace)
+        sequences, scores = run_strategy(moved, model, input_ids, attention_mask, config=config, tokenizer=tokenizer,
+                                         logits_processors=logits_processors)
+        return GenerationOutput(sequences, scores)
     with ExitStack() as scope:
         prepared = prepare(model, input_ids, attention_mask, tokenizer=tokenizer, logits_processors=logits_processors,
-                           strategy=strategy, trace=trace, settings=settings, scope=scope, config=config)
+                           strategy=strategy, trace=trace, settings={}, scope=scope, config=config)
         return run(model, prepared, strategy)
+
+
+def moved_strategy(config: DecodingConfig):
+    """The strategy transformers 4.56 moved to the hub that these settings ask for (its .name is None
+    for greedy, sampling and beam search). Imported here: those strategies build on this module."""
+    from decoding.strategy_options import STRATEGY_KEYWORDS, split_strategy_options
+
+    settings = {name: getattr(config, name) for name in STRATEGY_KEYWORDS}
+    defaults = {name: getattr(config, name) for name in ("num_beams", "do_sample", "top_k", "num_return_sequences")}
+    return split_strategy_options(settings, defaults=defaults)[0]
+
+
+def check_moved_strategy_hooks(moved, config: DecodingConfig, *, strategy, trace) -> None:
+    """The moved strategies run their own loops, without the token loop's hooks: refuse a hook rather
+    than ignore it."""
+    asked = [name for name, value in (("strategy=", strategy), ("trace=", trace), ("output_scores", config.output_scores),
+                                      ("output_logits", config.output_logits)) if value]
+    if asked:
+        raise ValueError(f"{', '.join(asked)} cannot be used with {moved.name.replace('_', ' ')} search "
+                         f"({', '.join(moved.options)}); drop {asked[0]} or the strategy's options")
+
+
+def run_strategy(moved, model, input_ids, attention_mask, **options):
+    """Run a moved strategy (see `moved_strategy`): (sequences, sequences_scores or None)."""
+    from decoding.strategy_options import run_strategy as run_moved
+
+    return run_moved(moved, model, input_ids, attention_mask, **options)
 
 
 def run(model, prepared: Prepared, strategy: Strategy | None) -> GenerationOutput:

@@ -110,11 +110,19 @@ class TextChunker(FinalText):
 def can_stream(config: DecodingConfig) -> bool:
     """Whether these settings give one answer that can be shown token by token: beam search knows its
     best beam only at the end, and several sequences are not one text."""
-    return config.num_beams == 1 and config.num_return_sequences == 1
+    from decoding.generation import moved_strategy
+
+    return config.num_beams == 1 and config.num_return_sequences == 1 and moved_strategy(config).name is None
 
 
 def check_can_stream(config: DecodingConfig) -> None:
     """The error for settings that cannot stream (see `can_stream`), naming them and the fix."""
+    from decoding.generation import moved_strategy
+
+    moved = moved_strategy(config)
+    if moved.name is not None:
+        raise ValueError(f"streaming runs the token loop; {moved.name.replace('_', ' ')} search ({', '.join(moved.options)}) "
+                         "runs its own: drop its options or do not stream")
     if not can_stream(config):
         raise ValueError(f"streaming shows one answer token by token: it cannot show num_beams={config.num_beams} "
                          f"or num_return_sequences={config.num_return_sequences} (the best beam is only known at "

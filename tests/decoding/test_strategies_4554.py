@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
 from decoding import generate
 from decoding.constrained_beam import check_constrained_options, constrained_beam_search
@@ -252,3 +252,61 @@ def test_run_strategy_runs_the_chosen_one():
     input_ids, attention_mask = inputs(spec)
     sequences, scores = run_strategy(choice, model(spec["fixture"]), input_ids, attention_mask, **rest)
     assert sequences.tolist() == spec["expected"]["sequences"] and scores is None
+
+
+# -- selected by generate()'s own keywords, as in 4.55.4 ------------------------------------------------
+
+def generate_options(spec: dict) -> dict:
+    """The case's generate() keywords: `force_words` (texts) became the golden's force_words_ids."""
+    options = {name: value for name, value in spec["options"].items() if name != "force_words"}
+    if "force_words_ids" in spec["expected"]:
+        options["force_words_ids"] = spec["expected"]["force_words_ids"]
+    return options
+
+
+@pytest.mark.parametrize("spec", GOLDENS["cases"], ids=lambda spec: spec["id"])
+def test_generate_selects_the_strategy_from_its_keywords(spec):
+    input_ids, attention_mask = inputs(spec)
+    if spec["options"].get("do_sample"):
+        torch.manual_seed(spec.get("seed", 0))
+    out = generate(model(spec["fixture"]), input_ids, attention_mask, **generate_options(spec))
+    if spec["options"].get("do_sample"):
+        return  # the seeded case is replayed with its seed by the DoLa test above; here it only has to run
+    assert out.sequences.tolist() == spec["expected"]["sequences"]
+    if "sequences_scores" in spec["expected"]:
+        torch.testing.assert_close(out.sequences_scores, torch.tensor(spec["expected"]["sequences_scores"]),
+                                   rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("case_id", ["contrastive-gpt2", "diverse-t5", "constrained-llama"])
+def test_runners_take_the_strategy_keywords(case_id):
+    """A task runner passes the keywords through its settings resolver to the same strategy."""
+    import tasks
+
+    spec = next(spec for spec in GOLDENS["cases"] if spec["id"] == case_id)
+    task = "text2text-generation" if spec["fixture"] in ENCODER_DECODER else "text-generation"
+    runner = tasks.load(task, model=str(FIXTURES / spec["fixture"]))
+    # do_sample=False: a deterministic strategy on a model whose generation_config samples is refused, not ignored
+    answers = runner(spec["prompts"][0], **generate_options(spec), do_sample=False)
+    expected = [runner.tokenizer.decode(ids, skip_special_tokens=True) for ids in spec["expected"]["sequences"]]
+    key = "generated_text"
+    assert [answer[key] for answer in answers] == [text if task == "text-generation" else text.strip()
+                                                   for text in expected][:len(answers)]
+
+
+@pytest.mark.parametrize("hook", [dict(trace=True), dict(output_scores=True), dict(strategy=lambda scores: scores.argmax(-1))])
+def test_a_hook_the_moved_strategies_lack_is_refused(hook):
+    spec = cases("contrastive")[0]
+    input_ids, attention_mask = inputs(spec)
+    with pytest.raises(ValueError, match="cannot be used with contrastive search"):
+        generate(model(spec["fixture"]), input_ids, attention_mask, **generate_options(spec), **hook)
+
+
+def test_the_moved_strategies_do_not_stream():
+    from decoding import stream
+
+    spec = cases("contrastive")[0]
+    input_ids, attention_mask = inputs(spec)
+    with pytest.raises(ValueError, match="contrastive search .* runs its own"):
+        list(stream(model(spec["fixture"]), AutoTokenizer.from_pretrained(FIXTURES / spec["fixture"]), input_ids,
+                    attention_mask, **generate_options(spec)))
