@@ -64,6 +64,38 @@ def positive_int(text: str) -> int:
     return value
 
 
+def id_list(text: str) -> list[int]:
+    """--suppress-tokens 3,5,7 -> [3, 5, 7]."""
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected token ids separated by commas, e.g. 3,5,7; got {text!r}") from None
+
+
+def json_value(text: str):
+    """A flag whose value is JSON (--sequence-bias '[[[7, 9], -5.0]]', --watermark '{"bias": 2.0}')."""
+    import json
+
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"expected JSON ({error.msg}); got {text!r}") from None
+
+
+def start_and_factor(text: str) -> tuple[int, float]:
+    """--exponential-decay-length-penalty 10,1.5 -> (10, 1.5)."""
+    try:
+        start, factor = text.split(",")
+        return int(start), float(factor)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected START,FACTOR, e.g. 10,1.5; got {text!r}") from None
+
+
+def dola_layers(text: str) -> str | list[int]:
+    """--dola-layers low | high | 0,2,4."""
+    return text if text in ("low", "high") else id_list(text)
+
+
 @dataclass(frozen=True)
 class Option:
     """One command-line flag that maps onto a keyword of the runner call under the same name."""
@@ -95,6 +127,33 @@ GENERATION_OPTIONS = options(
     ("--no-repeat-ngram-size", dict(type=int, help="never repeat an n-gram of this size")),
     ("--length-penalty", dict(type=float, help="beam search: > 0 favours longer outputs")),
     ("--num-return-sequences", dict(type=int, help="answers per input (needs sampling or beams)")),
+    ("--min-p", dict(type=float, help="sample among tokens at least this fraction as likely as the best one")),
+    ("--typical-p", dict(type=float, help="typical sampling: keep the tokens closest to the entropy, up to this mass")),
+    ("--epsilon-cutoff", dict(type=float, help="sampling: drop tokens less likely than this")),
+    ("--eta-cutoff", dict(type=float, help="eta sampling: drop tokens below min(eta, sqrt(eta) * exp(-entropy))")),
+    ("--top-h", dict(type=float, help="sampling: keep tokens while their entropy stays within this share of the full one")),
+    ("--suppress-tokens", dict(type=id_list, metavar="IDS", help="token ids never written, e.g. 3,5,7")),
+    ("--begin-suppress-tokens", dict(type=id_list, metavar="IDS", help="token ids not written first")),
+    ("--sequence-bias", dict(type=json_value, metavar="JSON", help="bias token sequences, e.g. '[[[7, 9], -5.0]]'")),
+    ("--encoder-repetition-penalty", dict(type=float, help="encoder-decoder: > 1 favours the input's tokens")),
+    ("--encoder-no-repeat-ngram-size", dict(type=int, help="encoder-decoder: never copy an input n-gram of this size")),
+    ("--exponential-decay-length-penalty", dict(type=start_and_factor, metavar="START,FACTOR",
+                                                 help="after START new tokens, raise the end-of-text score by FACTOR**n")),
+    ("--renormalize-logits", dict(action="store_true", help="log-softmax the scores again after the processors")),
+    ("--remove-invalid-values", dict(action="store_true", help="replace NaN and infinite scores")),
+    ("--max-time", dict(type=float, metavar="SECONDS", help="stop every row after the step that passes this time")),
+    ("--watermark", dict(dest="watermarking_config", type=json_value, metavar="JSON",
+                         help="green-list watermark settings, e.g. '{\"bias\": 2.0}'")),
+    ("--penalty-alpha", dict(type=float, help="contrastive search (with --top-k > 1 and --no-do-sample)")),
+    ("--num-beam-groups", dict(type=int, help="diverse beam search: groups of beams (with --diversity-penalty)")),
+    ("--diversity-penalty", dict(type=float, help="diverse beam search: penalty for a token another group chose")),
+    ("--dola-layers", dict(type=dola_layers, metavar="low|high|IDS", help="DoLa decoding (decoder-only)")),
+    ("--force-words", dict(action="append", metavar="TEXT",
+                           help="constrained beam search: the answer must contain this text (repeatable)")),
+)
+GUIDANCE_OPTIONS = options(
+    ("--guidance-scale", dict(type=float, help="classifier-free guidance: > 1 moves away from --negative-prompt")),
+    ("--negative-prompt", dict(metavar="TEXT", help="the unconditional prompt for --guidance-scale")),
 )
 
 
@@ -117,7 +176,7 @@ def task_options(spec: TaskSpec) -> list[Option]:
                        ("--max-question-len", dict(type=int)), ("--handle-impossible-answer", dict(action="store_true")),
                        ("--align-to-words", dict(action=argparse.BooleanOptionalAction)))
     if spec.name == "text-generation":
-        return GENERATION_OPTIONS + options(
+        return GENERATION_OPTIONS + GUIDANCE_OPTIONS + options(
             ("--stop", dict(dest="stop_strings", action="append", help="stop when this text appears (repeatable)")),
             ("--return-full-text", dict(action=argparse.BooleanOptionalAction, help="print the prompt before its text")),
             TRUNCATION, ("--handle-long-generation", dict(choices=["hole"], help="hole: keep the end of a long prompt")))
@@ -138,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument(option.flag, **{"dest": option.dest, "default": argparse.SUPPRESS, **option.kwargs})
     chat = commands.add_parser("chat", help="talk with a chat model (text-generation); a line per message")
     add_common_options(chat, COMMANDS["generate"], chat=True)
-    for option in GENERATION_OPTIONS:
+    for option in GENERATION_OPTIONS + GUIDANCE_OPTIONS:
         chat.add_argument(option.flag, **{"dest": option.dest, "default": argparse.SUPPRESS, **option.kwargs})
     # Listed for `nopipe --help` only: main() hands everything after `bench` to benchmarks.run.
     commands.add_parser("bench", help="speed against transformers and other runtimes "
@@ -229,11 +288,24 @@ def read_inputs(args, spec: TaskSpec) -> tuple[list[Input], str | None]:
     return read_qa_pairs(args) if spec.reads == "question-context" else read_texts(args)
 
 
-def call_options(args, spec: TaskSpec) -> dict:
+def call_options(args, spec: TaskSpec, runner) -> dict:
     """The task's own options the user set, under the API's names."""
     chosen = {option.dest: getattr(args, option.dest) for option in task_options(spec) if hasattr(args, option.dest)}
     if getattr(args, "batch_size", None) is not None:
         chosen["batch_size"] = args.batch_size
+    return as_token_ids(runner, chosen)
+
+
+def as_token_ids(runner, chosen: dict) -> dict:
+    """--force-words and --negative-prompt take text; the API takes token ids of the runner's tokenizer."""
+    chosen = dict(chosen)
+    if "force_words" in chosen:
+        chosen["force_words_ids"] = [runner.tokenizer(text, add_special_tokens=False)["input_ids"]
+                                     for text in chosen.pop("force_words")]
+    if "negative_prompt" in chosen:
+        encoded = runner.tokenizer(chosen.pop("negative_prompt"), return_tensors="pt")
+        chosen["negative_prompt_ids"] = encoded["input_ids"]
+        chosen["negative_prompt_attention_mask"] = encoded["attention_mask"]
     return chosen
 
 
@@ -349,7 +421,7 @@ def run_task(args, spec: TaskSpec, out) -> None:
     """Every command but `generate` and `chat`: answers in the order of the inputs."""
     inputs, source = read_inputs(args, spec)  # before the (maybe slow) load, so "no input" comes at once
     runner = load_runner(args, spec)
-    chosen = call_options(args, spec)
+    chosen = call_options(args, spec, runner)
     if getattr(args, "explain", False):
         print(runner.explain(**decoding_settings(chosen)), file=sys.stderr)
     seed_if_asked(args)
@@ -421,7 +493,7 @@ def run_generate(args, spec: TaskSpec, out) -> None:
     prompts, source = read_texts(args)
     runner = load_runner(args, spec)
     prompts = [Input(as_chat_prompt(runner, item.value, args.raw), item.line) for item in prompts]
-    chosen = call_options(args, spec)
+    chosen = call_options(args, spec, runner)
     if args.explain:
         print(runner.explain(**decoding_settings(chosen)), file=sys.stderr)
     streaming, chosen = generation_plan(runner, prompts, chosen, args)
@@ -442,7 +514,7 @@ def run_chat(args, spec: TaskSpec, out) -> None:
     if not getattr(runner.tokenizer, "chat_template", None):
         raise UsageError(f"{args.model or 'this model'} has no chat template, so it cannot chat; "
                          "use `nopipe generate` for plain text")
-    chosen = decoding_settings(call_options(args, spec))
+    chosen = decoding_settings(call_options(args, spec, runner))
     if args.explain:
         print(runner.explain(**chosen), file=sys.stderr)
     seed_if_asked(args)
