@@ -28,7 +28,7 @@ NEG = -1.0e9
 
 
 def check_constrained_options(force_words_ids, constraints, *, num_beams: int, do_sample: bool = False,
-                              num_beam_groups: int = 1) -> list:
+                              num_beam_groups: int = 1, vocab_size: int | None = None) -> list:
     """The constraints to search with (force_words_ids read as 4.55.4 did, after `constraints`); a ValueError
     names the option and the fix for what 4.55.4 refused."""
     if do_sample:
@@ -49,7 +49,24 @@ def check_constrained_options(force_words_ids, constraints, *, num_beams: int, d
         found += constraints_from_force_words_ids(force_words_ids)
     if not found:
         raise ValueError("constrained beam search needs at least one constraint; pass force_words_ids=[[...]]")
+    if vocab_size is not None:
+        check_ids_in_vocabulary(found, vocab_size)
     return found
+
+
+def constraint_ids(constraint) -> list[int]:
+    """Every token id a constraint can ask for (a disjunctive one holds a list of phrases)."""
+    ids = getattr(constraint, "token_ids", [])
+    return [token_id for item in ids for token_id in (item if isinstance(item, list) else [item])]
+
+
+def check_ids_in_vocabulary(constraints: list, vocab_size: int) -> None:
+    """An id past the scores' last column would fail deep in torch's indexing: name it instead."""
+    for constraint in constraints:
+        outside = [token_id for token_id in constraint_ids(constraint) if token_id >= vocab_size]
+        if outside:
+            raise ValueError(f"force_words_ids/constraints hold token id {outside[0]}, past the model's vocabulary of "
+                             f"{vocab_size} ids; use ids from the model's own tokenizer")
 
 
 def completes_constraints(constraints: list, token_ids: list[int]) -> bool:
@@ -223,5 +240,6 @@ def constrained_beam_search(model, input_ids: torch.Tensor, attention_mask: torc
         prepared = prepare(model, input_ids, attention_mask, tokenizer=tokenizer, logits_processors=logits_processors,
                            strategy=None, trace=False, settings=settings, scope=scope, config=config)
         found = check_constrained_options(force_words_ids, constraints, num_beams=prepared.config.num_beams,
-                                          do_sample=prepared.config.do_sample, num_beam_groups=num_beam_groups)
+                                          do_sample=prepared.config.do_sample, num_beam_groups=num_beam_groups,
+                                          vocab_size=prepared.logits.shape[-1])
         return constrained_beam_loop(model, prepared, found)

@@ -39,11 +39,11 @@ def check_diverse_beam_options(num_beam_groups, diversity_penalty, *, num_beams:
         raise ValueError(f"num_beams ({num_beams}) must be divisible by num_beam_groups ({num_beam_groups}); "
                          "pick num_beams as a multiple of num_beam_groups")
     if diversity_penalty == 0:
-        raise ValueError("diverse beam search needs diversity_penalty > 0 (with 0 every group finds the same beams); "
-                         "pass e.g. diversity_penalty=1.0")
+        raise ValueError(f"num_beam_groups={num_beam_groups} (diverse beam search) needs diversity_penalty > 0 "
+                         "(with 0 every group finds the same beams); pass e.g. diversity_penalty=1.0")
     if num_beam_groups < 2:
-        raise ValueError("diversity_penalty needs num_beam_groups > 1 (one group has nothing to differ from); "
-                         "pass e.g. num_beam_groups=2")
+        raise ValueError(f"diversity_penalty={diversity_penalty} needs num_beam_groups > 1 (one group has nothing to "
+                         "differ from); pass e.g. num_beam_groups=2")
 
 
 def is_diverse_beam(num_beam_groups, diversity_penalty, num_beams: int) -> bool:

@@ -310,3 +310,12 @@ def test_the_moved_strategies_do_not_stream():
     with pytest.raises(ValueError, match="contrastive search .* runs its own"):
         list(stream(model(spec["fixture"]), AutoTokenizer.from_pretrained(FIXTURES / spec["fixture"]), input_ids,
                     attention_mask, **generate_options(spec)))
+
+
+@pytest.mark.parametrize("force_words_ids", [[[10**9]], [[[5], [10**9, 2]]]], ids=["phrase", "disjunctive"])
+def test_a_forced_id_past_the_vocabulary_is_named(force_words_ids):
+    spec = cases("constrained")[0]
+    input_ids, attention_mask = inputs(spec)
+    with pytest.raises(ValueError, match="token id 1000000000, past the model's vocabulary"):
+        generate(model(spec["fixture"]), input_ids, attention_mask, num_beams=3, max_new_tokens=4,
+                 force_words_ids=force_words_ids)

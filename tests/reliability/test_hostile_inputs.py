@@ -26,7 +26,7 @@ TROUBLE = ["\u200b", "\x00", "\u0301\u0302", "\ud800", "a\ud800b", "\ufeff", " \
 TEXTS = st.one_of(st.sampled_from(TROUBLE), st.text(min_size=0, max_size=60),
                   st.text(st.characters(codec=None), min_size=1, max_size=30))
 VALUES = [None, -1, 0, 1, 2, 3, 10**30, -(10**30), 1.5, float("nan"), float("inf"), -float("inf"), 1e300,
-          "x", "", [], [1], True, False, {"a": 1}]
+          "x", "", [], [1], [[1]], [[10**9]], [[[1], [2, 3]]], "low", True, False, {"a": 1}]
 
 RUNNER_OPTIONS = {
     "text-classification": ("distilbert-sst2", ["top_k", "function_to_apply", "truncation", "batch_size"]),
@@ -35,9 +35,11 @@ RUNNER_OPTIONS = {
                                                 "max_question_len", "handle_impossible_answer", "align_to_words"]),
     "text-generation": ("gpt2", ["max_new_tokens", "temperature", "top_k", "top_p", "num_beams", "repetition_penalty",
                                  "length_penalty", "do_sample", "num_return_sequences", "min_length",
-                                 "no_repeat_ngram_size", "max_length", "truncation"]),
+                                 "no_repeat_ngram_size", "max_length", "truncation", "penalty_alpha", "num_beam_groups",
+                                 "diversity_penalty", "dola_layers", "force_words_ids"]),
     "summarization": ("bart-cnn", ["max_length", "min_length", "num_beams", "length_penalty", "temperature",
-                                   "do_sample", "top_p", "no_repeat_ngram_size", "truncation"]),
+                                   "do_sample", "top_p", "no_repeat_ngram_size", "truncation", "penalty_alpha",
+                                   "num_beam_groups", "diversity_penalty", "force_words_ids"]),
 }
 SAFE = {"text-generation": dict(max_new_tokens=3, do_sample=False), "summarization": dict(max_length=6, min_length=1)}
 
