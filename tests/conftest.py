@@ -1,7 +1,16 @@
 """What every test shares."""
 
+import os
+
 import pytest
 import torch
+from hypothesis import settings
+
+# The same examples on every run, so CI passes or fails on the code, not on the draw; set
+# HYPOTHESIS_PROFILE=explore to draw new examples while hunting for bugs.
+settings.register_profile("repeatable", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 @pytest.fixture(scope="session", autouse=True)
