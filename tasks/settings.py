@@ -47,10 +47,19 @@ TRACE_IS_NOT_AN_OPTION = (
     "trace=True) on the prompt's ids and print decoding.format_trace(output.trace, runner.tokenizer)")
 
 
+# decoding.generate's outputs beyond the sequences: a runner's answer (the pipeline's shape) has no place for them.
+GENERATE_OUTPUTS = ("output_scores", "output_logits", "return_dict_in_generate")
+
+
 def check_options(options: dict, task_options: tuple[str, ...] = ()) -> dict:
     """Refuse an option that is neither a decoding setting, a hook nor one of the task's, with a suggestion."""
     if "trace" in options:
         raise TypeError(TRACE_IS_NOT_AN_OPTION)
+    asked = [name for name in GENERATE_OUTPUTS if options.get(name)]
+    if asked:
+        raise TypeError(f"{asked[0]}=True asks for generate()'s per-step outputs, which a runner's answer (the "
+                        f"pipeline's shape) has no place for; call decoding.generate(runner.model, input_ids, "
+                        f"{asked[0]}=True) on the prompt's ids")
     known = DECODING_SETTINGS + HOOKS + tuple(HOOK_ALIASES) + tuple(task_options)
     for key in options:
         if key not in known:

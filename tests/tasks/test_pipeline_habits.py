@@ -78,3 +78,12 @@ def test_windows_without_a_declared_limit_use_the_default_and_say_so():
     with pytest.warns(UserWarning, match=f"windows of {DEFAULT_WINDOW} tokens"):
         assert window_length(tokenizer, config) == DEFAULT_WINDOW
     assert window_length(SimpleNamespace(model_max_length=int(1e30)), SimpleNamespace(max_position_embeddings=64)) == 64
+
+
+@pytest.mark.parametrize("name", ["output_scores", "output_logits", "return_dict_in_generate"])
+@pytest.mark.parametrize(("task", "folder"), [("text-generation", "gpt2"), ("summarization", "bart-cnn")])
+def test_generate_outputs_on_a_runner_are_refused_not_ignored(task, folder, name):
+    runner = tasks.load(task, model=str(FIXTURES / folder))
+    with pytest.raises(TypeError, match=rf"{name}=True .* decoding.generate\(runner.model"):
+        runner("The old lighthouse keeper", **{name: True})
+    assert runner("The old lighthouse keeper", max_new_tokens=2, **{name: False})  # off is no request
