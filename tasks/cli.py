@@ -199,10 +199,70 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_options(chat, COMMANDS["generate"], chat=True)
     for option in GENERATION_OPTIONS + GUIDANCE_OPTIONS:
         chat.add_argument(option.flag, **{"dest": option.dest, "default": argparse.SUPPRESS, **option.kwargs})
+    add_batch_command(commands)
     # Listed for `nopipe --help` only: main() hands everything after `bench` to benchmarks.run.
     commands.add_parser("bench", help="speed against transformers and other runtimes "
                                       "(`nopipe bench --help` lists its options)")
     return parser
+
+
+def add_batch_command(commands) -> None:
+    """`nopipe batch TASK --input F --output F`: tasks/batch.py's run_job on the command line."""
+    batch = commands.add_parser("batch", help="run a task over a dataset file (JSONL, CSV, Parquet, text), resumable")
+    batch.add_argument("task", help="a pipeline task name: text-classification, ner, question-answering, "
+                                    "summarization, translation_en_to_fr, text-generation, ...")
+    batch.add_argument("--input", required=True, help=".jsonl, .csv, .parquet, or text with one item per line")
+    batch.add_argument("--output", required=True, help=".jsonl or .parquet: the input rows with the answers added")
+    batch.add_argument("--model", help="local folder, .gguf file or hub id (default: the pipeline's default)")
+    batch.add_argument("--column", default="text", help="the text column (question-answering: question, context)")
+    batch.add_argument("--batch-size", type=positive_int, default=32, help="rows per model call")
+    batch.add_argument("--shard-rows", type=positive_int, default=1024, help="rows per saved shard (the resume step)")
+    batch.add_argument("--on-error", choices=["stop", "skip"], default="stop",
+                       help="a bad row stops the job (default), or goes to OUTPUT.errors.jsonl with the reason")
+    batch.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    batch.add_argument("--seed", type=int, help="reproducible sampling, also across a resumed run")
+    batch.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                       help="a task option (JSON value), e.g. top_k=2 or max_new_tokens=40; repeatable")
+    batch.add_argument("--threads", type=positive_int, help="CPU threads for torch")
+    batch.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+
+
+def named_options(pairs: list[str]) -> dict:
+    """--option top_k=2 --option aggregation_strategy=simple -> {"top_k": 2, "aggregation_strategy": "simple"}."""
+    import json
+
+    options = {}
+    for pair in pairs:
+        name, equals, text = pair.partition("=")
+        if not equals or not name.isidentifier():
+            raise UsageError(f"--option takes NAME=VALUE, e.g. --option top_k=2; got {pair!r}")
+        try:
+            options[name] = json.loads(text)
+        except json.JSONDecodeError:
+            options[name] = text  # a plain word: aggregation_strategy=simple
+    return options
+
+
+def run_batch(args, out) -> None:
+    """Load the task's runner once, run the job, say on stderr what was written."""
+    import torch
+
+    import tasks
+    from tasks.batch import run_job
+    from tasks.registry import TASKS, canonical_task
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    options = named_options(args.option)
+    name, _ = canonical_task(args.task)
+    runner = tasks.load(args.task, model=args.model)
+    model = args.model or TASKS[name].default_model.repo_id
+    summary = run_job(args.task, model, args.input, args.output, column=args.column, batch_size=args.batch_size,
+                      on_error=args.on_error, overwrite=args.overwrite, shard_rows=args.shard_rows, seed=args.seed,
+                      runner=runner, progress=sys.stderr.isatty(), **options)
+    resumed = f" ({summary.resumed_shards} shards from an earlier run)" if summary.resumed_shards else ""
+    skipped = f"; {summary.skipped} bad rows in {summary.errors}" if summary.skipped else ""
+    print(f"nopipe: {summary.rows} rows answered{resumed} -> {summary.output}{skipped}", file=sys.stderr)
 
 
 def add_common_options(sub: argparse.ArgumentParser, spec: TaskSpec, chat: bool = False) -> None:
@@ -570,12 +630,15 @@ RUNS = {"generate": run_generate, "chat": run_chat}
 
 def run_command(args) -> int:
     """One task command (not bench) on sys.stdout; the exit code when it succeeds."""
-    spec = COMMANDS["generate" if args.command == "chat" else args.command]
     if not args.debug:
         from core.hub import quiet_process
 
         quiet_process()
         warnings.formatwarning = warning_as_one_line
+    if args.command == "batch":
+        run_batch(args, sys.stdout)
+        return 0
+    spec = COMMANDS["generate" if args.command == "chat" else args.command]
     RUNS.get(args.command, run_task)(args, spec, sys.stdout)
     return 0
 
