@@ -19,9 +19,11 @@ from benchmarks.models import cache_root
 from benchmarks.suite import NotAvailable, System
 
 
-def import_systems() -> None:
+def import_systems(ctranslate2: bool = True) -> None:
     """Import what the systems run on, and start torch, before the first is measured, so that its
-    load time and memory do not include importing nopipe's tasks, transformers' pipelines or CTranslate2."""
+    load time and memory do not include importing nopipe's tasks, transformers' pipelines or CTranslate2
+    (a worker of another system leaves CTranslate2 out: its OpenMP runtime has no business there)."""
+    import contextlib
     import pkgutil
 
     import transformers.pipelines  # noqa: F401
@@ -29,14 +31,11 @@ def import_systems() -> None:
     import tasks
 
     for module in pkgutil.iter_modules(tasks.__path__):
-        try:
+        with contextlib.suppress(Exception):  # a broken module is reported by the system that needs it
             importlib.import_module(f"tasks.{module.name}")
-        except Exception:  # noqa: BLE001 - a broken module is reported by the system that needs it
-            pass
-    try:
-        import ctranslate2  # noqa: F401
-    except ImportError:
-        pass
+    if ctranslate2:
+        with contextlib.suppress(ImportError):
+            importlib.import_module("ctranslate2")
     # torch's thread pool and kernels allocate on first use: let that happen outside every measurement.
     with torch.inference_mode():
         torch.nn.functional.linear(torch.ones(64, 256), torch.ones(256, 256)).softmax(-1)
