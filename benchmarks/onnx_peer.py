@@ -11,14 +11,16 @@ engines, and the answers come in the same form (the agreement check reads them).
 """
 
 import hashlib
+import logging
 import shutil
 import types
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
-from benchmarks.models import cache_root
+from benchmarks.models import cache_lock, cache_root
 from benchmarks.suite import NotAvailable, System
 
 OPSET = 17
@@ -38,15 +40,29 @@ def onnx_files(folder: Path, head: str) -> dict[str, Path]:
                     for path in sorted(folder.iterdir()) if path.is_file())
     target = cache_root() / "onnx" / f"{folder.name}-{hashlib.sha256((stamp + head).encode()).hexdigest()[:12]}"
     files = {"float32": target / "model.onnx", "int8": target / "model.int8.onnx"}
-    if not files["int8"].is_file():
-        building = target.with_name(target.name + ".building")
-        shutil.rmtree(building, ignore_errors=True)
-        building.mkdir(parents=True)
-        export(folder, head, building / "model.onnx")
-        quantize_dynamic(str(building / "model.onnx"), str(building / "model.int8.onnx"), weight_type=QuantType.QInt8)
-        shutil.rmtree(target, ignore_errors=True)
-        building.rename(target)
+    with cache_lock(target):
+        if not files["int8"].is_file():
+            building = target.with_name(target.name + ".building")
+            shutil.rmtree(building, ignore_errors=True)
+            building.mkdir(parents=True)
+            export(folder, head, building / "model.onnx")
+            with _quiet_root_logger():  # quantize_dynamic advises pre-processing on the root logger
+                quantize_dynamic(str(building / "model.onnx"), str(building / "model.int8.onnx"),
+                                 weight_type=QuantType.QInt8)
+            shutil.rmtree(target, ignore_errors=True)
+            building.rename(target)
     return files
+
+
+@contextmanager
+def _quiet_root_logger():
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 def export(folder: Path, head: str, path: Path) -> None:

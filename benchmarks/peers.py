@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.models import cache_root
+from benchmarks.models import cache_lock, cache_root
 from benchmarks.suite import NotAvailable, System
 
 
@@ -116,25 +116,32 @@ def ct2_folder(folder: Path) -> Path:
     a rebuilt model or fixture is converted again.
     """
     try:
-        from ctranslate2.converters import TransformersConverter
+        from ctranslate2.converters import TransformersConverter  # noqa: F401 - is it installed?
     except ImportError as error:
         raise NotAvailable("ctranslate2 is not installed (pip install ctranslate2, or the 'bench' extra)") from error
     stamp = "".join(f"{path.name}:{path.stat().st_size}:{path.stat().st_mtime_ns};"
                     for path in sorted(folder.iterdir()) if path.is_file())
     target = cache_root() / "ct2" / f"{folder.name}-{hashlib.sha256(stamp.encode()).hexdigest()[:12]}"
-    if not (target / "model.bin").is_file():
-        converting = target.with_name(target.name + ".converting")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                TransformersConverter(str(folder)).convert(str(converting), force=True)
-            except Exception as error:  # noqa: BLE001 - a converter that fails on transformers 5 is a result
-                shutil.rmtree(converting, ignore_errors=True)
-                raise NotAvailable(f"CTranslate2 conversion failed: {type(error).__name__}: "
-                                   f"{str(error).splitlines()[0][:200]}") from error
-        shutil.rmtree(target, ignore_errors=True)
-        converting.rename(target)  # only a finished conversion is ever loaded
+    with cache_lock(target):  # the float32 and int8 workers start together
+        if not (target / "model.bin").is_file():
+            convert_ct2(folder, target)
     return target
+
+
+def convert_ct2(folder: Path, target: Path) -> None:
+    converting = target.with_name(target.name + ".converting")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            from ctranslate2.converters import TransformersConverter
+
+            TransformersConverter(str(folder)).convert(str(converting), force=True)
+        except Exception as error:  # noqa: BLE001 - a converter that fails on transformers 5 is a result
+            shutil.rmtree(converting, ignore_errors=True)
+            raise NotAvailable(f"CTranslate2 conversion failed: {type(error).__name__}: "
+                               f"{str(error).splitlines()[0][:200]}") from error
+    shutil.rmtree(target, ignore_errors=True)
+    converting.rename(target)  # only a finished conversion is ever loaded
 
 
 def ct2_system(folder: Path, compute_type: str, threads: int, kind: str, call) -> System:

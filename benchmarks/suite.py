@@ -158,7 +158,7 @@ def build_parser(description: str = "", tasks: list[str] = (), prog: str | None 
                         help="after each workload, measure these systems again alone (e.g. nopipe:int8) and "
                              "report suite / alone")
     parser.add_argument("--out", help="results folder (default: benchmarks/results for a full run; a scratch "
-                                      "folder, printed, for --quick, --task, --only or --models fixtures)")
+                                      "folder, printed, for --quick, the fixtures and any partial run)")
     parser.add_argument("--profile", action="store_true", help="print the top functions (cProfile) and "
                                                                "operators (torch.profiler) of each nopipe run")
     return parser
