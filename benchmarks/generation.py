@@ -17,7 +17,7 @@ from functools import partial
 import torch
 
 from benchmarks.models import MODELS
-from benchmarks.peers import ct2_system, hf_generate, hf_pipeline, nopipe_decoding, nopipe_task
+from benchmarks.peers import ct2_system, hf_generate, hf_pipeline, llama_cpp_system, nopipe_decoding, nopipe_task
 from benchmarks.suite import Bench, Case, System
 from benchmarks.targets import FLOAT32_GENERATE, INT8_MEMORY, ct2_int8_target
 from benchmarks.work import decoding_work, model_shape
@@ -79,6 +79,23 @@ def run_ct2_translator(translator, case: Case, tokenizer, target_prefix: list | 
         no_repeat_ngram_size=generation.get("no_repeat_ngram_size") or 0,
         length_penalty=generation.get("length_penalty") or 1.0)
     return sum(len(result.hypotheses[0]) for result in results), results
+
+
+def run_llama_cpp(model, case: Case):
+    """llama.cpp decodes one prompt at a time (no batch API): each row of the case in turn, the same number
+    of new tokens each (its generator does not stop at EOS), greedy unless the case samples."""
+    settings, outputs = case.settings, []
+    sampled = settings.get("do_sample")
+    for ids in case.inputs:
+        model.reset()
+        new = []
+        for token in model.generate(ids, top_k=(settings.get("top_k") or 0) if sampled else 1, top_p=1.0,
+                                    temp=settings.get("temperature", 1.0) if sampled else 0.0):
+            new.append(token)
+            if len(new) == settings["max_new_tokens"]:
+                break
+        outputs.append(new)
+    return sum(len(new) for new in outputs), outputs
 
 
 def generated_texts(outputs, tokenizer) -> list[str]:
@@ -180,6 +197,8 @@ class TextGenerationTask:
             "text_generation", "TextGenerator", folder, head, tokenizer, threads, encoder_decoder=False,
             run_ct2=lambda generator, case: run_ct2_generator(generator, case, tokenizer),
             call_options=dict(return_full_text=False))
+        if model == "smollm2-135m" and bench.options.mode == "real":
+            systems.append(llama_cpp_system(threads, run_llama_cpp))
         if sizes.pipeline_peers:
             systems.append(hf_pipeline(task, folder, None, lambda pipe, case, options: run_text_task(
                 pipe, case, return_full_text=False)))

@@ -155,3 +155,21 @@ def ct2_system(folder: Path, compute_type: str, threads: int, kind: str, call) -
         return lambda case: call(model, case)
     return System("CTranslate2", "float32" if compute_type == "float32" else "int8", load,
                   entry=f"ctranslate2.{kind.capitalize()}(compute_type='{compute_type}')")
+
+
+# ---- llama.cpp (optional) ---------------------------------------------------------------------
+def llama_cpp_system(threads: int, call) -> System:
+    """llama.cpp (llama-cpp-python) on SmolLM2's own GGUF file (Q4_1: 4-bit weights, so it reads a quarter
+    of int8's bytes; a peer users pick for small chat models). Optional: never installed by nopipe, since
+    it compiles for many minutes; without it the row says so."""
+    def load():
+        try:
+            import llama_cpp
+        except ImportError as error:
+            raise NotAvailable("llama_cpp is not installed (pip install llama-cpp-python; it compiles for "
+                               "many minutes)") from error
+        from core.defaults import find_smollm2_gguf
+
+        model = llama_cpp.Llama(model_path=str(find_smollm2_gguf()), n_threads=threads, n_ctx=1024, verbose=False)
+        return lambda case: call(model, case)
+    return System("llama.cpp", "q4_1", load, entry=f"llama_cpp.Llama(SmolLM2 Q4_1 GGUF, n_threads={threads})")
