@@ -443,6 +443,9 @@ class WorkerBench(Bench):
         pass
 
     def pick_batch_size(self, task: str, model: str, make_system, case: Case) -> int | None:
+        """Serve this worker's system if it is one of the sweep's; then the parent's pick."""
+        for size in self.sizes.sweep_batch_sizes:
+            self.measure(task, model, make_system(size), [case])
         return self.picks.get((task, model, case.name))
 
     def measure(self, task: str, model: str, system: System, cases: list[Case]) -> None:
