@@ -66,7 +66,7 @@ class Sizes:
 
 
 FULL = Sizes()
-QUICK = Sizes(texts=32, latency_items=8, sweep_items=16, sweep_batch_sizes=(1, 8, 16), new_tokens=32,
+QUICK = Sizes(texts=32, latency_items=8, sweep_items=16, sweep_batch_sizes=(), new_tokens=32,
               sampling=False, seq2seq_batch=8, seq2seq_new_tokens=16, pipeline_peers=False, first_model_only=True,
               repeats=2)
 FIXTURES = Sizes(texts=12, max_tokens=60, latency_items=3, sweep_items=6, sweep_batch_sizes=(1, 4),
@@ -125,9 +125,12 @@ class Options:
     repeats: int | None = None  # instead of the sizes' own
     check_alone: tuple = ()  # (system, dtype) pairs re-measured alone after the suite
     partial: bool = False  # --task or --only chose part of the suite
+    fixed_sizes: Sizes | None = None  # what a worker gets: the parent's sizes, whatever its own module says
 
     @property
     def sizes(self) -> Sizes:
+        if self.fixed_sizes is not None:
+            return self.fixed_sizes
         sizes = FIXTURES if self.mode == "fixtures" else QUICK if self.quick else FULL
         sizes = sizes if self.repeats is None else replace(sizes, repeats=self.repeats)
         return sizes if self.texts is None else replace(sizes, texts=self.texts, scale_by_model=False)
@@ -147,7 +150,8 @@ def build_parser(description: str = "", tasks: list[str] = (), prog: str | None 
                         help=f"benchmark only these models: {', '.join(MODELS)}")
     parser.add_argument("--threads", type=int, default=2, help="torch, CTranslate2 and ONNX Runtime threads (default 2)")
     parser.add_argument("--quick", action="store_true", help="each task's first model, smaller workloads, greedy "
-                                                             "only, no pipeline peer for generation, 2 repetitions")
+                                                             "only, the pipeline at its default batch size only (no "
+                                                             "sweep, none for generation), 2 repetitions")
     parser.add_argument("--texts", type=int, metavar="N", help="encoder tasks: N texts for every model "
                                                                 "(default 128, fewer for the big models; the issue's is 512)")
     parser.add_argument("--repeats", type=int, metavar="N", help="timed repetitions per system and workload, "
@@ -317,7 +321,8 @@ class Bench:
         if not queued:
             return
         task, model, folder = self.workload
-        jobs = [(Job(task, model, folder, self.options, system_key(system, cases), dict(self.picks)), system, cases)
+        options = replace(self.options, fixed_sizes=self.sizes)
+        jobs = [(Job(task, model, folder, options, system_key(system, cases), dict(self.picks)), system, cases)
                 for _, _, system, cases in queued]
         for worker in run_in_workers(jobs, self.sizes.repeats):
             base = dict(task=queued[0][0], model=queued[0][1], system=worker.system.name, dtype=worker.system.dtype,
@@ -534,11 +539,14 @@ def main(benchmarks: list, argv=None, description: str = "", prog: str | None = 
         import_systems()
     out = report.results_folder(options)
     print(f"results will be written to {out}", flush=True)
-    limits = machine.probe_in_worker(options.threads) if options.workers else machine.probe(options.threads)
+    def probe() -> dict:
+        return machine.probe_in_worker(options.threads) if options.workers else machine.probe(options.threads)
+
+    limits = probe()
     print(f"machine: {machine.describe(limits)}", flush=True)
     for task in chosen:
         bench, benchmark = Bench(options), by_task[task]
-        bench.limits = limits
+        bench.limits = limits = machine.higher(limits, probe())  # a busy machine lowers a probe: keep the best
         for model, folder in bench.models(task, benchmark.models):
             bench.run_workload(benchmark, model, folder)
         report.write(bench, task, out, limits)
