@@ -41,7 +41,9 @@ class Sizes:
     sweep, the single requests): 512 texts of ~150 tokens would take over 20 minutes for distilbert
     alone. `FULL` keeps the issue's length mix (5 to 300 tokens) and batch sizes, with 128 texts
     (fewer for the bigger models, see `BenchModel.workload_share`) and 32 new tokens for the seq2seq
-    tasks, so that the whole suite runs in about 40 minutes; `--texts 512` gives the issue's size.
+    tasks; in one process, one repetition each, the whole suite took 13 minutes (2026-12-02). Workers
+    load every system of a workload anew and run 3 repetitions, so expect a few times that (not yet
+    measured). `--texts 512` gives the issue's size.
     Fewer texts make nopipe's length-sorted batches (32 texts each) pad more: with 128 texts about a
     quarter of the tokens it reads are padding, with 512 about a sixteenth, and 32 texts are one batch.
     """
@@ -538,6 +540,7 @@ def main(benchmarks: list, argv=None, description: str = "", prog: str | None = 
     if not options.workers:
         import_systems()
     out = report.results_folder(options)
+    out.mkdir(parents=True, exist_ok=True)  # a folder that cannot be made fails now, not after the measuring
     print(f"results will be written to {out}", flush=True)
     def probe() -> dict:
         return machine.probe_in_worker(options.threads) if options.workers else machine.probe(options.threads)
