@@ -24,8 +24,8 @@ def test_int8_answers_are_the_same_with_and_without_releasing_the_file_pages(mon
     assert released == kept
 
 
-def test_released_pages_leave_the_rss_and_read_back_the_same_values(tmp_path):
-    """A read-only mapping of a .safetensors file, as from_pretrained makes one (here by hand: 32 MB)."""
+def test_released_pages_leave_the_rss_and_a_written_page_keeps_its_change(tmp_path):
+    """A private writable mapping of a .safetensors file, as from_pretrained makes one (here by hand: 32 MB)."""
     import mmap
 
     import numpy as np
@@ -33,10 +33,11 @@ def test_released_pages_leave_the_rss_and_read_back_the_same_values(tmp_path):
     path = tmp_path / "m.safetensors"
     np.arange(8_000_000, dtype=np.float32).tofile(path)
     with open(path, "rb") as file:
-        mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+        mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_COPY)
     values = np.frombuffer(mapped, dtype=np.float32)
+    values[5] = -1.0  # a copy-on-write page: MADV_DONTNEED would lose this change, MADV_PAGEOUT must not
     total = float(values.sum(dtype=np.float64))  # touches every page
     before = resident_file_mb()
     assert release_weight_file_pages() >= 32e6
     assert resident_file_mb() < before - 16
-    assert float(values.sum(dtype=np.float64)) == total
+    assert values[5] == -1.0 and float(values.sum(dtype=np.float64)) == total
