@@ -475,8 +475,20 @@ class WorkerBench(Bench):
         while (message := self.connection.recv())[0] == "run":
             row = self.time_row(run, cases[message[1]], base, load_seconds, before)
             outputs = row.pop("outputs", None)
-            self.connection.send(("row", row, outputs if message[2] else None))
+            self.connection.send(("row", row, sendable(outputs) if message[2] else None))
         raise _Served()
+
+
+def sendable(outputs):
+    """The outputs if they can go through a pipe, else None: CTranslate2's result objects cannot be
+    pickled, and no agreement check reads them."""
+    import pickle
+
+    try:
+        pickle.dumps(outputs)
+    except (TypeError, pickle.PicklingError, AttributeError):
+        return None
+    return outputs
 
 
 def thread_settings(threads: int) -> dict:

@@ -331,3 +331,13 @@ def test_share_of_limit_uses_the_peak_of_the_rows_dtype():
     weights = dict(kind="weights", per_unit=1e8)
     assert share_of_limit(weights, 10.0, "float32", limits)["of_limit"] == 0.4  # 4 GB/s of 10
     assert share_of_limit(weights, 10.0, "int8", limits)["of_limit"] == 0.1
+
+
+def test_outputs_that_cannot_be_pickled_do_not_stop_a_worker():
+    """CTranslate2's result objects cannot go through the pipe; the row still does, without them."""
+    import threading
+
+    from benchmarks.suite import sendable
+
+    assert sendable([{"label": "A"}]) == [{"label": "A"}]
+    assert sendable([threading.Lock()]) is None
