@@ -104,6 +104,7 @@ def place_model(model: nn.Module, device=None, dtype="auto", many_rows: bool = T
     if resolved_dtype == "int8":
         model = quantize_linear_layers(model.to(torch.float32), engine=int8_engine(many_rows))
         release_weight_file_pages()
+        release_freed_heap()
     else:
         model = model.to(device=resolved_device, dtype=DTYPES[resolved_dtype])
     return model, Placement(resolved_device, resolved_dtype)
@@ -139,6 +140,24 @@ def release_weight_file_pages() -> int:
             if libc.madvise(start, end - start, MADV_PAGEOUT) == 0:
                 released += end - start
     return released
+
+
+def release_freed_heap() -> None:
+    """Give the float32 copies freed by quantizing back to the OS.
+
+    Why: glibc keeps freed blocks for reuse, so after quantizing GPT-2 (its Conv1D weights are copied
+    transposed, then quantized, then freed) the process stayed at the load's peak: 1.3 GB resident
+    for a model whose int8 weights and float32 embedding take 170 MB. Linux/glibc only; elsewhere a no-op.
+    """
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
 
 
 def conv1d_to_linear(model: nn.Module) -> nn.Module:
