@@ -341,3 +341,13 @@ def test_outputs_that_cannot_be_pickled_do_not_stop_a_worker():
 
     assert sendable([{"label": "A"}]) == [{"label": "A"}]
     assert sendable([threading.Lock()]) is None
+
+
+def test_llama_cpp_is_an_optional_peer_that_says_why_it_is_missing(monkeypatch):
+    from benchmarks.peers import llama_cpp_system
+
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)
+    system = llama_cpp_system(1, call=None)
+    assert (system.name, system.dtype) == ("llama.cpp", "q4_1")
+    with pytest.raises(NotAvailable, match="llama_cpp is not installed"):
+        system.load()
