@@ -12,7 +12,7 @@ ONNX Runtime (encoders) and llama.cpp (SmolLM2, when installed), each in a worke
 
 Layout: `models` builds the models, `workloads` makes the inputs, `peers` and `onnx_peer` hold the
 systems measured, `measure` times and samples memory, `worker` runs each system in its own process
-with interleaved repetitions, `suite` holds the options and the Bench that queues systems and keeps
+with interleaved repetitions, `options` the sizes and the command line, `suite` the Bench that queues systems and keeps
 what they measured, `machine` probes the limits and `work` counts each case's FLOPs or bytes against
 them, `targets` holds the targets and their table, `encoders` and `generation` are the two recipes
 the task scripts use, `report` writes JSON, markdown and the chart. A benchmark never asserts a time.
