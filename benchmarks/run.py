@@ -2,7 +2,7 @@
 ONNX Runtime, each system in a worker process of its own, every figure beside the machine's limit.
 
     nopipe bench                                         # everything, real-size models (writes benchmarks/results/)
-    nopipe bench --quick                                 # each task's first model, small workloads
+    nopipe bench --quick                                 # each task's first model, small workloads (12 min here, busy 2 cores)
     nopipe bench --task text-generation --only gpt2      # part of it (results in a scratch folder, printed)
     nopipe bench --task translation --check-alone nopipe:int8   # is nopipe's speed in the suite its speed alone?
     nopipe bench --models fixtures --in-process          # the tiny test models, one process (seconds; no numbers)
