@@ -13,13 +13,20 @@ from dataclasses import dataclass
 from functools import partial
 
 from benchmarks.models import MODELS
+from benchmarks.onnx_peer import ort_system
 from benchmarks.peers import hf_pipeline, nopipe_task
 from benchmarks.suite import Bench, Case
+from benchmarks.targets import (
+    ENCODER_INT8_AGREEMENT,
+    ENCODER_ORT_FLOAT32,
+    ENCODER_ORT_INT8,
+    INT8_MEMORY,
+    PIPELINE_FLOAT32,
+    PIPELINE_INT8,
+)
+from benchmarks.work import flops_work, model_shape
 from benchmarks.workloads import mixed_texts, token_lengths
 
-FLOAT32_TARGET = 2.0  # x the pipeline at its best batch size
-INT8_TARGET = 3.0
-INT8_AGREEMENT_TARGET = 0.99  # top-1 labels of int8 against float32
 PIPELINE_AGREEMENT_TARGET = 1.0  # float32 labels against the pipeline's: the same answers
 
 
@@ -37,7 +44,7 @@ class EncoderTask:
     class_name: str
     answer: Callable  # one output -> what must agree (a label, {position: label}, a span)
     make_inputs: Callable = mixed_length_texts  # (tokenizer, count, sizes) -> texts, or {"question", "context"}s
-    int8_agreement_target: float | None = INT8_AGREEMENT_TARGET
+    int8_agreement_target: float | None = ENCODER_INT8_AGREEMENT
 
     def run(self, bench: Bench, model: str, folder) -> None:
         run_encoder_task(bench, self, model, folder)
@@ -58,6 +65,13 @@ def run_pipeline(pipe, case: Case, options: dict):
     return len(case.inputs), pipe(case.inputs, **options, **case.settings)
 
 
+def input_lengths(tokenizer, inputs: list) -> list[int]:
+    """Tokens each input makes (a question and its context together), cut at the model's limit as the tasks do."""
+    limit = min(tokenizer.model_max_length, 512)
+    texts = [(item["question"], item["context"]) if isinstance(item, dict) else (item,) for item in inputs]
+    return [min(limit, len(tokenizer(*pair)["input_ids"])) for pair in texts]
+
+
 def run_encoder_task(bench: Bench, spec: EncoderTask, model: str, folder) -> None:
     from transformers import AutoTokenizer
 
@@ -69,26 +83,45 @@ def run_encoder_task(bench: Bench, spec: EncoderTask, model: str, folder) -> Non
     texts = [item["context"] if isinstance(item, dict) else item for item in inputs]
     bench.note(task, f"{model}: {len(inputs)} inputs, tokens {token_lengths(tokenizer, texts)}")
     warmup = Case("warm-up", inputs[:8])
-    throughput = Case(f"{len(inputs)} mixed-length texts", inputs, warmup=warmup)
+    shape, lengths = model_shape(folder, MODELS[model].head), input_lengths(tokenizer, inputs)
+    throughput = Case(f"{len(inputs)} mixed-length texts", inputs, warmup=warmup, work=flops_work(shape, lengths))
     single = Case(f"single requests ({min(sizes.latency_items, count)})", inputs[:sizes.latency_items],
-                  unit="requests/s", single=True, warmup=Case("warm-up", inputs[:2]))
+                  unit="requests/s", single=True, warmup=Case("warm-up", inputs[:2]),
+                  work=flops_work(shape, lengths[:sizes.latency_items]))
     for dtype in ("float32", "int8"):
         bench.measure(task, model, nopipe_task(spec.module, spec.class_name, folder, dtype, run_nopipe),
                       [throughput, single])
     same_answers = partial(agreement, answer=spec.answer)
     bench.agree(task, model, throughput.name, ("nopipe", "int8"), ("nopipe", "float32"), same_answers,
                 target=spec.int8_agreement_target)
+    bench.compare_memory(task, model, throughput.name, ("nopipe", "int8"), ("nopipe", "float32"), INT8_MEMORY)
+    measure_onnx_runtime(bench, spec, model, folder, [throughput, single], same_answers)
     if not has_pipeline(task):
-        bench.note(task, f"{model}: no peer: transformers 5 has no '{task}' pipeline")
+        bench.note(task, f"{model}: no pipeline peer: transformers 5 has no '{task}' pipeline")
         return
     default, best = measure_pipeline(bench, task, model, folder, inputs, throughput, single)
     bench.agree(task, model, throughput.name, ("nopipe", "float32"), default, same_answers,
                 target=PIPELINE_AGREEMENT_TARGET)
     if best != default:
         bench.compare(task, model, throughput.name, ("nopipe", "float32"), default)
-    bench.compare(task, model, throughput.name, ("nopipe", "float32"), best, target=FLOAT32_TARGET)
-    bench.compare(task, model, throughput.name, ("nopipe", "int8"), best, target=INT8_TARGET)
+    bench.compare(task, model, throughput.name, ("nopipe", "float32"), best, target=PIPELINE_FLOAT32)
+    bench.compare(task, model, throughput.name, ("nopipe", "int8"), best, target=PIPELINE_INT8)
     bench.compare(task, model, single.name, ("nopipe", "float32"), default)
+
+
+def measure_onnx_runtime(bench: Bench, spec: EncoderTask, model: str, folder, cases: list[Case], same_answers) -> None:
+    """ONNX Runtime float32 and int8 (what optimum's ORTModel users get) on the same cases, and the targets
+    against it; its int8 answers are compared with nopipe float32's too (reported, no target)."""
+    head, threads = MODELS[model].head, bench.options.threads
+    for dtype in ("float32", "int8"):
+        bench.measure(spec.task, model, ort_system(spec.module, spec.class_name, folder, head, dtype, threads, run_nopipe),
+                      cases)
+    for case in cases:
+        bench.compare(spec.task, model, case.name, ("nopipe", "int8"), ("ONNX Runtime", "int8"),
+                      target=None if case.single else ENCODER_ORT_INT8)
+        bench.compare(spec.task, model, case.name, ("nopipe", "float32"), ("ONNX Runtime", "float32"),
+                      target=None if case.single else ENCODER_ORT_FLOAT32)
+    bench.agree(spec.task, model, cases[0].name, ("ONNX Runtime", "int8"), ("nopipe", "float32"), same_answers)
 
 
 def measure_pipeline(bench: Bench, task: str, model: str, folder, inputs: list, throughput: Case,

@@ -17,18 +17,13 @@ from functools import partial
 import torch
 
 from benchmarks.models import MODELS
-from benchmarks.peers import ct2_system, hf_generate, hf_pipeline, nopipe_decoding, nopipe_task
+from benchmarks.peers import ct2_system, hf_generate, hf_pipeline, llama_cpp_system, nopipe_decoding, nopipe_task
 from benchmarks.suite import Bench, Case, System
+from benchmarks.targets import FLOAT32_GENERATE, INT8_MEMORY, ct2_int8_target
+from benchmarks.work import decoding_work, model_shape
 from benchmarks.workloads import mixed_texts, prompt_ids, token_lengths
 
-TEXT_GENERATION_TARGET = 1.2  # nopipe float32 / generate()
-SEQ2SEQ_GENERATE_TARGET = 1.5
 SAME_OUTPUT_TARGET = 1.0  # nopipe float32 greedy/beam texts against generate()'s
-
-
-def ct2_int8_target(task: str, batch: int) -> float:
-    """nopipe int8 / CTranslate2 int8: at least even, and 15% ahead for batched text generation."""
-    return 1.15 if task == "text-generation" and batch > 1 else 1.0
 
 
 # ---- running one case, for each kind of system -------------------------------------------------
@@ -86,6 +81,23 @@ def run_ct2_translator(translator, case: Case, tokenizer, target_prefix: list | 
     return sum(len(result.hypotheses[0]) for result in results), results
 
 
+def run_llama_cpp(model, case: Case):
+    """llama.cpp decodes one prompt at a time (no batch API): each row of the case in turn, the same number
+    of new tokens each (its generator does not stop at EOS), greedy unless the case samples."""
+    settings, outputs = case.settings, []
+    sampled = settings.get("do_sample")
+    for ids in case.inputs:
+        model.reset()
+        new = []
+        for token in model.generate(ids, top_k=(settings.get("top_k") or 0) if sampled else 1, top_p=1.0,
+                                    temp=settings.get("temperature", 1.0) if sampled else 0.0):
+            new.append(token)
+            if len(new) == settings["max_new_tokens"]:
+                break
+        outputs.append(new)
+    return sum(len(new) for new in outputs), outputs
+
+
 def generated_texts(outputs, tokenizer) -> list[str]:
     """The texts of a run's outputs: new-token ids (run_ids) or the task's dicts; spaces normalised,
     since a task may decode with other clean-up options than `batch_decode` here."""
@@ -137,6 +149,8 @@ def measure_and_compare(bench: Bench, task: str, model: str, systems: list[Syste
         bench.compare(task, model, case.name, ("nopipe", "int8"), ("CTranslate2", "int8"),
                       target=ct2_int8_target(task, batch))
         bench.compare(task, model, case.name, ("nopipe", "float32"), ("CTranslate2", "float32"))
+        bench.compare_memory(task, model, case.name, ("nopipe", "int8"), ("nopipe", "float32"), INT8_MEMORY)
+        bench.compare_memory(task, model, case.name, ("CTranslate2", "int8"), ("CTranslate2", "float32"), None)
         if any(system.name == "pipeline (default batch)" for system in systems):
             bench.compare(task, model, case.name, ("nopipe", "float32"), ("pipeline (default batch)", "float32"))
         if not case.settings.get("do_sample"):
@@ -145,8 +159,9 @@ def measure_and_compare(bench: Bench, task: str, model: str, systems: list[Syste
 
 
 # ---- text generation ----------------------------------------------------------------------------
-def text_generation_cases(tokenizer, sizes) -> list[Case]:
-    """Batch 1 and 8 (or as sized), greedy and sampled, prompts of `prompt_tokens` ids."""
+def text_generation_cases(tokenizer, sizes, shape=None) -> list[Case]:
+    """Batch 1 and 8 (or as sized), greedy and sampled, prompts of `prompt_tokens` ids; `shape` (work.Shape)
+    gives each case the weights read per new token."""
     prompts = prompt_ids(tokenizer, max(sizes.generation_batches), sizes.prompt_tokens)
     cases = []
     for batch in sizes.generation_batches:
@@ -158,7 +173,8 @@ def text_generation_cases(tokenizer, sizes) -> list[Case]:
                 settings.update(top_k=50, top_p=1.0, temperature=1.0)
             warmup = Case("warm-up", inputs, dict(settings, max_new_tokens=4, min_new_tokens=4), texts=texts)
             cases.append(Case(f"batch {batch}, {'sampled' if sampled else 'greedy'}, {n} new tokens", inputs,
-                              settings, unit="tokens/s", warmup=warmup, texts=texts))
+                              settings, unit="tokens/s", warmup=warmup, texts=texts,
+                              work=decoding_work(shape, batch) if shape else None))
     return cases
 
 
@@ -175,16 +191,18 @@ class TextGenerationTask:
         task, sizes, threads = self.task, bench.sizes, bench.options.threads
         tokenizer = AutoTokenizer.from_pretrained(folder)
         head = MODELS[model].head
-        cases = text_generation_cases(tokenizer, sizes)
+        cases = text_generation_cases(tokenizer, sizes, model_shape(folder, head))
         bench.note(task, f"{model}: prompts of {sizes.prompt_tokens} tokens")
         systems = generation_systems(
             "text_generation", "TextGenerator", folder, head, tokenizer, threads, encoder_decoder=False,
             run_ct2=lambda generator, case: run_ct2_generator(generator, case, tokenizer),
             call_options=dict(return_full_text=False))
+        if model == "smollm2-135m" and bench.options.mode == "real":
+            systems.append(llama_cpp_system(threads, run_llama_cpp))
         if sizes.pipeline_peers:
             systems.append(hf_pipeline(task, folder, None, lambda pipe, case, options: run_text_task(
                 pipe, case, return_full_text=False)))
-        measure_and_compare(bench, task, model, systems, cases, tokenizer, TEXT_GENERATION_TARGET)
+        measure_and_compare(bench, task, model, systems, cases, tokenizer, FLOAT32_GENERATE)
 
 
 # ---- summarization, translation, text2text --------------------------------------------------------
@@ -229,4 +247,4 @@ class Seq2SeqTask:
             self.module, self.class_name, folder, head, tokenizer, threads, encoder_decoder=True,
             run_ct2=lambda translator, case: run_ct2_translator(translator, case, tokenizer, target_prefix, generation),
             load_options=load_options)
-        measure_and_compare(bench, task, model, systems, [case], tokenizer, SEQ2SEQ_GENERATE_TARGET)
+        measure_and_compare(bench, task, model, systems, [case], tokenizer, FLOAT32_GENERATE)

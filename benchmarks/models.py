@@ -27,6 +27,7 @@ import inspect
 import json
 import os
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,21 @@ MODES = ("real", "fixtures")
 def cache_root() -> Path:
     """Where built models and CTranslate2 conversions live (NOPIPE_BENCH_CACHE overrides)."""
     return Path(os.environ.get("NOPIPE_BENCH_CACHE", "~/.cache/nopipe-bench")).expanduser()
+
+
+@contextmanager
+def cache_lock(target: Path):
+    """Hold `<target>.lock` for the block: the workers of one workload (CTranslate2 float32 and int8, ONNX
+    Runtime float32 and int8) start together and would otherwise convert into the same folder at once."""
+    import fcntl
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.with_name(target.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,15 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.models import cache_root
+from benchmarks.models import cache_lock, cache_root
 from benchmarks.suite import NotAvailable, System
 
 
-def import_systems() -> None:
+def import_systems(ctranslate2: bool = True) -> None:
     """Import what the systems run on, and start torch, before the first is measured, so that its
-    load time and memory do not include importing nopipe's tasks, transformers' pipelines or CTranslate2."""
+    load time and memory do not include importing nopipe's tasks, transformers' pipelines or CTranslate2
+    (a worker of another system leaves CTranslate2 out: its OpenMP runtime has no business there)."""
+    import contextlib
     import pkgutil
 
     import transformers.pipelines  # noqa: F401
@@ -29,14 +31,11 @@ def import_systems() -> None:
     import tasks
 
     for module in pkgutil.iter_modules(tasks.__path__):
-        try:
+        with contextlib.suppress(Exception):  # a broken module is reported by the system that needs it
             importlib.import_module(f"tasks.{module.name}")
-        except Exception:  # noqa: BLE001 - a broken module is reported by the system that needs it
-            pass
-    try:
-        import ctranslate2  # noqa: F401
-    except ImportError:
-        pass
+    if ctranslate2:
+        with contextlib.suppress(ImportError):
+            importlib.import_module("ctranslate2")
     # torch's thread pool and kernels allocate on first use: let that happen outside every measurement.
     with torch.inference_mode():
         torch.nn.functional.linear(torch.ones(64, 256), torch.ones(256, 256)).softmax(-1)
@@ -117,25 +116,32 @@ def ct2_folder(folder: Path) -> Path:
     a rebuilt model or fixture is converted again.
     """
     try:
-        from ctranslate2.converters import TransformersConverter
+        from ctranslate2.converters import TransformersConverter  # noqa: F401 - is it installed?
     except ImportError as error:
         raise NotAvailable("ctranslate2 is not installed (pip install ctranslate2, or the 'bench' extra)") from error
     stamp = "".join(f"{path.name}:{path.stat().st_size}:{path.stat().st_mtime_ns};"
                     for path in sorted(folder.iterdir()) if path.is_file())
     target = cache_root() / "ct2" / f"{folder.name}-{hashlib.sha256(stamp.encode()).hexdigest()[:12]}"
-    if not (target / "model.bin").is_file():
-        converting = target.with_name(target.name + ".converting")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                TransformersConverter(str(folder)).convert(str(converting), force=True)
-            except Exception as error:  # noqa: BLE001 - a converter that fails on transformers 5 is a result
-                shutil.rmtree(converting, ignore_errors=True)
-                raise NotAvailable(f"CTranslate2 conversion failed: {type(error).__name__}: "
-                                   f"{str(error).splitlines()[0][:200]}") from error
-        shutil.rmtree(target, ignore_errors=True)
-        converting.rename(target)  # only a finished conversion is ever loaded
+    with cache_lock(target):  # the float32 and int8 workers start together
+        if not (target / "model.bin").is_file():
+            convert_ct2(folder, target)
     return target
+
+
+def convert_ct2(folder: Path, target: Path) -> None:
+    converting = target.with_name(target.name + ".converting")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            from ctranslate2.converters import TransformersConverter
+
+            TransformersConverter(str(folder)).convert(str(converting), force=True)
+        except Exception as error:  # noqa: BLE001 - a converter that fails on transformers 5 is a result
+            shutil.rmtree(converting, ignore_errors=True)
+            raise NotAvailable(f"CTranslate2 conversion failed: {type(error).__name__}: "
+                               f"{str(error).splitlines()[0][:200]}") from error
+    shutil.rmtree(target, ignore_errors=True)
+    converting.rename(target)  # only a finished conversion is ever loaded
 
 
 def ct2_system(folder: Path, compute_type: str, threads: int, kind: str, call) -> System:
@@ -149,3 +155,21 @@ def ct2_system(folder: Path, compute_type: str, threads: int, kind: str, call) -
         return lambda case: call(model, case)
     return System("CTranslate2", "float32" if compute_type == "float32" else "int8", load,
                   entry=f"ctranslate2.{kind.capitalize()}(compute_type='{compute_type}')")
+
+
+# ---- llama.cpp (optional) ---------------------------------------------------------------------
+def llama_cpp_system(threads: int, call) -> System:
+    """llama.cpp (llama-cpp-python) on SmolLM2's own GGUF file (Q4_1: 4-bit weights, so it reads a quarter
+    of int8's bytes; a peer users pick for small chat models). Optional: never installed by nopipe, since
+    it compiles for many minutes; without it the row says so."""
+    def load():
+        try:
+            import llama_cpp
+        except ImportError as error:
+            raise NotAvailable("llama_cpp is not installed (pip install llama-cpp-python; it compiles for "
+                               "many minutes)") from error
+        from core.defaults import find_smollm2_gguf
+
+        model = llama_cpp.Llama(model_path=str(find_smollm2_gguf()), n_threads=threads, n_ctx=1024, verbose=False)
+        return lambda case: call(model, case)
+    return System("llama.cpp", "q4_1", load, entry=f"llama_cpp.Llama(SmolLM2 Q4_1 GGUF, n_threads={threads})")

@@ -11,6 +11,7 @@ import datetime
 import json
 import os
 import platform
+import tempfile
 from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -23,14 +24,19 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def results_folder(options) -> Path:
+    """--out, or benchmarks/results/ for a full run; anything less (--quick, --task, --only, the fixtures)
+    goes to a fresh scratch folder, so that a partial run never mixes with the committed full results."""
     if options.out:
         return Path(options.out)
-    return RESULTS / "fixtures" if options.mode == "fixtures" else RESULTS
+    if options.quick or options.partial or options.mode == "fixtures":
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        return Path(tempfile.gettempdir()) / "nopipe-bench" / f"{stamp}-{os.getpid()}"
+    return RESULTS
 
 
-def environment(bench: Bench) -> dict:
+def environment(bench: Bench, limits: dict | None = None) -> dict:
     versions = {}
-    for package in ("torch", "transformers", "tokenizers", "ctranslate2", "nopipe"):
+    for package in ("torch", "transformers", "tokenizers", "ctranslate2", "onnxruntime", "nopipe"):
         try:
             versions[package] = version(package)
         except PackageNotFoundError:
@@ -39,8 +45,8 @@ def environment(bench: Bench) -> dict:
                 python=platform.python_version(), platform=platform.platform(), cpu=_cpu_name(),
                 cpu_count=torch.multiprocessing.cpu_count(), threads=bench.options.threads,
                 torch_threads=torch.get_num_threads(), load_average=[round(load, 2) for load in os.getloadavg()],
-                models=bench.options.mode, quick=bench.options.quick,
-                versions=versions, sizes=asdict(bench.sizes))
+                models=bench.options.mode, quick=bench.options.quick, workers=bench.options.workers,
+                limits=limits, versions=versions, sizes=asdict(bench.sizes))
 
 
 def _cpu_name() -> str:
@@ -53,10 +59,10 @@ def _cpu_name() -> str:
     return platform.processor()
 
 
-def write(bench: Bench, task: str, out: Path) -> Path:
+def write(bench: Bench, task: str, out: Path, limits: dict | None = None) -> Path:
     """<out>/<task>.json and .md for one task; returns the JSON path."""
     out.mkdir(parents=True, exist_ok=True)
-    data = dict(task=task, environment=environment(bench), notes=bench.notes, comparisons=bench.comparisons,
+    data = dict(task=task, environment=environment(bench, limits), notes=bench.notes, comparisons=bench.comparisons,
                 measurements=bench.measurements)
     path = out / f"{task}.json"
     path.write_text(json.dumps(data, indent=1, default=str))
@@ -77,41 +83,72 @@ def write_summary(out: Path) -> Path:
 
 
 def markdown(runs: list[dict], title: str) -> str:
-    lines = [f"# {title}", ""]
+    """The report: how it was measured, the targets, the ratios, the answers, every measurement."""
+    from benchmarks.targets import table
+
+    lines = [f"# {title}", "", METHOD, ""]
     for run in runs:
-        env = run["environment"]
-        v = env["versions"]
-        load = "/".join(f"{value:.1f}" for value in env.get("load_average", []))
-        lines.append(f"- **{run['task']}**: {env['date']}, {env['cpu']} ({env['cpu_count']} cores, load average "
-                     f"{load} at the end), {env['threads']} threads, models: {env['models']}"
-                     f"{' (quick)' if env['quick'] else ''}; torch {v['torch']}, transformers {v['transformers']}, "
-                     f"ctranslate2 {v['ctranslate2']}")
-    for kind, heading, value in (("speed ratio", "Speed: nopipe / peer (throughput)", "nopipe / peer"),
-                                 ("agreement", "Answers: share that agree", "agree")):
+        lines.append(_run_line(run))
+    comparisons = [row for run in runs for row in run["comparisons"]]
+    lines += ["", "## Targets", ""] + table(comparisons)
+    for kind, heading, value in (("speed ratio", "Speed: nopipe / peer (medians)", "nopipe / peer"),
+                                 ("memory ratio", "Memory: system MB, ours / reference", "ratio"),
+                                 ("agreement", "Answers: share that agree", "agree"),
+                                 ("suite / alone", "Alone check: speed in the suite / alone", "suite / alone")):
+        rows = [row for row in comparisons if row["kind"] == kind]
+        if not rows and kind in ("memory ratio", "suite / alone"):
+            continue
         lines += ["", f"## {heading}", "", f"| task | model | workload | nopipe | peer | {value} | target | met? |",
                   "|---|---|---|---|---|---|---|---|"]
-        for run in runs:
-            for row in run["comparisons"]:
-                if row["kind"] == kind:
-                    lines.append(f"| {row['task']} | {row['model']} | {row['case']} | {row['ours']} | {row['peer']} "
-                                 f"| {_value(row)} | {_target(row)} | {_met(row)} |")
-    lines += ["", "## Measurements", "",
-              "peak RSS: the process's peak during the timed run; system MB: that peak minus the RSS before "
-              "the system was loaded (its weights, caches and activations; the first system of a run also carries "
-              "~20 MB of one-time start-up).", "",
-              "| task | model | workload | system | dtype | throughput | p50 ms | p95 ms | peak RSS MB | system MB "
-              "| load s | via |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for run in runs:
-        for row in run["measurements"]:
-            speed = f"{row['value']:.2f} {row['unit']}" if "value" in row else f"not available: {row.get('error')}"
-            lines.append(f"| {row['task']} | {row['model']} | {row['case']} | {row['system']} | {row['dtype']} | "
-                         f"{speed} | {_number(row.get('p50_ms'))} | {_number(row.get('p95_ms'))} | "
-                         f"{_number(row.get('peak_rss_mb'), 0)} | {_number(row.get('system_mb'), 0)} | "
-                         f"{_number(row.get('load_seconds'))} | {row.get('entry', '')} |")
+        lines += [f"| {row['task']} | {row['model']} | {row['case']} | {row['ours']} | {row['peer']} "
+                  f"| {_value(row)} | {_target(row)} | {_met(row)} |" for row in rows]
+    lines += ["", "## Measurements", "", MEASUREMENTS, "",
+              "| task | model | workload | system | dtype | median (min-max) | runs | reached (share of limit) | p50 ms "
+              "| p95 ms | peak RSS MB | system MB | load s | threads | via |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [_measurement(row) for run in runs for row in run["measurements"]]
     notes = [note for run in runs for note in run["notes"]]
     if notes:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in notes]
     return "\n".join(lines) + "\n"
+
+
+METHOD = ("Each system runs in a worker process of its own per workload (spawned: no thread pool is inherited), "
+          "all loaded before the first timed run; the repetitions are interleaved across systems (round 1: A, B, C; "
+          "round 2: B, C, A; ...) and each row is the median, with min and max. Ratios are medians over medians.")
+MEASUREMENTS = ("peak RSS: the worker's peak during the timed runs; system MB: that peak minus the worker's RSS before "
+                "the system was loaded (its weights, caches and activations). reached: useful GFLOP/s (encoders: "
+                "FLOPs of the forward pass / time) or GB/s (decoding: weights read per new token / time per token), "
+                "and its share of the machine's limit measured at the start (benchmarks/machine.py).")
+
+
+def _run_line(run: dict) -> str:
+    env, limits = run["environment"], run["environment"].get("limits")
+    v = env["versions"]
+    load = "/".join(f"{value:.1f}" for value in env.get("load_average", []))
+    machine = "" if not limits else (f"; limits: fp32 GEMM {limits['fp32_gflops']} GFLOP/s, int8 GEMM "
+                                     f"{limits['int8_gops']} GOP/s, memory {limits['bandwidth_gbs']} GB/s")
+    where = "a worker per system" if env.get("workers", False) else "one process (--in-process)"
+    return (f"- **{run['task']}**: {env['date']}, {env['cpu']} ({env['cpu_count']} cores, load average {load} at "
+            f"the end), {env['threads']} threads, {where}, models: {env['models']}{' (quick)' if env['quick'] else ''}; "
+            f"torch {v['torch']}, transformers {v['transformers']}, ctranslate2 {v['ctranslate2']}, "
+            f"onnxruntime {v.get('onnxruntime')}{machine}")
+
+
+def _measurement(row: dict) -> str:
+    if "value" in row:
+        speed = f"{row['value']:.2f} {row['unit']}"
+        if "value_min" in row:
+            speed += f" ({row['value_min']:.2f}-{row['value_max']:.2f})"
+    else:
+        speed = f"not available: {row.get('error')}"
+    reached = f"{row['reached']} ({100 * row['of_limit']:.0f}% of {row['limit']})" if "of_limit" in row else ""
+    threads = row.get("threads") or {}
+    shown_threads = f"torch {threads.get('torch')}" if threads else ""
+    return (f"| {row['task']} | {row['model']} | {row['case']} | {row['system']} | {row['dtype']} | {speed} | "
+            f"{row.get('repeats', '')} | {reached} | {_number(row.get('p50_ms'))} | {_number(row.get('p95_ms'))} | "
+            f"{_number(row.get('peak_rss_mb'), 0)} | {_number(row.get('system_mb'), 0)} | "
+            f"{_number(row.get('load_seconds'))} | {shown_threads} | {row.get('entry', '')} |")
 
 
 def _value(row: dict) -> str:
@@ -123,6 +160,8 @@ def _value(row: dict) -> str:
 def _target(row: dict) -> str:
     if row["target"] is None:
         return "-"
+    if row["kind"] == "memory ratio":
+        return f"<= {row['target']:.2f}x"
     return f">= {100 * row['target']:.0f}%" if row["kind"] == "agreement" else f">= {row['target']:.2f}x"
 
 

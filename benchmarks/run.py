@@ -1,9 +1,14 @@
-"""Run every benchmark, or some. Results go to benchmarks/results/ (JSON, markdown, summary chart).
+"""Run every benchmark, or some: nopipe against the transformers pipeline, generate(), CTranslate2 and
+ONNX Runtime, each system in a worker process of its own, every figure beside the machine's limit.
 
-    python -m benchmarks.run                                   # everything, real-size models (~40 min on 2 cores)
-    python -m benchmarks.run --quick                           # smaller workloads (~10 min)
-    python -m benchmarks.run --task text-generation --only gpt2
-    python -m benchmarks.run --models fixtures --out /tmp/b    # the tiny test models (seconds)
+    nopipe bench                                         # everything, real-size models (writes benchmarks/results/)
+    nopipe bench --quick                                 # each task's first model, small workloads (12 min here, busy 2 cores)
+    nopipe bench --task text-generation --only gpt2      # part of it (results in a scratch folder, printed)
+    nopipe bench --task translation --check-alone nopipe:int8   # is nopipe's speed in the suite its speed alone?
+    nopipe bench --models fixtures --in-process          # the tiny test models, one process (seconds; no numbers)
+
+Only a full run writes benchmarks/results/; --quick, --task, --only and --models fixtures write to a
+scratch folder unless --out names one. `python -m benchmarks.run` is the same command.
 """
 
 import sys
@@ -24,8 +29,8 @@ BENCHMARKS = [module.BENCHMARK for module in (text_classification, token_classif
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m benchmarks.run` and `nopipe bench`: the exit code (the results are files)."""
-    run_benchmarks(BENCHMARKS, argv, description=__doc__)
+    """`nopipe bench` and `python -m benchmarks.run`: the exit code (the results are files)."""
+    run_benchmarks(BENCHMARKS, argv, description=__doc__, prog="nopipe bench")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""What every benchmark script shares: options, workload sizes, and the `Bench` that measures.
+"""What every benchmark script shares: the `Case`s and `System`s it builds and the `Bench` that measures them.
 
 A task script builds `Case`s (fixed workloads) and `System`s (nopipe and its peers), asks the Bench
 to measure each system on the cases, then names the comparisons it reports:
@@ -7,16 +7,18 @@ to measure each system on the cases, then names the comparisons it reports:
     bench.compare(task, model, case, ("nopipe", "float32"), ("generate()", "float32"), target=1.2)
     bench.agree(task, model, case, ("nopipe", "int8"), ("nopipe", "float32"), same_answers)
 
-Every system runs in this process, on the same inputs, with the same number of threads; each is
-warmed up before its timed run, and freed before the next one loads.
+Every system runs in a worker process of its own (benchmarks/worker.py says why), on the same
+inputs, with the same number of threads; each is warmed up before each timed run, and the
+repetitions of the systems of a workload are interleaved. `--in-process` runs them here one after
+the other instead (quick to debug, and what the fixture tests use; not for numbers).
 """
 
-import argparse
 import cProfile
 import io
 import os
 import pstats
 import random
+import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -25,47 +27,8 @@ from pathlib import Path
 import torch
 
 from benchmarks.measure import PeakRSS, latencies, percentile, release_memory, rss_bytes, timed
-from benchmarks.models import MODELS, MODES, model_folder
-
-
-@dataclass(frozen=True)
-class Sizes:
-    """How big the workloads are.
-
-    The issue asks for 512 texts per encoder model. On 2 CPU cores distilbert reads about 600
-    tokens/s in float32 (bert-large about 70), and each encoder model runs about six passes over
-    its texts (nopipe float32 and int8, the pipeline at its default and at its best batch size, the
-    sweep, the single requests): 512 texts of ~150 tokens would take over 20 minutes for distilbert
-    alone. `FULL` keeps the issue's length mix (5 to 300 tokens) and batch sizes, with 128 texts
-    (fewer for the bigger models, see `BenchModel.workload_share`) and 32 new tokens for the seq2seq
-    tasks, so that the whole suite runs in about 40 minutes; `--texts 512` gives the issue's size.
-    Fewer texts make nopipe's length-sorted batches (32 texts each) pad more: with 128 texts about a
-    quarter of the tokens it reads are padding, with 512 about a sixteenth, and 32 texts are one batch.
-    """
-
-    texts: int = 128  # encoder tasks: texts of mixed length (a model's `workload_share` scales it)
-    min_tokens: int = 5
-    max_tokens: int = 300
-    latency_items: int = 16  # single requests timed one by one for p50/p95
-    sweep_items: int = 16  # texts on which the pipeline's best batch size is searched
-    sweep_batch_sizes: tuple = (1, 4, 8, 16)
-    prompt_tokens: int = 32  # text generation
-    new_tokens: int = 128
-    generation_batches: tuple = (1, 8)
-    sampling: bool = True  # also time sampled generation, not only greedy
-    seq2seq_batch: int = 16  # summarization / translation / text2text
-    seq2seq_new_tokens: int = 32
-    beams: int = 4
-    pipeline_peers: bool = True  # the text-generation pipeline besides generate()
-    first_model_only: bool = False  # each task's first model only (unless --only names others)
-    scale_by_model: bool = True  # encoder texts times the model's workload_share (off with --texts)
-
-
-FULL = Sizes()
-QUICK = Sizes(texts=32, latency_items=8, sweep_items=16, sweep_batch_sizes=(1, 8, 16), new_tokens=32,
-              sampling=False, seq2seq_batch=8, seq2seq_new_tokens=16, pipeline_peers=False, first_model_only=True)
-FIXTURES = Sizes(texts=12, max_tokens=60, latency_items=3, sweep_items=6, sweep_batch_sizes=(1, 4),
-                 prompt_tokens=8, new_tokens=6, generation_batches=(1, 4), seq2seq_batch=4, seq2seq_new_tokens=4)
+from benchmarks.models import model_folder
+from benchmarks.options import FIXTURES, FULL, QUICK, Options, Sizes, build_parser, parse_options  # noqa: F401 - re-exported
 
 
 @dataclass
@@ -85,6 +48,7 @@ class Case:
     single: bool = False
     warmup: "Case | None" = None
     texts: list | None = None
+    work: dict | None = None  # FLOPs or weights read per unit (benchmarks/work.py), for the share of the limit
 
 
 # A loaded system: run(case) -> (units done, outputs). Units are items, or new tokens for generation.
@@ -105,53 +69,12 @@ class NotAvailable(Exception):
     """A system that cannot run here (module not written yet, optional package missing)."""
 
 
-@dataclass
-class Options:
-    mode: str = "real"
-    threads: int = 2
-    quick: bool = False
-    out: str | None = None
-    profile: bool = False
-    models: tuple = ()  # restrict to these model names
-    texts: int | None = None  # encoder texts per model, instead of the sizes' own
-
-    @property
-    def sizes(self) -> Sizes:
-        sizes = FIXTURES if self.mode == "fixtures" else QUICK if self.quick else FULL
-        return sizes if self.texts is None else replace(sizes, texts=self.texts, scale_by_model=False)
-
-
-def parse_options(argv=None, description: str = "", tasks: list[str] = ()) -> tuple[Options, list[str]]:
-    """The options, and the tasks to run (`--task` is offered when there is more than one)."""
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    if len(tasks) > 1:
-        parser.add_argument("--task", nargs="+", choices=tasks, default=list(tasks), metavar="TASK",
-                            help=f"run only these tasks (default: all): {', '.join(tasks)}")
-    parser.add_argument("--models", choices=MODES, default="real",
-                        help="real: real-size models built offline (default); fixtures: the tiny test models "
-                             "and tiny workloads")
-    parser.add_argument("--only", nargs="+", default=(), metavar="MODEL", choices=sorted(MODELS),
-                        help=f"benchmark only these models: {', '.join(MODELS)}")
-    parser.add_argument("--threads", type=int, default=2, help="torch and CTranslate2 threads (default 2)")
-    parser.add_argument("--quick", action="store_true", help="each task's first model, smaller workloads, greedy "
-                                                             "only, no pipeline peer for generation (~10 minutes)")
-    parser.add_argument("--texts", type=int, metavar="N", help="encoder tasks: N texts for every model "
-                                                                "(default 128, fewer for the big models; the issue's is 512)")
-    parser.add_argument("--out", help="results folder (default benchmarks/results, or "
-                                      "benchmarks/results/fixtures with --models fixtures)")
-    parser.add_argument("--profile", action="store_true", help="print the top functions (cProfile) and "
-                                                               "operators (torch.profiler) of each nopipe run")
-    args = parser.parse_args(argv)
-    for name in ("threads", "texts"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
-    options = Options(mode=args.models, threads=args.threads, quick=args.quick, out=args.out, profile=args.profile,
-                      models=tuple(args.only), texts=args.texts)
-    return options, getattr(args, "task", list(tasks))
-
-
 class Bench:
-    """Runs systems on cases and keeps what it measured, for the report."""
+    """Runs systems on cases and keeps what it measured, for the report.
+
+    With workers, `measure` only queues a system; `finish` (after each workload) runs the queue in
+    workers and then the comparisons that waited for its rows.
+    """
 
     def __init__(self, options: Options):
         self.options = options
@@ -159,7 +82,12 @@ class Bench:
         self.measurements: list[dict] = []
         self.comparisons: list[dict] = []
         self.notes: list[str] = []
+        self.picks: dict = {}  # (task, model, case) -> the batch size a sweep chose
+        self.limits: dict | None = None  # the machine's (benchmarks/machine.py), set by main
+        self.workload: tuple | None = None  # (task, model, folder) of the recipe running now
         self._outputs: dict[tuple, list] = {}
+        self._queued: list[tuple] = []
+        self._waiting: list[Callable] = []
         torch.set_num_threads(options.threads)
 
     # ---- which models -------------------------------------------------------------------------
@@ -182,9 +110,22 @@ class Bench:
         self.notes.append(f"{task}: {text}")
         print(f"[{task}] {text}", flush=True)
 
+    def run_workload(self, benchmark, model: str, folder: Path) -> None:
+        """benchmark.run for one model, then its queued systems and waiting comparisons."""
+        self.workload = (benchmark.task, model, str(folder))
+        benchmark.run(self, model, folder)
+        self.finish()
+
     # ---- measuring ----------------------------------------------------------------------------
     def measure(self, task: str, model: str, system: System, cases: list[Case]) -> None:
-        """Load `system`, then for each case: warm up, time the fixed workload, record one row.
+        """Measure `system` on `cases`: queued for the workers, or here at once (--in-process)."""
+        if self.options.workers and self.workload is not None:
+            self._queued.append((task, model, system, cases))
+        else:
+            self.measure_here(task, model, system, cases)
+
+    def measure_here(self, task: str, model: str, system: System, cases: list[Case]) -> None:
+        """Load `system`, then for each case and repetition: warm up, time the fixed workload; one row per case.
 
         peak_rss_mb is the process's peak during the timed run; system_mb is that peak minus the
         RSS before the system was loaded: its weights, caches and activations.
@@ -195,26 +136,47 @@ class Bench:
         try:
             load_seconds, run = timed(system.load)
         except Exception as error:  # noqa: BLE001 - any failure is a row of the report, not a crash
-            reason = _reason(error)
-            print(f"[{task}] {model} {system.name} ({system.dtype}): not available: {reason}", flush=True)
-            for case in cases:
-                self.measurements.append(dict(base, case=case.name, unit=case.unit, error=reason))
+            self._failed(base, cases, _reason(error))
             return
         for case in cases:
-            row = dict(base, case=case.name, unit=case.unit, load_seconds=round(load_seconds, 2))
-            try:
-                row.update(self._time_case(run, case, profile=self.options.profile and system.name == "nopipe"))
-                row["system_mb"] = round(row["peak_rss_mb"] - before / 2**20, 1)
-            except Exception as error:  # noqa: BLE001
-                row["error"] = _reason(error)
-                if os.environ.get("NOPIPE_BENCH_DEBUG"):
-                    traceback.print_exc()
-            outputs = row.pop("outputs", None)
-            if outputs is not None:
-                self._outputs[(task, model, case.name, system.name, system.dtype)] = outputs
-            self.measurements.append(row)
-            shown = f"{row['value']:.2f} {case.unit}" if "value" in row else f"error: {row['error']}"
-            print(f"[{task}] {model} | {case.name} | {system.name} ({system.dtype}): {shown}", flush=True)
+            rows = [self.time_row(run, case, base, load_seconds, before) for _ in range(self.sizes.repeats)]
+            self._keep(base, case, rows, rows[0].pop("outputs", None), thread_settings(self.options.threads))
+
+    def time_row(self, run: Run, case: Case, base: dict, load_seconds: float, before: int) -> dict:
+        """One timed repetition of `case`: its row (with `outputs`), or a row with the error."""
+        row = dict(base, case=case.name, unit=case.unit, load_seconds=round(load_seconds, 2))
+        try:
+            row.update(self._time_case(run, case, profile=self.options.profile and base["system"] == "nopipe"))
+            row["system_mb"] = round(row["peak_rss_mb"] - before / 2**20, 1)
+        except Exception as error:  # noqa: BLE001
+            row["error"] = _reason(error)
+            if os.environ.get("NOPIPE_BENCH_DEBUG"):
+                traceback.print_exc()
+        return row
+
+    def _failed(self, base: dict, cases: list[Case], reason: str) -> None:
+        print(f"[{base['task']}] {base['model']} {base['system']} ({base['dtype']}): not available: {reason}", flush=True)
+        for case in cases:
+            self.measurements.append(dict(base, case=case.name, unit=case.unit, error=reason))
+
+    def _keep(self, base: dict, case: Case, rows: list[dict], outputs, threads: dict) -> None:
+        """Record the summary of a case's repetitions (and its outputs, for the agreement checks)."""
+        from benchmarks.worker import summarize
+
+        for row in rows:
+            row.pop("outputs", None)
+        good = [row for row in rows if "value" in row]
+        row = dict(summarize(good) if good else rows[0], threads=threads)
+        if good and case.work and self.limits:
+            from benchmarks.work import share_of_limit
+
+            row.update(share_of_limit(case.work, row["value"], base["dtype"], self.limits))
+        if outputs is not None:
+            self._outputs[(base["task"], base["model"], case.name, base["system"], base["dtype"])] = outputs
+        self.measurements.append(row)
+        spread = f" (min {row['value_min']:.2f}, max {row['value_max']:.2f}, {row['repeats']} runs)" if good else ""
+        shown = f"{row['value']:.2f} {case.unit}{spread}" if good else f"error: {row['error']}"
+        print(f"[{base['task']}] {base['model']} | {case.name} | {base['system']} ({base['dtype']}): {shown}", flush=True)
 
     def _time_case(self, run: Run, case: Case, profile: bool) -> dict:
         run(case.warmup or case)
@@ -233,6 +195,56 @@ class Bench:
         return dict(value=units / seconds, seconds=round(seconds, 3), units=units,
                     peak_rss_mb=round(memory.peak_mb, 1), outputs=outputs)
 
+    def flush(self, queued: list[tuple] | None = None) -> None:
+        """Run `queued` (default: every queued system) in workers, interleaved; record their rows."""
+        from benchmarks.worker import Job, run_in_workers, system_key
+
+        queued = self._queued if queued is None else queued
+        self._queued = [item for item in self._queued if item not in queued]
+        if not queued:
+            return
+        task, model, folder = self.workload
+        options = replace(self.options, fixed_sizes=self.sizes)
+        jobs = [(Job(task, model, folder, options, system_key(system, cases), dict(self.picks)), system, cases)
+                for _, _, system, cases in queued]
+        for worker in run_in_workers(jobs, self.sizes.repeats):
+            base = dict(task=queued[0][0], model=queued[0][1], system=worker.system.name, dtype=worker.system.dtype,
+                        entry=worker.system.entry)
+            if worker.ready is None:
+                self._failed(base, worker.cases, worker.error or "the worker did not start")
+                continue
+            for case in worker.cases:
+                rows = worker.rows.get(case.name) or [dict(base, case=case.name, unit=case.unit,
+                                                          error=worker.error or "not run")]
+                self._keep(base, case, rows, worker.outputs.get(case.name), worker.ready)
+
+    def finish(self) -> None:
+        """Run what is queued, re-measure the --check-alone systems alone, then the waiting comparisons."""
+        queued = list(self._queued)
+        self.flush()
+        for item in queued:
+            if (item[2].name, item[2].dtype) in self.options.check_alone and self.options.workers:
+                self.check_alone(item)
+        waiting, self._waiting = self._waiting, []
+        for comparison in waiting:
+            comparison()
+
+    def check_alone(self, item: tuple) -> None:
+        """Measure one system again with no other worker alive; record suite / alone per case (about 1.0
+        when the suite's interleaving does not disturb it)."""
+        task, model, system, cases = item
+        suite_rows = {case.name: self.find(task, model, case.name, system.name, system.dtype) for case in cases}
+        kept, self.measurements = self.measurements, []
+        self.flush([item])
+        alone, self.measurements = self.measurements, kept
+        for row in alone:
+            suite_row = suite_rows.get(row["case"])
+            value = suite_row["value"] / row["value"] if suite_row and "value" in suite_row and "value" in row else None
+            self._record("suite / alone", task, model, row["case"], (system.name, system.dtype),
+                         (system.name, system.dtype + " alone"), None, value, row.get("error", "not measured"))
+            print(f"[{task}] {model} | {row['case']} | {system.name} ({system.dtype}) alone: "
+                  f"{row.get('value', float('nan')):.2f}; suite / alone = {value}", flush=True)
+
     def find(self, task, model, case, system, dtype) -> dict | None:
         for row in self.measurements:
             if (row["task"], row["model"], row["case"], row["system"], row["dtype"]) == (task, model, case, system, dtype):
@@ -241,16 +253,33 @@ class Bench:
 
     # ---- comparing ----------------------------------------------------------------------------
     def compare(self, task: str, model: str, case: str, ours: tuple, peer: tuple, target: float | None = None) -> None:
-        """Record ours/peer throughput (higher is better for both) against `target`."""
+        """Record ours/peer throughput (higher is better for both) against `target` (once both are measured)."""
+        if self._queued:
+            self._waiting.append(lambda: self.compare(task, model, case, ours, peer, target))
+            return
         mine, theirs = self.find(task, model, case, *ours), self.find(task, model, case, *peer)
         missing = [f"{' '.join(which)}: {found.get('error') if found else 'not measured'}"
                    for which, found in ((ours, mine), (peer, theirs)) if not found or "value" not in found]
         value = None if missing else mine["value"] / theirs["value"]
         self._record("speed ratio", task, model, case, ours, peer, target, value, "; ".join(missing))
 
+    def compare_memory(self, task: str, model: str, case: str, ours: tuple, reference: tuple,
+                       target: float | None) -> None:
+        """Record ours/reference memory (system MB: what loading and running it added; lower is better)."""
+        if self._queued:
+            self._waiting.append(lambda: self.compare_memory(task, model, case, ours, reference, target))
+            return
+        mine, theirs = self.find(task, model, case, *ours), self.find(task, model, case, *reference)
+        known = all(found and found.get("system_mb", 0) > 0 for found in (mine, theirs))
+        value = mine["system_mb"] / theirs["system_mb"] if known else None
+        self._record("memory ratio", task, model, case, ours, reference, target, value, "memory not measured")
+
     def agree(self, task: str, model: str, case: str, ours: tuple, reference: tuple,
               same_answers: Callable[[list, list], float], target: float | None = None) -> None:
         """Record the share of answers `ours` has in common with `reference` (e.g. int8 vs float32)."""
+        if self._queued:
+            self._waiting.append(lambda: self.agree(task, model, case, ours, reference, same_answers, target))
+            return
         mine = self._outputs.get((task, model, case, *ours))
         theirs = self._outputs.get((task, model, case, *reference))
         value = None if mine is None or theirs is None else same_answers(mine, theirs)
@@ -258,31 +287,112 @@ class Bench:
 
     def _record(self, kind, task, model, case, ours, peer, target, value, why) -> None:
         row = dict(task=task, model=model, case=case, kind=kind, ours=" ".join(ours), peer=" ".join(peer),
-                   target=target, value=value, met=None if value is None or target is None else value >= target)
+                   target=target, value=value, met=None if value is None or target is None else
+                   value <= target if kind == "memory ratio" else value >= target)
         if value is None:
             row["why"] = why
         self.comparisons.append(row)
 
     def pick_batch_size(self, task: str, model: str, make_system: Callable[[int], System], case: Case) -> int | None:
-        """The batch size at which `make_system(batch_size)` is fastest on `case` (None if it never ran)."""
-        best, best_value = None, 0.0
-        for batch_size in self.sizes.sweep_batch_sizes:
-            self.measure(task, model, make_system(batch_size), [case])
-            value = self.measurements[-1].get("value", 0.0)
-            if value > best_value:
-                best, best_value = batch_size, value
+        """The batch size at which `make_system(batch_size)` is fastest on `case` (None if it never ran).
+
+        With workers, the sweep runs at once (its systems interleaved), so the recipe can go on with its pick.
+        """
+        sweep = {size: make_system(size) for size in self.sizes.sweep_batch_sizes}
+        before = list(self._queued)
+        for system in sweep.values():
+            self.measure(task, model, system, [case])
+        self.flush([item for item in self._queued if item not in before])
+        values = {size: (self.find(task, model, case.name, system.name, system.dtype) or {}).get("value", 0.0)
+                  for size, system in sweep.items()}
+        best = max(values, key=values.get) if any(values.values()) else None
+        self.picks[(task, model, case.name)] = best
         return best
+
+
+class WorkerBench(Bench):
+    """The Bench of a worker process: serves one system (found by its key) to the parent and ignores
+    every other; comparisons and notes belong to the parent."""
+
+    def __init__(self, options: Options, connection, key: tuple, picks: dict):
+        super().__init__(replace(options, workers=False))
+        self.connection, self.key, self.picks = connection, key, picks
+
+    def note(self, task: str, text: str) -> None:
+        pass
+
+    def compare(self, *args, **kwargs) -> None:
+        pass
+
+    def compare_memory(self, *args, **kwargs) -> None:
+        pass
+
+    def agree(self, *args, **kwargs) -> None:
+        pass
+
+    def pick_batch_size(self, task: str, model: str, make_system, case: Case) -> int | None:
+        """Serve this worker's system if it is one of the sweep's; then the parent's pick."""
+        for size in self.sizes.sweep_batch_sizes:
+            self.measure(task, model, make_system(size), [case])
+        return self.picks.get((task, model, case.name))
+
+    def measure(self, task: str, model: str, system: System, cases: list[Case]) -> None:
+        """If this is the worker's system: load it, say "ready", then time each case the parent names."""
+        from benchmarks.peers import import_systems
+        from benchmarks.worker import _Served, system_key
+
+        if system_key(system, cases) != self.key:
+            return
+        import_systems(ctranslate2=system.name == "CTranslate2")
+        base = dict(task=task, model=model, system=system.name, dtype=system.dtype, entry=system.entry)
+        release_memory()
+        before = rss_bytes()
+        try:
+            load_seconds, run = timed(system.load)
+        except Exception as error:  # noqa: BLE001 - the parent reports it
+            self.connection.send(("error", _reason(error)))
+            raise _Served() from error
+        self.connection.send(("ready", thread_settings(self.options.threads)))
+        while (message := self.connection.recv())[0] == "run":
+            row = self.time_row(run, cases[message[1]], base, load_seconds, before)
+            outputs = row.pop("outputs", None)
+            self.connection.send(("row", row, sendable(outputs) if message[2] else None))
+        raise _Served()
+
+
+def sendable(outputs):
+    """The outputs if they can go through a pipe, else None: CTranslate2's result objects cannot be
+    pickled, and no agreement check reads them."""
+    import pickle
+
+    try:
+        pickle.dumps(outputs)
+    except (TypeError, pickle.PicklingError, AttributeError):
+        return None
+    return outputs
+
+
+def thread_settings(threads: int) -> dict:
+    """What decides how many threads each engine runs: recorded with every row."""
+    settings = dict(requested=threads, torch=torch.get_num_threads(), torch_interop=torch.get_num_interop_threads())
+    settings.update({name: os.environ[name] for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY")
+                     if name in os.environ})
+    return settings
+
+
+def import_benchmarks() -> dict:
+    """Every task's benchmark by task name (what a worker looks its recipe up in)."""
+    from benchmarks.run import BENCHMARKS
+
+    return {benchmark.task: benchmark for benchmark in BENCHMARKS}
 
 
 def _seed() -> None:
     """Same random state before every timed run, so sampled runs draw the same kind of tokens."""
     random.seed(0)
     torch.manual_seed(0)
-    try:
-        import ctranslate2
-        ctranslate2.set_random_seed(0)
-    except ImportError:
-        pass
+    if "ctranslate2" in sys.modules:  # only where it runs: importing it elsewhere brings its OpenMP runtime along
+        sys.modules["ctranslate2"].set_random_seed(0)
 
 
 def _reason(error: Exception) -> str:
@@ -307,26 +417,35 @@ def print_profile(run: Run, case: Case, top: int = 15) -> None:
     print(torch_profile.key_averages().table(sort_by="self_cpu_time_total", row_limit=top))
 
 
-def main(benchmarks: list, argv=None, description: str = "") -> Path:
-    """Parse the options, run each chosen benchmark on a fresh Bench, write its results and the
-    summary of the results folder; return that folder.
+def main(benchmarks: list, argv=None, description: str = "", prog: str | None = None) -> Path:
+    """Parse the options, probe the machine's limits, run each chosen benchmark on a fresh Bench, write
+    its results and the summary of the results folder; return that folder.
 
     A benchmark has a `task` name, its `models`, and `run(bench, model, folder)` for one model.
     """
     by_task = {benchmark.task: benchmark for benchmark in benchmarks}
-    options, chosen = parse_options(argv, description, list(by_task))
-    from benchmarks import report
+    options, chosen = parse_options(argv, description, list(by_task), prog)
+    from benchmarks import machine, report
     from benchmarks.peers import import_systems
     from core.hub import quiet_process
 
     quiet_process()
-    import_systems()
+    if not options.workers:
+        import_systems()
     out = report.results_folder(options)
+    out.mkdir(parents=True, exist_ok=True)  # a folder that cannot be made fails now, not after the measuring
+    print(f"results will be written to {out}", flush=True)
+    def probe() -> dict:
+        return machine.probe_in_worker(options.threads) if options.workers else machine.probe(options.threads)
+
+    limits = probe()
+    print(f"machine: {machine.describe(limits)}", flush=True)
     for task in chosen:
         bench, benchmark = Bench(options), by_task[task]
+        bench.limits = limits = machine.higher(limits, probe())  # a busy machine lowers a probe: keep the best
         for model, folder in bench.models(task, benchmark.models):
-            benchmark.run(bench, model, folder)
-        report.write(bench, task, out)
+            bench.run_workload(benchmark, model, folder)
+        report.write(bench, task, out, limits)
     summary = report.write_summary(out)
     print(f"results written to {out} (summary: {summary})", flush=True)
     return out

@@ -103,9 +103,61 @@ def place_model(model: nn.Module, device=None, dtype="auto", many_rows: bool = T
     model.eval()
     if resolved_dtype == "int8":
         model = quantize_linear_layers(model.to(torch.float32), engine=int8_engine(many_rows))
+        release_weight_file_pages()
+        release_freed_heap()
     else:
         model = model.to(device=resolved_device, dtype=DTYPES[resolved_dtype])
     return model, Placement(resolved_device, resolved_dtype)
+
+
+MADV_PAGEOUT = 21
+
+
+def release_weight_file_pages() -> int:
+    """Drop this process's resident pages of read-only safetensors mappings; the bytes released.
+
+    Why: from_pretrained maps the float32 file and quantizing reads every page of it; the mapping
+    outlives the float32 weights (transformers keeps it open), so an int8 model's RSS was its int8
+    weights plus the whole float32 file (distilbert: +165 MB, more than the float32 model's own RSS).
+    MADV_PAGEOUT (Linux 5.4+) asks the kernel to reclaim the mapping's pages now: clean file pages
+    are dropped and a tensor still reading them (an embedding) faults them back in from the file;
+    a page written since mapping (copy-on-write) is never lost, only swapped or kept. Unlike
+    MADV_DONTNEED it cannot discard a change, so it is safe on transformers' private writable
+    mapping. Elsewhere (other systems, older kernels) it does nothing.
+    """
+    import ctypes
+
+    maps = Path("/proc/self/maps")
+    if not maps.is_file():
+        return 0
+    libc = ctypes.CDLL(None)
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    released = 0
+    for line in maps.read_text().splitlines():
+        fields = line.split()
+        if len(fields) >= 6 and fields[-1].endswith(".safetensors"):
+            start, end = (int(address, 16) for address in fields[0].split("-"))
+            if libc.madvise(start, end - start, MADV_PAGEOUT) == 0:
+                released += end - start
+    return released
+
+
+def release_freed_heap() -> None:
+    """Give the float32 copies freed by quantizing back to the OS.
+
+    Why: glibc keeps freed blocks for reuse, so after quantizing GPT-2 (its Conv1D weights are copied
+    transposed, then quantized, then freed) the process stayed at the load's peak: 1.3 GB resident
+    for a model whose int8 weights and float32 embedding take 170 MB. Linux/glibc only; elsewhere a no-op.
+    """
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
 
 
 def conv1d_to_linear(model: nn.Module) -> nn.Module:

@@ -1,9 +1,10 @@
 """The benchmark suite on the fixture models: every task runs, and writes the report it promises.
 
-One in-process run of `benchmarks.run` on every task (`--models fixtures`, one thread, a temporary
-results folder: the committed benchmarks/results/ is never written) feeds most tests; one test runs a
-task script as `python -m` to check that each script stands alone. No test looks at a time: speed
-on the fixtures means nothing, and a benchmark never asserts one.
+One in-process run of `benchmarks.run` on every task (`--models fixtures --in-process`, one thread, a
+temporary results folder: the committed benchmarks/results/ is never written) feeds most tests; one
+test runs a task script as `python -m` the way real runs go, each system in a worker process of its
+own, with the alone check. No test looks at a time: speed on the fixtures means nothing, and a
+benchmark never asserts one.
 """
 
 import json
@@ -37,7 +38,7 @@ def results(tmp_path_factory) -> Path:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("NOPIPE_BENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
         patch.setenv("HF_HUB_OFFLINE", "1")
-        assert run_benchmarks(["--models", "fixtures", "--threads", "1", "--out", str(out)]) == 0
+        assert run_benchmarks(["--models", "fixtures", "--threads", "1", "--in-process", "--out", str(out)]) == 0
     return out
 
 
@@ -112,8 +113,44 @@ def test_float32_answers_are_those_of_the_peer(results, task):
 
 def test_question_answering_says_it_has_no_pipeline_peer(results):
     data = task_results(results, "question-answering")
-    assert not [row for row in data["comparisons"] if row["kind"] == "speed ratio"]
+    peers = {row["peer"] for row in data["comparisons"] if row["kind"] == "speed ratio"}
+    assert peers == {"ONNX Runtime int8", "ONNX Runtime float32"}
     assert any("no 'question-answering' pipeline" in note for note in data["notes"])
+
+
+@pytest.mark.parametrize("task", ("text-classification", "token-classification", "question-answering"))
+def test_encoders_are_measured_against_onnx_runtime_with_their_share_of_the_gemm_peak(results, task):
+    data = task_results(results, task)
+    targets = {(row["ours"], row["peer"], row["target"]) for row in data["comparisons"] if row["kind"] == "speed ratio"}
+    assert {("nopipe int8", "ONNX Runtime int8", 1.2), ("nopipe float32", "ONNX Runtime float32", 1.0)} <= targets
+    onnx = [row for row in data["measurements"] if row["system"] == "ONNX Runtime"]
+    assert {row["dtype"] for row in onnx} == {"float32", "int8"} and all("value" in row for row in onnx), onnx
+    limits = data["environment"]["limits"]
+    assert limits["fp32_gflops"] > 0 and limits["int8_gops"] > 0 and limits["bandwidth_gbs"] > 0
+    for row in data["measurements"]:
+        if "value" in row and not row["case"].startswith("batch-size sweep"):
+            assert row["of_limit"] > 0 and "GEMM peak" in row["limit"], row
+
+
+def test_decoding_rows_show_their_share_of_the_bandwidth_and_int8_memory_is_compared(results):
+    data = task_results(results, "text-generation")
+    rows = [row for row in data["measurements"] if "value" in row]
+    assert rows and all(row["of_limit"] > 0 and row["limit"].startswith("bandwidth") for row in rows)
+    memory = [row for row in data["comparisons"] if row["kind"] == "memory ratio" and row["ours"] == "nopipe int8"]
+    assert memory and all(row["target"] == 0.5 and row["met"] == (row["value"] <= 0.5) for row in memory)
+
+
+def test_every_row_is_a_median_with_its_spread_and_threads(results):
+    for task in TASKS:
+        for row in task_results(results, task)["measurements"]:
+            if "value" in row:
+                assert row["value_min"] <= row["value"] <= row["value_max"] and row["repeats"] == 2
+                assert row["threads"]["torch"] == 1 and row["threads"]["requested"] == 1
+
+
+def test_the_summary_has_the_targets_table(results):
+    summary = (results / "summary.md").read_text()
+    assert "## Targets" in summary and "encoders int8: >= 1.2x ONNX Runtime int8" in summary
 
 
 def test_summary_gathers_every_task_with_its_chart(results):
@@ -123,14 +160,23 @@ def test_summary_gathers_every_task_with_its_chart(results):
     assert (results / "summary.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_a_task_script_runs_alone(tmp_path):
+def test_a_task_script_runs_alone_with_a_worker_per_system(tmp_path):
     env = dict(os.environ, HF_HUB_OFFLINE="1", NOPIPE_BENCH_CACHE=str(tmp_path / "cache"))
     done = subprocess.run([sys.executable, "-m", "benchmarks.question_answering", "--models", "fixtures",
-                           "--threads", "1", "--out", str(tmp_path)], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=300)
+                           "--threads", "1", "--repeats", "2", "--check-alone", "nopipe:int8", "--out", str(tmp_path)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert {path.name for path in tmp_path.glob("*.json")} == {"question-answering.json"}
     assert (tmp_path / "summary.md").is_file()
+    data = task_results(tmp_path, "question-answering")
+    assert data["environment"]["workers"] is True
+    measured = {(row["system"], row["dtype"]) for row in data["measurements"] if "value" in row}
+    assert measured == {("nopipe", "float32"), ("nopipe", "int8"), ("ONNX Runtime", "float32"), ("ONNX Runtime", "int8")}
+    assert all(row["repeats"] == 2 and len(row["values"]) == 2 for row in data["measurements"])
+    alone = [row for row in data["comparisons"] if row["kind"] == "suite / alone"]
+    assert len(alone) == 2 and all(row["value"] > 0 and row["peer"] == "nopipe int8 alone" for row in alone)
+    agreement_rows = [row for row in data["comparisons"] if row["kind"] == "agreement"]
+    assert agreement_rows and all(row["value"] is not None for row in agreement_rows)
 
 
 @pytest.mark.parametrize("script", ["run", "text_classification", "token_classification", "question_answering",
@@ -143,6 +189,8 @@ def test_every_script_has_a_command_line(script, monkeypatch, capsys):
     shown = capsys.readouterr().out
     assert "--models {real,fixtures}" in shown and "--quick" in shown and "--out" in shown
     assert ("--task" in shown) == (script == "run")
+    if script == "run":
+        assert shown.startswith("usage: nopipe bench") and "python -m benchmarks.run [" not in shown
 
 
 def test_nopipe_bench_command_passes_its_arguments_on(tmp_path):
@@ -153,10 +201,13 @@ def test_nopipe_bench_command_passes_its_arguments_on(tmp_path):
     assert json.loads((tmp_path / "question-answering.json").read_text())["measurements"] == []
 
 
-def test_default_results_folder_is_benchmarks_results():
+def test_only_a_full_run_writes_benchmarks_results():
     assert report.results_folder(Options()) == REPO / "benchmarks" / "results"
-    assert report.results_folder(Options(mode="fixtures")) == REPO / "benchmarks" / "results" / "fixtures"
-    assert report.results_folder(Options(out="/tmp/x")) == Path("/tmp/x")
+    for partial in (Options(mode="fixtures"), Options(quick=True), Options(partial=True)):
+        assert REPO not in report.results_folder(partial).parents
+    assert report.results_folder(Options(quick=True, out="/tmp/x")) == Path("/tmp/x")
+    options, _ = parse_options(["--only", "gpt2"])
+    assert options.partial and not parse_options([])[0].partial
 
 
 # ---- the pieces, alone ------------------------------------------------------------------------------
@@ -229,3 +280,74 @@ def test_percentile_interpolates():
     assert percentile([1.0, 2.0, 3.0, 4.0], 0.95) == pytest.approx(3.85)
     with pytest.raises(ValueError, match="no values"):
         percentile([], 0.5)
+
+
+def test_rounds_rotate_the_order_and_leave_out_workers_without_the_case():
+    from benchmarks.suite import Case as C
+    from benchmarks.worker import Worker, rounds
+
+    a, b, c = list(Worker(name, [C("x", [])]) for name in "abc")
+    d = Worker("d", [C("y", [])])
+    orders = [[worker.system for worker in order] for order in rounds([a, b, d, c], "x", 4)]
+    assert orders == [list("abc"), list("bca"), list("cab"), list("abc")]
+
+
+def test_summarize_keeps_the_median_and_its_spread():
+    from benchmarks.worker import summarize
+
+    rows = [dict(value=value, seconds=1 / value, peak_rss_mb=mb, system_mb=mb - 100) for value, mb in
+            ((3.0, 150), (1.0, 120), (2.0, 130))]
+    row = summarize(rows)
+    assert (row["value"], row["value_min"], row["value_max"], row["repeats"]) == (2.0, 1.0, 3.0, 3)
+    assert row["peak_rss_mb"] == 150 and row["seconds"] == pytest.approx(0.5)
+
+
+def test_targets_table_says_met_not_met_or_not_measured():
+    from benchmarks.targets import TARGETS, verdict
+
+    batch_one = TARGETS[0]
+    row = dict(kind="speed ratio", ours="nopipe int8", peer="CTranslate2 int8", target=1.3, task="text-generation",
+               model="gpt2", case="batch 1, greedy, 32 new tokens", value=1.1, met=False)
+    assert verdict(batch_one, [row])[0] == "not met" and "gpt2" in verdict(batch_one, [row])[1]
+    assert verdict(batch_one, [dict(row, value=1.4, met=True)])[0] == "met"
+    assert verdict(batch_one, [dict(row, case="batch 8, greedy, 32 new tokens")])[0] == "not measured"
+
+
+def test_memory_ratios_are_met_when_at_most_the_target():
+    bench = Bench(Options(threads=1))
+    bench.measurements = [dict(task="t", model="m", case="c", system="nopipe", dtype=dtype, system_mb=mb, value=1.0)
+                          for dtype, mb in (("int8", 40.0), ("float32", 100.0))]
+    bench.compare_memory("t", "m", "c", ("nopipe", "int8"), ("nopipe", "float32"), 0.5)
+    assert bench.comparisons[-1]["value"] == pytest.approx(0.4) and bench.comparisons[-1]["met"] is True
+
+
+def test_share_of_limit_uses_the_peak_of_the_rows_dtype():
+    from benchmarks.work import share_of_limit
+
+    limits = dict(fp32_gflops=100.0, int8_gops=400.0, bandwidth_gbs=10.0)
+    flops = dict(kind="flops", per_unit=1e9)
+    assert share_of_limit(flops, 50.0, "float32", limits)["of_limit"] == 0.5
+    assert share_of_limit(flops, 50.0, "int8", limits)["of_limit"] == 0.125
+    weights = dict(kind="weights", per_unit=1e8)
+    assert share_of_limit(weights, 10.0, "float32", limits)["of_limit"] == 0.4  # 4 GB/s of 10
+    assert share_of_limit(weights, 10.0, "int8", limits)["of_limit"] == 0.1
+
+
+def test_outputs_that_cannot_be_pickled_do_not_stop_a_worker():
+    """CTranslate2's result objects cannot go through the pipe; the row still does, without them."""
+    import threading
+
+    from benchmarks.suite import sendable
+
+    assert sendable([{"label": "A"}]) == [{"label": "A"}]
+    assert sendable([threading.Lock()]) is None
+
+
+def test_llama_cpp_is_an_optional_peer_that_says_why_it_is_missing(monkeypatch):
+    from benchmarks.peers import llama_cpp_system
+
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)
+    system = llama_cpp_system(1, call=None)
+    assert (system.name, system.dtype) == ("llama.cpp", "q4_1")
+    with pytest.raises(NotAvailable, match="llama_cpp is not installed"):
+        system.load()
