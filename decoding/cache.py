@@ -56,6 +56,14 @@ class PreallocatedLayer(DynamicLayer):
     def get_seq_length(self) -> int:
         return self.length
 
+    def crop(self, max_length: int) -> None:
+        """Keep the first `max_length` positions (speculative decoding takes back the guesses it did not keep)."""
+        if max_length < 0:
+            max_length = self.length + max_length
+        self.length = min(self.length, max_length)
+        if self.is_initialized:
+            self._point_at_filled()
+
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
         """Row i takes the history of row beam_idx[i]; gathered into the spare buffers, which then swap."""
         if self.length == 0:

@@ -56,6 +56,8 @@ class DecodingConfig:
     diversity_penalty: float = 0.0
     force_words_ids: list | None = None  # constrained beam search
     constraints: list | None = field(default=None, compare=False)
+    # speculative decoding: guess this many tokens from the text so far, keep those greedy agrees with
+    prompt_lookup_num_tokens: int | None = None
     # sampling warpers (used only when do_sample=True)
     temperature: float = 1.0
     top_k: int | None = 50

@@ -25,6 +25,7 @@ from decoding.model_step import ModelState, infer_attention_mask, prefill, start
 from decoding.processors import Processor, build_processors
 from decoding.recording import recorded_outputs, with_recording
 from decoding.shared_cross_attention import sharing_cross_attention
+from decoding.speculative import Acceptance, check_prompt_lookup, speculative_greedy
 from decoding.stopping import StopCriteria
 from decoding.time_limit import with_time_limit
 from decoding.token_loop import Strategy, decode_tokens, greedy, sample
@@ -48,6 +49,7 @@ class GenerationOutput:
     trace: list[TraceStep] | None = None
     scores: tuple[torch.Tensor, ...] | None = None
     logits: tuple[torch.Tensor, ...] | None = None
+    speculation: Acceptance | None = None  # with prompt_lookup_num_tokens: guesses proposed and kept
 
 
 @dataclass
@@ -181,6 +183,11 @@ def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
     """
     config = resolve_config(model, config, settings)
     moved = moved_strategy(config)
+    if config.prompt_lookup_num_tokens is not None:
+        check_prompt_lookup(config)
+        if moved.name is not None or strategy is not None:
+            raise ValueError("prompt_lookup_num_tokens speeds up nopipe's own greedy loop; it cannot be combined with "
+                             f"{'strategy=' if strategy is not None else moved.name.replace('_', ' ') + ' search'}")
     if moved.name is not None:
         check_moved_strategy_hooks(moved, config, strategy=strategy, trace=trace)
         sequences, scores = run_strategy(moved, model, input_ids, attention_mask, config=config, tokenizer=tokenizer,
@@ -231,6 +238,14 @@ def run(model, prepared: Prepared, strategy: Strategy | None) -> GenerationOutpu
             num_return_sequences=config.num_return_sequences, eos_ids=config.eos_ids,
             pad_token_id=config.effective_pad_token_id, do_sample=config.do_sample, tracer=tracer)
         return GenerationOutput(sequences, scores, tracer.steps if tracer else None, **recorded_outputs(tracer))
+    if config.prompt_lookup_num_tokens is not None:
+        acceptance = Acceptance()
+        sequences = speculative_greedy(model, prepared.sequences, prepared.state, prepared.logits,
+                                       processors=prepared.processors, stop=prepared.stop,
+                                       pad_token_id=config.effective_pad_token_id,
+                                       num_tokens=config.prompt_lookup_num_tokens, tracer=tracer, acceptance=acceptance)
+        return GenerationOutput(sequences, None, tracer.steps if tracer else None, **recorded_outputs(tracer),
+                                speculation=acceptance)
     sequences = prepared.sequences
     for grown in token_steps(model, prepared, strategy):
         sequences = grown

@@ -132,3 +132,38 @@ def decode_step(model, tokens: torch.Tensor, state: ModelState) -> torch.Tensor:
     if positions is not None:
         state.next_positions = positions + 1
     return _forward(model, tokens[:, None], state, positions)
+
+
+def decode_ahead(model, tokens: torch.Tensor, state: ModelState) -> torch.Tensor:
+    """Feed several tokens per row at once (the last chosen one and guesses after it).
+
+    tokens: (rows, n) -> float32 logits (rows, n, vocab): position i holds the distribution of the
+    token after tokens[:, i]. The cache and positions advance by n; `rewind` takes back what is not kept.
+    """
+    rows, count = tokens.shape
+    if state.attention_mask is not None and not state.is_encoder_decoder:
+        state.attention_mask = torch.cat([state.attention_mask, state.attention_mask.new_ones((rows, count))], dim=-1)
+    positions = None
+    if state.next_positions is not None:
+        positions = state.next_positions + torch.arange(count, device=tokens.device)
+        state.next_positions = positions[:, -1:] + 1
+    if state.is_encoder_decoder:
+        inputs = dict(decoder_input_ids=tokens, encoder_outputs=state.encoder_outputs, attention_mask=state.attention_mask)
+    else:
+        inputs = dict(input_ids=tokens, attention_mask=state.attention_mask, position_ids=positions)
+    outputs = model(**inputs, cache=state.cache, use_cache=True, return_dict=True)
+    state.cache = outputs.cache
+    return outputs.logits.to(copy=True, dtype=torch.float32)
+
+
+def rewind(state: ModelState, length: int) -> None:
+    """Keep the first `length` positions of the cache (and of a decoder-only mask and positions)."""
+    cache = state.cache.self_attention_cache if state.is_encoder_decoder else state.cache
+    taken_back = cache.get_seq_length() - length
+    if taken_back <= 0:
+        return
+    cache.crop(length)
+    if state.attention_mask is not None and not state.is_encoder_decoder:
+        state.attention_mask = state.attention_mask[:, :length]
+    if state.next_positions is not None:
+        state.next_positions = state.next_positions - taken_back

@@ -112,7 +112,8 @@ def can_stream(config: DecodingConfig) -> bool:
     best beam only at the end, and several sequences are not one text."""
     from decoding.generation import moved_strategy
 
-    return config.num_beams == 1 and config.num_return_sequences == 1 and moved_strategy(config).name is None
+    return (config.num_beams == 1 and config.num_return_sequences == 1 and moved_strategy(config).name is None
+            and config.prompt_lookup_num_tokens is None)
 
 
 def check_can_stream(config: DecodingConfig) -> None:
@@ -123,6 +124,9 @@ def check_can_stream(config: DecodingConfig) -> None:
     if moved.name is not None:
         raise ValueError(f"streaming runs the token loop; {moved.name.replace('_', ' ')} search ({', '.join(moved.options)}) "
                          "runs its own: drop its options or do not stream")
+    if config.prompt_lookup_num_tokens is not None:
+        raise ValueError("streaming runs the token loop one token at a time; prompt_lookup_num_tokens adds several "
+                         "per step: drop it or do not stream")
     if not can_stream(config):
         raise ValueError(f"streaming shows one answer token by token: it cannot show num_beams={config.num_beams} "
                          f"or num_return_sequences={config.num_return_sequences} (the best beam is only known at "

@@ -1,0 +1,143 @@
+"""Prompt-lookup speculative decoding: the greedy loop's tokens, several per model call.
+
+Summaries, extractions and rewrites copy long runs of their input. Prompt lookup (transformers'
+`prompt_lookup_num_tokens`) guesses the next tokens by finding the text's last n-gram earlier in the
+sequence and proposing what followed it there. One forward pass over the last token and the K
+guesses gives the model's distribution at K + 1 positions; the loop then walks them as the greedy
+loop would, token by token (the same processors on the same sequence, the same stop criteria, the
+same padding of finished rows), and keeps a guess only while it equals the model's own choice. The
+first disagreement is replaced by the model's choice, which costs nothing extra: every call adds at
+least one token, and the output is plain greedy's, token for token.
+
+Batches stay aligned: a step keeps the guesses that every running row accepted (the fewest), so all
+rows keep one length, one cache length and one position; the cache is then cut back to the kept
+tokens. The acceptance is counted in `Acceptance`, so a caller can see how much the guesses helped.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from decoding.model_step import ModelState, decode_ahead, decode_step, rewind
+from decoding.processors import Processor, run_processors
+from decoding.stopping import StopCriteria
+
+MAX_MATCHING_NGRAM = 2  # transformers' PromptLookupCandidateGenerator default
+
+
+@dataclass
+class Acceptance:
+    """Guesses proposed and kept over a call, and the model calls it took (prefill excluded)."""
+
+    proposed: int = 0
+    accepted: int = 0
+    calls: int = 0
+    tokens: int = 0
+
+    @property
+    def rate(self) -> float:
+        return self.accepted / self.proposed if self.proposed else 0.0
+
+
+MAX_LOOKUP_TOKENS = 1024
+
+
+def check_prompt_lookup(config) -> None:
+    """prompt_lookup_num_tokens: a positive int, with greedy decoding and without a processor that runs the model."""
+    value = config.prompt_lookup_num_tokens
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LOOKUP_TOKENS:
+        raise ValueError(f"prompt_lookup_num_tokens must be an int from 1 to {MAX_LOOKUP_TOKENS} (tokens guessed per "
+                         f"step, e.g. 10), got {value!r}")
+    if config.num_beams > 1:
+        raise ValueError(f"prompt_lookup_num_tokens speeds up greedy decoding, not beam search (num_beams="
+                         f"{config.num_beams}); pass num_beams=1 or drop prompt_lookup_num_tokens")
+    if config.do_sample:
+        raise ValueError("prompt_lookup_num_tokens is exact for greedy decoding only (nopipe has no speculative "
+                         "sampling yet); pass do_sample=False or drop prompt_lookup_num_tokens")
+    if config.guidance_scale not in (None, 1, 1.0):
+        raise ValueError("prompt_lookup_num_tokens cannot be combined with guidance_scale (its unconditional pass "
+                         "reads one token per step); drop one of them")
+
+
+def lookup_draft(row: list[int], num_tokens: int, max_ngram: int = MAX_MATCHING_NGRAM) -> list[int]:
+    """Up to `num_tokens` tokens that followed the earliest earlier occurrence of the row's last n-gram
+    (the longest n <= max_ngram that matches), as transformers' prompt lookup proposes them."""
+    length = len(row)
+    for size in range(min(max_ngram, length - 1), 0, -1):
+        tail = row[-size:]
+        for start in range(length - size):
+            if row[start:start + size] == tail:
+                follows = row[start + size:min(start + size + num_tokens, length)]
+                if follows:
+                    return follows
+    return []
+
+
+def drafts(sequences: torch.Tensor, running: torch.Tensor, num_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tokens (rows, K), valid (rows, K)) of each running row's guess, padded to the longest; K may be 0."""
+    rows = sequences.tolist()
+    guesses = [lookup_draft(row, num_tokens) if bool(running[index]) else [] for index, row in enumerate(rows)]
+    width = max(map(len, guesses), default=0)
+    tokens = torch.zeros((len(rows), width), dtype=torch.long, device=sequences.device)
+    valid = torch.zeros((len(rows), width), dtype=torch.bool, device=sequences.device)
+    for index, guess in enumerate(guesses):
+        tokens[index, :len(guess)] = torch.tensor(guess, dtype=torch.long)
+        valid[index, :len(guess)] = True
+        tokens[index, len(guess):] = rows[index][-1]  # any real id: the model reads it, nobody keeps it
+    return tokens, valid
+
+
+def speculative_greedy(model, sequences: torch.Tensor, state: ModelState, logits: torch.Tensor, *,
+                       processors: Sequence[Processor], stop: StopCriteria, pad_token_id: int | None,
+                       num_tokens: int, tracer=None, acceptance: Acceptance | None = None) -> torch.Tensor:
+    """Greedy decoding with prompt-lookup guesses; returns the sequences (rows, len) plain greedy returns.
+
+    sequences: (rows, start_len) after the prefill; logits: (rows, vocab) for the first new token.
+    """
+    acceptance = acceptance if acceptance is not None else Acceptance()
+    unfinished = torch.ones(sequences.shape[0], dtype=torch.long, device=sequences.device)
+    pad_finished = stop.eos is not None and pad_token_id is not None
+    fed = sequences.shape[1]  # positions in the cache (decoder-only: the prompt; encoder-decoder: the start token)
+
+    def append(sequences, unfinished, step_logits):
+        """One greedy step on given logits, exactly as the token loop makes it."""
+        scores = run_processors(processors, sequences, step_logits)
+        chosen = scores.argmax(dim=-1)
+        if pad_finished:
+            chosen = chosen * unfinished + pad_token_id * (1 - unfinished)
+        if tracer is not None:
+            tracer.record(step_logits, scores, chosen)
+        sequences = torch.cat([sequences, chosen[:, None]], dim=-1)
+        return sequences, unfinished & ~stop(sequences), chosen
+
+    sequences, unfinished, last = append(sequences, unfinished, logits)
+    while unfinished.max() > 0:
+        guesses, valid = drafts(sequences, unfinished.bool(), num_tokens)
+        acceptance.calls += 1
+        if guesses.shape[1] == 0:  # nothing to guess from: a plain step
+            step_logits = decode_step(model, last, state)
+            fed += 1
+            sequences, unfinished, last = append(sequences, unfinished, step_logits)
+            acceptance.tokens += 1
+            continue
+        ahead = decode_ahead(model, torch.cat([last[:, None], guesses], dim=1), state)  # (rows, K + 1, vocab)
+        running = unfinished.bool()
+        acceptance.proposed += int(valid[running].sum())
+        kept = 0
+        sequences, unfinished, last = append(sequences, unfinished, ahead[:, 0])
+        while kept < guesses.shape[1] and unfinished.max() > 0 and guess_taken(last, guesses[:, kept], valid[:, kept],
+                                                                               unfinished):
+            kept += 1
+            sequences, unfinished, last = append(sequences, unfinished, ahead[:, kept])
+        acceptance.accepted += kept * int(running.sum())
+        acceptance.tokens += kept + 1
+        fed += 1 + kept  # the last token fed before, and the guesses kept
+        rewind(state, fed)
+    return sequences
+
+
+def guess_taken(chosen: torch.Tensor, guess: torch.Tensor, valid: torch.Tensor, unfinished: torch.Tensor) -> bool:
+    """Whether every running row's choice equals its guess at this position (finished rows agree with anything)."""
+    running = unfinished.bool()
+    return bool(((chosen == guess) & valid | ~running).all())

@@ -1,0 +1,129 @@
+"""Prompt-lookup speculative decoding (decoding/speculative.py): plain greedy's tokens, token for token,
+on every architecture, batched and not, with stops mid-guess; and guesses that are really kept."""
+
+import pytest
+import torch
+from test_smollm2 import load_smollm2
+from tiny_models import ARCHITECTURES, prompt_batch, tiny_model
+
+from decoding import generate
+from decoding.speculative import lookup_draft
+
+PERIOD = 5
+
+
+def copy_back(input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """A processor that makes greedy repeat the token PERIOD positions back: the text becomes periodic,
+    so prompt lookup guesses right, and the processor reads the sequence, so it must see the right one
+    at every verified position (an encoder-decoder's first tokens, fewer than PERIOD, are left alone)."""
+    if input_ids.shape[1] < PERIOD:
+        return scores
+    boosted = scores.clone()
+    boosted[torch.arange(scores.shape[0]), input_ids[:, -PERIOD]] += 1e4
+    return boosted
+
+
+def both(model, input_ids, attention_mask, **settings):
+    plain = generate(model, input_ids, attention_mask, **settings)
+    guessed = generate(model, input_ids, attention_mask, prompt_lookup_num_tokens=4, **settings)
+    return plain, guessed
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_the_tokens_are_plain_greedys_batched_and_with_guesses_kept(name):
+    model = tiny_model(name)
+    input_ids, attention_mask = prompt_batch(model)
+    plain, guessed = both(model, input_ids, attention_mask, max_new_tokens=17, logits_processors=[copy_back])
+    assert torch.equal(plain.sequences, guessed.sequences)
+    new_tokens = plain.sequences.shape[1] - (1 if model.config.is_encoder_decoder else input_ids.shape[1])
+    if new_tokens > 2 * PERIOD:  # BART's end-of-text start token is copied back at step 5 and ends every row there
+        assert guessed.speculation.accepted > 0 and guessed.speculation.calls < new_tokens  # calls were saved
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_the_tokens_are_plain_greedys_without_help(name):
+    model = tiny_model(name)
+    input_ids, attention_mask = prompt_batch(model, lengths=(9,))
+    plain, guessed = both(model, input_ids, attention_mask, max_new_tokens=12)
+    assert torch.equal(plain.sequences, guessed.sequences)
+
+
+@pytest.mark.parametrize("new_tokens", [1, 2, 3, 6, 7])
+def test_max_new_tokens_reached_in_the_middle_of_a_guess(new_tokens):
+    model = tiny_model("gpt2")
+    input_ids, attention_mask = prompt_batch(model)
+    plain, guessed = both(model, input_ids, attention_mask, max_new_tokens=new_tokens, logits_processors=[copy_back])
+    assert torch.equal(plain.sequences, guessed.sequences)
+
+
+def test_an_end_of_text_inside_a_guess_ends_that_row_there():
+    model = tiny_model("llama")
+    input_ids, attention_mask = prompt_batch(model)
+    eos = model.generation_config.eos_token_id
+    eos = eos[0] if isinstance(eos, list) else eos
+    input_ids = input_ids.clone()
+    input_ids[0, -PERIOD + 1] = eos  # row 0 copies an end-of-text token after a few steps; the others go on
+    plain, guessed = both(model, input_ids, attention_mask, max_new_tokens=15, logits_processors=[copy_back])
+    assert torch.equal(plain.sequences, guessed.sequences)
+    assert (plain.sequences[0, -3:] == model.generation_config.pad_token_id).all() or plain.sequences.shape[1] < 20
+
+
+def test_stop_strings_end_rows_where_greedy_ends_them():
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tests.paths import FIXTURES
+
+    tokenizer = AutoTokenizer.from_pretrained(FIXTURES / "gpt2")
+    model = AutoModelForCausalLM.from_pretrained(FIXTURES / "gpt2").eval()
+    batch = tokenizer(["The old lighthouse keeper climbed the stairs"], return_tensors="pt")
+    settings = dict(max_new_tokens=20, do_sample=False, logits_processors=[copy_back], tokenizer=tokenizer)
+    full = generate(model, batch["input_ids"], batch["attention_mask"], **settings).sequences
+    stop = tokenizer.decode(full[0, -8:-6])
+    plain, guessed = both(model, batch["input_ids"], batch["attention_mask"], stop_strings=stop, **settings)
+    assert torch.equal(plain.sequences, guessed.sequences) and plain.sequences.shape[1] < full.shape[1]
+
+
+def test_lookup_proposes_what_followed_the_last_ngram():
+    assert lookup_draft([1, 2, 3, 4, 5, 1, 2], num_tokens=2) == [3, 4]
+    assert lookup_draft([1, 2, 3, 4, 5, 9, 2], num_tokens=3) == [3, 4, 5]  # the 1-gram (2) when the 2-gram fails
+    assert lookup_draft([1, 2, 3], num_tokens=4) == []
+    assert lookup_draft([7, 8, 7], num_tokens=4) == [8, 7]  # never past the end of the text
+
+
+@pytest.mark.parametrize(("settings", "match"), [
+    (dict(prompt_lookup_num_tokens=0), "prompt_lookup_num_tokens must be an int from 1"),
+    (dict(prompt_lookup_num_tokens=2.5), "prompt_lookup_num_tokens must be an int"),
+    (dict(prompt_lookup_num_tokens=True), "prompt_lookup_num_tokens must be an int"),
+    (dict(prompt_lookup_num_tokens=4, num_beams=2), "not beam search"),
+    (dict(prompt_lookup_num_tokens=4, do_sample=True), "greedy decoding only"),
+    (dict(prompt_lookup_num_tokens=4, penalty_alpha=0.6, top_k=4), "contrastive search"),
+    (dict(prompt_lookup_num_tokens=4, strategy=lambda scores: scores.argmax(-1)), "strategy="),
+])
+def test_bad_settings_are_named(settings, match):
+    model = tiny_model("gpt2")
+    input_ids, attention_mask = prompt_batch(model)
+    with pytest.raises(ValueError, match=match):
+        generate(model, input_ids, attention_mask, max_new_tokens=3, **settings)
+
+
+def test_runners_take_the_keyword():
+    import tasks
+    from tests.paths import FIXTURES
+
+    generator = tasks.load("text-generation", model=str(FIXTURES / "gpt2"))
+    prompt = "The old lighthouse keeper"
+    assert generator(prompt, max_new_tokens=10, do_sample=False, prompt_lookup_num_tokens=5) == \
+        generator(prompt, max_new_tokens=10, do_sample=False)
+
+
+@pytest.mark.slow
+def test_smollm2_copying_a_text_keeps_most_guesses_and_greedys_tokens():
+    """Real weights on an input-grounded prompt: the model repeats a given sentence."""
+    model, tokenizer = load_smollm2()
+    text = "The committee approved the new budget for the city's public libraries on Tuesday evening."
+    chat = tokenizer.apply_chat_template([{"role": "user", "content": f"Repeat this sentence exactly: {text}"}],
+                                         add_generation_prompt=True, tokenize=False)
+    batch = tokenizer([chat], return_tensors="pt", add_special_tokens=False)
+    plain, guessed = both(model, batch["input_ids"], batch["attention_mask"], max_new_tokens=24, do_sample=False)
+    assert torch.equal(plain.sequences, guessed.sequences)
+    assert guessed.speculation.rate > 0.5 and guessed.speculation.calls < 16, guessed.speculation
