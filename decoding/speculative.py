@@ -11,7 +11,9 @@ least one token, and the output is plain greedy's, token for token.
 
 Batches stay aligned: a step keeps the guesses that every running row accepted (the fewest), so all
 rows keep one length, one cache length and one position; the cache is then cut back to the kept
-tokens. The acceptance is counted in `Acceptance`, so a caller can see how much the guesses helped.
+tokens. The number of guesses adapts as transformers' "heuristic" schedule does: +2 after a call that
+kept them all, -1 after one that did not, within 1..prompt_lookup_num_tokens, so a batch whose rows
+rarely agree stops paying for long guesses. `Acceptance` counts what was proposed and kept.
 """
 
 from collections.abc import Sequence
@@ -112,8 +114,9 @@ def speculative_greedy(model, sequences: torch.Tensor, state: ModelState, logits
         return sequences, unfinished & ~stop(sequences), chosen
 
     sequences, unfinished, last = append(sequences, unfinished, logits)
+    width = num_tokens  # guesses per call: grows while they are all kept, shrinks when one is not
     while unfinished.max() > 0:
-        guesses, valid = drafts(sequences, unfinished.bool(), num_tokens)
+        guesses, valid = drafts(sequences, unfinished.bool(), width)
         acceptance.calls += 1
         if guesses.shape[1] == 0:  # nothing to guess from: a plain step
             step_logits = decode_step(model, last, state)
@@ -131,6 +134,7 @@ def speculative_greedy(model, sequences: torch.Tensor, state: ModelState, logits
             kept += 1
             sequences, unfinished, last = append(sequences, unfinished, ahead[:, kept])
         acceptance.accepted += kept * int(running.sum())
+        width = min(num_tokens, width + 2) if kept == guesses.shape[1] else max(1, width - 1)
         acceptance.tokens += kept + 1
         fed += 1 + kept  # the last token fed before, and the guesses kept
         rewind(state, fed)

@@ -148,6 +148,8 @@ GENERATION_OPTIONS = options(
     ("--num-beam-groups", dict(type=int, help="diverse beam search: groups of beams (with --diversity-penalty)")),
     ("--diversity-penalty", dict(type=float, help="diverse beam search: penalty for a token another group chose")),
     ("--dola-layers", dict(type=dola_layers, metavar="low|high|IDS", help="DoLa decoding (decoder-only)")),
+    ("--prompt-lookup", dict(dest="prompt_lookup_num_tokens", type=int, metavar="N",
+                             help="speculative greedy decoding: guess N tokens from the text so far (same output)")),
     ("--force-words", dict(action="append", metavar="TEXT",
                            help="constrained beam search: the answer must contain this text (repeatable)")),
 )

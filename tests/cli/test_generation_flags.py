@@ -107,6 +107,14 @@ def test_a_bad_flag_value_is_one_line_naming_the_flag(capsys):
     assert err.startswith("nopipe: error:") and "--top-k" in err and "Traceback" not in err
 
 
+def test_prompt_lookup_gives_the_greedy_answer(capsys):
+    flags = ["--no-do-sample", "--max-new-tokens", "12", "--json"]
+    plain = answer(capsys, ["generate", PROMPT, "--model", GPT2, *flags])
+    assert answer(capsys, ["generate", PROMPT, "--model", GPT2, *flags, "--prompt-lookup", "4"]) == plain
+    assert main(["generate", PROMPT, "--model", GPT2, *flags, "--prompt-lookup", "0"]) == 2
+    assert "--prompt-lookup" in capsys.readouterr().err
+
+
 def test_max_time_zero_stops_after_one_step(capsys):
     out = answer(capsys, ["generate", PROMPT, "--model", GPT2, "--no-do-sample", "--max-time", "0",
                           "--max-new-tokens", "10", "--json", "--no-return-full-text"])

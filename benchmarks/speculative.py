@@ -1,0 +1,117 @@
+"""Prompt-lookup speculative decoding on SmolLM2-135M-Instruct (real weights), against plain greedy and
+transformers' own prompt lookup.
+
+    python -m benchmarks.speculative [--new-tokens 96] [--repeats 3] [--threads 2]
+
+The prompts are input-grounded, the work prompt lookup is for: the model is given a short text and
+asked to repeat it, to rewrite it for a newsletter, or to list its facts, so its answer copies runs
+of the prompt (the texts are written for this benchmark, not picked for a high acceptance). Systems,
+each in a fresh process per run, the runs interleaved (A B C, B C A, ...):
+
+- `nopipe-lookup`: decoding.generate(..., prompt_lookup_num_tokens=10), batch 1 and batch 8;
+- `nopipe-greedy`: decoding.generate(...) greedy, batch 1 and batch 8;
+- `generate-lookup`: transformers' model.generate(prompt_lookup_num_tokens=10), batch 1 only (it refuses batches).
+Every system decodes greedily with the same max_new_tokens; tokens/s counts new tokens, prefill included.
+"""
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TEXT = ("The city council met on Tuesday evening and approved a budget of 4.2 million euros for the public "
+        "libraries. The money will pay for longer opening hours on weekends, a new reading room for children "
+        "in the north district, and the repair of the old library's roof, which has leaked since the storm "
+        "in March. The council also asked the libraries to report every six months on how many people use "
+        "the new rooms.")
+TASKS = [f"Repeat this text exactly:\n\n{TEXT}",
+         f"Rewrite this text for a newsletter, keeping every fact:\n\n{TEXT}",
+         f"List the facts in this text, one per line:\n\n{TEXT}"]
+SYSTEMS = ("nopipe-lookup", "nopipe-greedy", "generate-lookup")
+LOOKUP = 10
+
+
+def prompts(tokenizer, batch: int):
+    chats = [tokenizer.apply_chat_template([{"role": "user", "content": TASKS[index % len(TASKS)]}],
+                                           add_generation_prompt=True, tokenize=False) for index in range(batch)]
+    tokenizer.padding_side = "left"
+    return tokenizer(chats, return_tensors="pt", padding=True, add_special_tokens=False)
+
+
+def measure(system: str, batch: int, new_tokens: int, threads: int) -> dict:
+    """Tokens/s of one system on one batch, in this process (model loaded before the clock starts)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from core.defaults import smollm2_folder
+    from decoding import generate
+
+    torch.set_num_threads(threads)
+    folder = smollm2_folder()
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
+    encoded = prompts(tokenizer, batch)
+    ids, mask = encoded["input_ids"], encoded["attention_mask"]
+    settings = dict(max_new_tokens=new_tokens, do_sample=False)
+    started = time.perf_counter()
+    with torch.inference_mode():
+        if system == "generate-lookup":
+            out = model.generate(ids, attention_mask=mask, prompt_lookup_num_tokens=LOOKUP, **settings)
+            sequences, rate = out, None
+        else:
+            lookup = dict(prompt_lookup_num_tokens=LOOKUP) if system == "nopipe-lookup" else {}
+            result = generate(model, ids, mask, **settings, **lookup)
+            sequences, rate = result.sequences, (result.speculation.rate if result.speculation else None)
+    seconds = time.perf_counter() - started
+    pad = tokenizer.pad_token_id
+    new = sequences[:, ids.shape[1]:]
+    count = int((new != pad).sum()) if pad is not None else new.numel()
+    return {"tokens_per_s": count / seconds, "acceptance": rate, "tokens": new.tolist()}
+
+
+def run_in_own_process(system: str, batch: int, new_tokens: int, threads: int) -> dict:
+    command = [sys.executable, "-m", "benchmarks.speculative", "--worker", system, "--batch", str(batch),
+               "--new-tokens", str(new_tokens), "--threads", str(threads)]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.speculative", description=__doc__.splitlines()[0])
+    parser.add_argument("--new-tokens", type=int, default=96)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--worker", choices=SYSTEMS, help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(measure(args.worker, args.batch, args.new_tokens, args.threads)))
+        return
+    for batch, systems in ((1, SYSTEMS), (8, SYSTEMS[:2])):
+        runs = {system: [] for system in systems}
+        for repeat in range(args.repeats):
+            for system in systems[repeat % len(systems):] + systems[:repeat % len(systems)]:
+                runs[system].append(run_in_own_process(system, batch, args.new_tokens, args.threads))
+        report(batch, runs)
+
+
+def report(batch: int, runs: dict) -> None:
+    """Median tokens/s (min-max), the ratios, acceptance, and whether the tokens were greedy's."""
+    speed = {system: statistics.median(run["tokens_per_s"] for run in results) for system, results in runs.items()}
+    print(f"batch {batch}: tokens/s, median of {len(next(iter(runs.values())))} runs (min-max)")
+    for system, results in runs.items():
+        values = [run["tokens_per_s"] for run in results]
+        rate = results[0]["acceptance"]
+        extra = f", {rate:.0%} of guesses kept" if rate is not None else ""
+        print(f"  {system:16s} {speed[system]:7.1f} ({min(values):.1f}-{max(values):.1f}){extra}")
+    same = runs["nopipe-lookup"][0]["tokens"] == runs["nopipe-greedy"][0]["tokens"]
+    print(f"  nopipe-lookup / nopipe-greedy   {speed['nopipe-lookup'] / speed['nopipe-greedy']:.2f}x (same tokens: {same})")
+    if "generate-lookup" in speed:
+        print(f"  nopipe-lookup / generate-lookup {speed['nopipe-lookup'] / speed['generate-lookup']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
