@@ -20,7 +20,9 @@ Where things are, in the order a call meets them:
     processor_chain.py   the processors of a call, in transformers' order
     processors.py, warpers.py, biases.py, encoder_processors.py, prefix_constraint.py,
     guidance.py, watermark.py      the processors themselves, each a pure function on the scores
+    search.py            a search owns the step loop (generate(search=...)); the built-in ones
     token_loop.py        the greedy / sampling / your-strategy loop (decode_tokens)
+    speculative.py       prompt-lookup speculative decoding: greedy's tokens, several per call
     beam_search.py       beam search, step for step transformers' algorithm
     strategy_options.py  which strategy transformers 4.56 moved to the hub the settings ask for:
     contrastive.py, dola.py, diverse_beam.py, constrained_beam.py (+ constraints.py,
@@ -52,6 +54,9 @@ EXPORTS = {
     "contrastive_search": "contrastive", "dola_generate": "dola", "diverse_beam_search": "diverse_beam",
     "constrained_beam_search": "constrained_beam", "PhrasalConstraint": "constraints",
     "DisjunctiveConstraint": "constraints",
+    "Found": "search", "TokenLoop": "search", "BeamSearch": "search", "PromptLookup": "search",
+    "decode_step": "model_step", "decode_ahead": "model_step", "rewind": "model_step",
+    "run_processors": "processors",
 }
 __all__ = list(EXPORTS)
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import torch
 
-from decoding.beam_search import beam_search
 from decoding.config import DecodingConfig
 from decoding.guidance import guidance_processor
 from decoding.lengths import Lengths, check_output_fits, check_prompt_fits, resolve_lengths
@@ -24,8 +23,9 @@ from decoding.memory import check_fits_in_memory
 from decoding.model_step import ModelState, infer_attention_mask, prefill, start
 from decoding.processors import Processor, build_processors
 from decoding.recording import recorded_outputs, with_recording
+from decoding.search import Found, default_search
 from decoding.shared_cross_attention import sharing_cross_attention
-from decoding.speculative import Acceptance, check_prompt_lookup, speculative_greedy
+from decoding.speculative import Acceptance, check_prompt_lookup
 from decoding.stopping import StopCriteria
 from decoding.time_limit import with_time_limit
 from decoding.token_loop import Strategy, decode_tokens, greedy, sample
@@ -169,8 +169,8 @@ def token_steps(model, prepared: Prepared, strategy: Strategy | None):
 
 @torch.inference_mode()
 def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *, tokenizer=None,
-             logits_processors: Sequence[Processor] = (), strategy: Strategy | None = None, trace=False,
-             config: DecodingConfig | None = None, **settings) -> GenerationOutput:
+             logits_processors: Sequence[Processor] = (), strategy: Strategy | None = None, search=None,
+             trace=False, config: DecodingConfig | None = None, **settings) -> GenerationOutput:
     """Generate from `input_ids` (batch, seq_len) like `model.generate(input_ids, attention_mask, **settings)`.
 
     settings: any DecodingConfig field (max_new_tokens, num_beams, do_sample, top_p, ...); unset
@@ -178,10 +178,13 @@ def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
     resolved settings) instead of, or under, the keyword settings. tokenizer: for stop_strings only.
     logits_processors: extra (input_ids, scores) -> scores callables, run after the built-in ones.
     strategy: a (scores) -> next_tokens callable replacing greedy/sampling (not with beams).
+    search: a callable (model, prepared call) -> decoding.search.Found that owns the whole step loop
+    (decoding/search.py says what it gets); by default the built-in one the settings ask for.
     trace: True (or a number of candidates) records why each token was chosen.
     Decoder-only batches must be left-padded, with their attention_mask.
     """
     config = resolve_config(model, config, settings)
+    check_search(search, strategy, config)
     moved = moved_strategy(config)
     if config.prompt_lookup_num_tokens is not None:
         check_prompt_lookup(config)
@@ -196,7 +199,20 @@ def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
     with ExitStack() as scope:
         prepared = prepare(model, input_ids, attention_mask, tokenizer=tokenizer, logits_processors=logits_processors,
                            strategy=strategy, trace=trace, settings={}, scope=scope, config=config)
-        return run(model, prepared, strategy)
+        return run(model, prepared, search or default_search(config, strategy))
+
+
+def check_search(search, strategy, config: DecodingConfig) -> None:
+    """A search replaces the loop: it cannot be combined with another choice of loop."""
+    if search is None:
+        return
+    if not callable(search):
+        raise TypeError(f"search must be a callable (model, call) -> decoding.search.Found, got {search!r}")
+    others = [name for name, value in (("strategy=", strategy), ("prompt_lookup_num_tokens",
+                                                                  config.prompt_lookup_num_tokens)) if value is not None]
+    if others or moved_strategy(config).name is not None:
+        raise ValueError(f"search= runs its own loop; drop {others[0] if others else 'the strategy options'} "
+                         "or the search")
 
 
 def moved_strategy(config: DecodingConfig):
@@ -226,27 +242,11 @@ def run_strategy(moved, model, input_ids, attention_mask, **options):
     return run_moved(moved, model, input_ids, attention_mask, **options)
 
 
-def run(model, prepared: Prepared, strategy: Strategy | None) -> GenerationOutput:
-    """Beam search or the token loop on a prepared call."""
-    config = prepared.config
+def run(model, prepared: Prepared, search) -> GenerationOutput:
+    """A search (the built-in one the settings ask for, or the caller's) on a prepared call."""
+    found = search(model, prepared)
+    if not isinstance(found, Found):
+        raise TypeError(f"a search must return decoding.search.Found(sequences, ...), got {type(found).__name__}")
     tracer = prepared.tracer
-    if config.num_beams > 1:
-        sequences, scores = beam_search(
-            model, prepared.sequences, prepared.state, prepared.logits, processors=prepared.processors,
-            stop=prepared.stop, num_beams=config.num_beams, max_length=prepared.lengths.max_length,
-            length_penalty=config.length_penalty, early_stopping=config.early_stopping,
-            num_return_sequences=config.num_return_sequences, eos_ids=config.eos_ids,
-            pad_token_id=config.effective_pad_token_id, do_sample=config.do_sample, tracer=tracer)
-        return GenerationOutput(sequences, scores, tracer.steps if tracer else None, **recorded_outputs(tracer))
-    if config.prompt_lookup_num_tokens is not None:
-        acceptance = Acceptance()
-        sequences = speculative_greedy(model, prepared.sequences, prepared.state, prepared.logits,
-                                       processors=prepared.processors, stop=prepared.stop,
-                                       pad_token_id=config.effective_pad_token_id,
-                                       num_tokens=config.prompt_lookup_num_tokens, tracer=tracer, acceptance=acceptance)
-        return GenerationOutput(sequences, None, tracer.steps if tracer else None, **recorded_outputs(tracer),
-                                speculation=acceptance)
-    sequences = prepared.sequences
-    for grown in token_steps(model, prepared, strategy):
-        sequences = grown
-    return GenerationOutput(sequences, None, tracer.steps if tracer else None, **recorded_outputs(tracer))
+    return GenerationOutput(found.sequences, found.sequences_scores, tracer.steps if tracer else None,
+                            **recorded_outputs(tracer), speculation=found.speculation)

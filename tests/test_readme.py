@@ -119,7 +119,7 @@ def extending_example(readme: str) -> tuple[str, list[str]]:
     """The README's "add your own strategy" code block, and the output it shows below it."""
     start = readme.index("```python", readme.index("This block runs as it is")) + len("```python")
     end = readme.index("```", start)
-    shown = readme[end:readme.index("## How we know it is right")]
+    shown = readme[end:readme.index("\n#", end)]  # up to the next heading
     return readme[start:end], [line[4:] for line in shown.splitlines() if line.startswith("    ")]
 
 

@@ -1,0 +1,91 @@
+"""Search strategies as plug-ins: a search owns the step loop of one call.
+
+`strategy=` replaces the choice of one token; a search replaces the whole loop, so it can drive the
+model itself: look ahead, propose several tokens and verify them, keep beams. `generate()` does the
+part every loop shares (checks, settings, the encoder and the prefill, the processors and the stop
+criteria) and hands the result to the search:
+
+    search(model, call) -> Found
+
+`call` (generation.Prepared) holds what the loop starts from and works with:
+    call.sequences  (rows, start_len)  the prompt, or the decoder start token
+    call.logits     (rows, vocab)      float32 logits of the first new token
+    call.state      ModelState         the KV cache, mask and positions
+    call.processors, call.stop, call.config, call.lengths, call.tracer
+and the model is used through decoding/model_step.py: `decode_step(model, tokens, state)` feeds one
+token per row, `decode_ahead(model, tokens, state)` several (logits at each), `rewind(state, length)`
+takes positions back, `cache.reorder_beams(state.cache, rows)` moves histories between rows;
+`run_processors(call.processors, sequences, logits)` gives the processed scores and
+`call.stop(sequences)` the rows that just finished. The built-in loops are three searches below.
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+from decoding.beam_search import beam_search
+from decoding.speculative import Acceptance, speculative_greedy
+from decoding.token_loop import Strategy, decode_tokens, greedy, sample
+
+
+@dataclass
+class Found:
+    """What a search returns: the sequences (rows, len) like model.generate()'s, and what else it knows."""
+
+    sequences: torch.Tensor
+    sequences_scores: torch.Tensor | None = None
+    speculation: Acceptance | None = None
+
+
+class TokenLoop:
+    """Greedy, sampling, or a `strategy` (scores -> tokens) choosing one token per step."""
+
+    def __init__(self, strategy: Strategy | None = None):
+        self.strategy = strategy
+
+    def __call__(self, model, call) -> Found:
+        config = call.config
+        choose = self.strategy or (sample if config.do_sample else greedy)
+        sequences = call.sequences
+        for grown in decode_tokens(model, call.sequences, call.state, call.logits, processors=call.processors,
+                                   choose=choose, stop=call.stop, pad_token_id=config.effective_pad_token_id,
+                                   tracer=call.tracer):
+            sequences = grown
+        return Found(sequences)
+
+
+class BeamSearch:
+    """Beam search, step for step transformers' algorithm (decoding/beam_search.py)."""
+
+    def __call__(self, model, call) -> Found:
+        config = call.config
+        sequences, scores = beam_search(
+            model, call.sequences, call.state, call.logits, processors=call.processors, stop=call.stop,
+            num_beams=config.num_beams, max_length=call.lengths.max_length, length_penalty=config.length_penalty,
+            early_stopping=config.early_stopping, num_return_sequences=config.num_return_sequences,
+            eos_ids=config.eos_ids, pad_token_id=config.effective_pad_token_id, do_sample=config.do_sample,
+            tracer=call.tracer)
+        return Found(sequences, scores)
+
+
+class PromptLookup:
+    """Greedy decoding with prompt-lookup guesses (decoding/speculative.py): greedy's tokens, fewer calls."""
+
+    def __init__(self, num_tokens: int):
+        self.num_tokens = num_tokens
+
+    def __call__(self, model, call) -> Found:
+        acceptance = Acceptance()
+        sequences = speculative_greedy(model, call.sequences, call.state, call.logits, processors=call.processors,
+                                       stop=call.stop, pad_token_id=call.config.effective_pad_token_id,
+                                       num_tokens=self.num_tokens, tracer=call.tracer, acceptance=acceptance)
+        return Found(sequences, speculation=acceptance)
+
+
+def default_search(config, strategy: Strategy | None):
+    """The built-in search the settings ask for."""
+    if config.num_beams > 1:
+        return BeamSearch()
+    if config.prompt_lookup_num_tokens is not None:
+        return PromptLookup(config.prompt_lookup_num_tokens)
+    return TokenLoop(strategy)
