@@ -19,6 +19,7 @@ import torch
 from decoding.config import DecodingConfig
 from decoding.processors import Processor, run_processors
 from decoding.strategy_call import StrategyCall, call_processors, forward_hidden, grow_mask, prepare_call
+from decoding.token_loop import append_tokens
 
 
 def check_contrastive_options(penalty_alpha, top_k, *, do_sample: bool = False, num_beams: int = 1,
@@ -92,7 +93,6 @@ def contrastive_loop(model, call: StrategyCall, processors: Sequence[Processor],
     state, sequences, k = call.state, call.sequences, top_k
     batch = sequences.shape[0]
     pad_token_id = call.config.effective_pad_token_id
-    pad_finished = call.stop.eos is not None and pad_token_id is not None
     unfinished = torch.ones(batch, dtype=torch.long, device=sequences.device)
     encoder_outputs = mask = None
     if state.is_encoder_decoder:
@@ -127,10 +127,7 @@ def contrastive_loop(model, call: StrategyCall, processors: Sequence[Processor],
         if positions is not None:
             positions = positions + 1
 
-        if pad_finished:
-            next_tokens = next_tokens * unfinished + pad_token_id * (1 - unfinished)
-        sequences = torch.cat([sequences, next_tokens[:, None]], dim=-1)
-        unfinished = unfinished & ~call.stop(sequences)
+        sequences, unfinished, next_tokens = append_tokens(sequences, next_tokens, unfinished, call.stop, pad_token_id)
         if unfinished.max() == 0:
             return sequences
 

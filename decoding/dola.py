@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from decoding.config import DecodingConfig
 from decoding.processors import Processor, run_processors
 from decoding.strategy_call import call_processors, forward_hidden, grow_mask, prepare_call
-from decoding.token_loop import greedy, sample
+from decoding.token_loop import append_tokens, greedy, sample
 from decoding.warn import warn_caller
 
 
@@ -136,7 +136,6 @@ def dola_generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor |
     choose = sample if call.config.do_sample else greedy
     state, sequences = call.state, call.sequences
     pad_token_id = call.config.effective_pad_token_id
-    pad_finished = call.stop.eos is not None and pad_token_id is not None
     unfinished = torch.ones(sequences.shape[0], dtype=torch.long, device=sequences.device)
     mask, positions, tokens, processors = state.attention_mask, state.next_positions, sequences, None
     while True:
@@ -146,10 +145,7 @@ def dola_generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor |
         scores = run_processors(processors, sequences, dola_logits(candidates, layer_logits(lm_head, hidden, candidates),
                                                                     logits))
         next_tokens = choose(scores)
-        if pad_finished:
-            next_tokens = next_tokens * unfinished + pad_token_id * (1 - unfinished)
-        sequences = torch.cat([sequences, next_tokens[:, None]], dim=-1)
-        unfinished = unfinished & ~call.stop(sequences)
+        sequences, unfinished, next_tokens = append_tokens(sequences, next_tokens, unfinished, call.stop, pad_token_id)
         if unfinished.max() == 0:
             return sequences
         tokens, mask = next_tokens[:, None], grow_mask(mask)

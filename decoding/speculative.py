@@ -24,6 +24,7 @@ import torch
 from decoding.model_step import ModelState, decode_ahead, decode_step, rewind
 from decoding.processors import Processor, run_processors
 from decoding.stopping import StopCriteria
+from decoding.token_loop import append_tokens, pad_if_finished
 
 MAX_MATCHING_NGRAM = 2  # transformers' PromptLookupCandidateGenerator default
 
@@ -99,19 +100,15 @@ def speculative_greedy(model, sequences: torch.Tensor, state: ModelState, logits
     """
     acceptance = acceptance if acceptance is not None else Acceptance()
     unfinished = torch.ones(sequences.shape[0], dtype=torch.long, device=sequences.device)
-    pad_finished = stop.eos is not None and pad_token_id is not None
     fed = sequences.shape[1]  # positions in the cache (decoder-only: the prompt; encoder-decoder: the start token)
 
     def append(sequences, unfinished, step_logits):
         """One greedy step on given logits, exactly as the token loop makes it."""
         scores = run_processors(processors, sequences, step_logits)
-        chosen = scores.argmax(dim=-1)
-        if pad_finished:
-            chosen = chosen * unfinished + pad_token_id * (1 - unfinished)
+        chosen = pad_if_finished(scores.argmax(dim=-1), unfinished, stop, pad_token_id)
         if tracer is not None:
             tracer.record(step_logits, scores, chosen)
-        sequences = torch.cat([sequences, chosen[:, None]], dim=-1)
-        return sequences, unfinished & ~stop(sequences), chosen
+        return append_tokens(sequences, chosen, unfinished, stop, pad_token_id)
 
     sequences, unfinished, last = append(sequences, unfinished, logits)
     width = num_tokens  # guesses per call: grows while they are all kept, shrinks when one is not

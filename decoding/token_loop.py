@@ -35,6 +35,23 @@ def sample(scores: torch.Tensor) -> torch.Tensor:
     return torch.multinomial(probs, num_samples=1).squeeze(1)
 
 
+def pad_if_finished(next_tokens: torch.Tensor, unfinished: torch.Tensor, stop: StopCriteria,
+                    pad_token_id: int | None) -> torch.Tensor:
+    """A finished row gets the pad token instead of its choice (only when there are EOS ids, as in transformers)."""
+    if stop.eos is None or pad_token_id is None:
+        return next_tokens
+    return next_tokens * unfinished + pad_token_id * (1 - unfinished)
+
+
+def append_tokens(sequences: torch.Tensor, next_tokens: torch.Tensor, unfinished: torch.Tensor, stop: StopCriteria,
+                  pad_token_id: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One step's tokens appended as every token loop appends them: finished rows padded, then the stop
+    criteria asked which rows end now. Returns (sequences, unfinished, the tokens appended)."""
+    next_tokens = pad_if_finished(next_tokens, unfinished, stop, pad_token_id)
+    sequences = torch.cat([sequences, next_tokens[:, None]], dim=-1)
+    return sequences, unfinished & ~stop(sequences), next_tokens
+
+
 def decode_tokens(model, sequences: torch.Tensor, state: ModelState, logits: torch.Tensor, *,
                   processors: Sequence[Processor], choose: Strategy, stop: StopCriteria,
                   pad_token_id: int | None, tracer: Tracer | None = None) -> Iterator[torch.Tensor]:
@@ -45,16 +62,12 @@ def decode_tokens(model, sequences: torch.Tensor, state: ModelState, logits: tor
     as in transformers). Stops when every row is finished.
     """
     unfinished = torch.ones(sequences.shape[0], dtype=torch.long, device=sequences.device)
-    pad_finished = stop.eos is not None and pad_token_id is not None
     while True:
         scores = run_processors(processors, sequences, logits)
-        next_tokens = choose(scores)
-        if pad_finished:
-            next_tokens = next_tokens * unfinished + pad_token_id * (1 - unfinished)
+        next_tokens = pad_if_finished(choose(scores), unfinished, stop, pad_token_id)
         if tracer is not None:
             tracer.record(logits, scores, next_tokens)
-        sequences = torch.cat([sequences, next_tokens[:, None]], dim=-1)
-        unfinished = unfinished & ~stop(sequences)
+        sequences, unfinished, _ = append_tokens(sequences, next_tokens, unfinished, stop, pad_token_id)
         yield sequences
         if unfinished.max() == 0:
             return
