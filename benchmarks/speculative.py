@@ -10,7 +10,8 @@ each in a fresh process per run, the runs interleaved (A B C, B C A, ...):
 
 - `nopipe-lookup`: decoding.generate(..., prompt_lookup_num_tokens=10), batch 1 and batch 8;
 - `nopipe-greedy`: decoding.generate(...) greedy, batch 1 and batch 8;
-- `generate-lookup`: transformers' model.generate(prompt_lookup_num_tokens=10), batch 1 only (it refuses batches).
+- `generate-lookup`: transformers' model.generate(prompt_lookup_num_tokens=10), batch 1 only (it refuses batches);
+- `nopipe-int8-draft`: decoding.generate(..., assistant_model=<the int8 copy of the model>), batch 1.
 Every system decodes greedily with the same max_new_tokens; tokens/s counts new tokens, prefill included.
 """
 
@@ -31,7 +32,7 @@ TEXT = ("The city council met on Tuesday evening and approved a budget of 4.2 mi
 TASKS = [f"Repeat this text exactly:\n\n{TEXT}",
          f"Rewrite this text for a newsletter, keeping every fact:\n\n{TEXT}",
          f"List the facts in this text, one per line:\n\n{TEXT}"]
-SYSTEMS = ("nopipe-lookup", "nopipe-greedy", "generate-lookup")
+SYSTEMS = ("nopipe-lookup", "nopipe-greedy", "generate-lookup", "nopipe-int8-draft")
 LOOKUP = 10
 
 
@@ -56,6 +57,12 @@ def measure(system: str, batch: int, new_tokens: int, threads: int) -> dict:
     encoded = prompts(tokenizer, batch)
     ids, mask = encoded["input_ids"], encoded["attention_mask"]
     settings = dict(max_new_tokens=new_tokens, do_sample=False)
+    if system == "nopipe-int8-draft":
+        import copy
+
+        from core.device import place_model
+
+        settings["assistant_model"] = place_model(copy.deepcopy(model), dtype="int8", many_rows=False)[0]
     started = time.perf_counter()
     with torch.inference_mode():
         if system == "generate-lookup":
@@ -111,6 +118,10 @@ def report(batch: int, runs: dict) -> None:
     print(f"  nopipe-lookup / nopipe-greedy   {speed['nopipe-lookup'] / speed['nopipe-greedy']:.2f}x (same tokens: {same})")
     if "generate-lookup" in speed:
         print(f"  nopipe-lookup / generate-lookup {speed['nopipe-lookup'] / speed['generate-lookup']:.2f}x")
+    if "nopipe-int8-draft" in speed:
+        same = runs["nopipe-int8-draft"][0]["tokens"] == runs["nopipe-greedy"][0]["tokens"]
+        print(f"  nopipe-int8-draft / nopipe-greedy {speed['nopipe-int8-draft'] / speed['nopipe-greedy']:.2f}x "
+              f"(same tokens: {same})")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from decoding.processors import Processor, build_processors
 from decoding.recording import recorded_outputs, with_recording
 from decoding.search import Found, default_search
 from decoding.shared_cross_attention import sharing_cross_attention
-from decoding.speculative import Acceptance, check_prompt_lookup
+from decoding.speculative import Acceptance, check_assistant, check_prompt_lookup
 from decoding.stopping import StopCriteria
 from decoding.time_limit import with_time_limit
 from decoding.token_loop import Strategy, decode_tokens, greedy, sample
@@ -186,6 +186,11 @@ def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
     config = resolve_config(model, config, settings)
     check_search(search, strategy, config)
     moved = moved_strategy(config)
+    if config.assistant_model is not None:
+        check_assistant(config, model)
+        if moved.name is not None or strategy is not None:
+            raise ValueError("assistant_model speeds up nopipe's own greedy loop; it cannot be combined with "
+                             f"{'strategy=' if strategy is not None else moved.name.replace('_', ' ') + ' search'}")
     if config.prompt_lookup_num_tokens is not None:
         check_prompt_lookup(config)
         if moved.name is not None or strategy is not None:

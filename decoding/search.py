@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from decoding.beam_search import beam_search
-from decoding.speculative import Acceptance, speculative_greedy
+from decoding.speculative import Acceptance, AssistantDrafts, speculative_greedy
 from decoding.token_loop import Strategy, decode_tokens, greedy, sample
 
 
@@ -75,11 +75,29 @@ class PromptLookup:
         self.num_tokens = num_tokens
 
     def __call__(self, model, call) -> Found:
-        acceptance = Acceptance()
-        sequences = speculative_greedy(model, call.sequences, call.state, call.logits, processors=call.processors,
-                                       stop=call.stop, pad_token_id=call.config.effective_pad_token_id,
-                                       num_tokens=self.num_tokens, tracer=call.tracer, acceptance=acceptance)
-        return Found(sequences, speculation=acceptance)
+        return speculate(model, call, self.num_tokens, source=None)
+
+
+class AssistedGreedy:
+    """Greedy decoding with an assistant model's guesses (decoding/speculative.py): greedy's tokens."""
+
+    def __init__(self, assistant, num_tokens: int = 20):
+        self.assistant, self.num_tokens = assistant, num_tokens
+
+    def __call__(self, model, call) -> Found:
+        prompt = call.sequences
+        mask = call.state.attention_mask
+        source = AssistantDrafts(self.assistant, prompt, mask[:, :prompt.shape[1]] if mask is not None else None,
+                                 call.lengths.max_length + self.num_tokens + 1, processors=call.processors)
+        return speculate(model, call, self.num_tokens, source=source)
+
+
+def speculate(model, call, num_tokens: int, source) -> Found:
+    acceptance = Acceptance()
+    sequences = speculative_greedy(model, call.sequences, call.state, call.logits, processors=call.processors,
+                                   stop=call.stop, pad_token_id=call.config.effective_pad_token_id,
+                                   num_tokens=num_tokens, tracer=call.tracer, acceptance=acceptance, source=source)
+    return Found(sequences, speculation=acceptance)
 
 
 def default_search(config, strategy: Strategy | None):
@@ -88,4 +106,6 @@ def default_search(config, strategy: Strategy | None):
         return BeamSearch()
     if config.prompt_lookup_num_tokens is not None:
         return PromptLookup(config.prompt_lookup_num_tokens)
+    if config.assistant_model is not None:
+        return AssistedGreedy(config.assistant_model, config.num_assistant_tokens)
     return TokenLoop(strategy)

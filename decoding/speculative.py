@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from decoding.model_step import ModelState, decode_ahead, decode_step, rewind
+from decoding.model_step import ModelState, decode_ahead, decode_step, prefill, rewind, start
 from decoding.processors import Processor, run_processors
 from decoding.stopping import StopCriteria
 from decoding.token_loop import append_tokens, pad_if_finished
@@ -44,6 +44,33 @@ class Acceptance:
 
 
 MAX_LOOKUP_TOKENS = 1024
+
+
+def check_assistant(config, model) -> None:
+    """assistant_model: a decoder-only model scoring the same vocabulary, for greedy decoding; not with prompt lookup."""
+    assistant = config.assistant_model
+    if not callable(assistant) or not hasattr(assistant, "config"):
+        raise TypeError(f"assistant_model must be a transformers causal LM (a runner resolves a folder, a runner or "
+                        f"'int8' into one), got {type(assistant).__name__}")
+    if config.prompt_lookup_num_tokens is not None:
+        raise ValueError("prompt_lookup_num_tokens and assistant_model are two sources of guesses; pass one of them")
+    if model.config.is_encoder_decoder or assistant.config.is_encoder_decoder:
+        raise ValueError("assistant_model is supported for decoder-only models (the model and its assistant); "
+                         "use prompt_lookup_num_tokens for encoder-decoder models")
+    if config.num_beams > 1 or config.do_sample:
+        raise ValueError("assistant_model speeds up greedy decoding only (nopipe has no speculative sampling or beam "
+                         "search yet); pass do_sample=False and num_beams=1, or drop assistant_model")
+    ours, theirs = vocabulary_rows(model), vocabulary_rows(assistant)
+    if ours != theirs:
+        raise ValueError(f"assistant_model scores {theirs} tokens but the model {ours}: an assistant must share the "
+                         "model's vocabulary (the same tokenizer)")
+
+
+def vocabulary_rows(model) -> int | None:
+    """How many token ids the model's output layer scores."""
+    head = model.get_output_embeddings()
+    size = getattr(head, "out_features", None)
+    return size if isinstance(size, int) else getattr(model.config, "vocab_size", None)
 
 
 def check_prompt_lookup(config) -> None:
@@ -69,9 +96,9 @@ def lookup_draft(row: list[int], num_tokens: int, max_ngram: int = MAX_MATCHING_
     length = len(row)
     for size in range(min(max_ngram, length - 1), 0, -1):
         tail = row[-size:]
-        for start in range(length - size):
-            if row[start:start + size] == tail:
-                follows = row[start + size:min(start + size + num_tokens, length)]
+        for begin in range(length - size):
+            if row[begin:begin + size] == tail:
+                follows = row[begin + size:min(begin + size + num_tokens, length)]
                 if follows:
                     return follows
     return []
@@ -91,14 +118,61 @@ def drafts(sequences: torch.Tensor, running: torch.Tensor, num_tokens: int) -> t
     return tokens, valid
 
 
+class LookupDrafts:
+    """Guesses from the text itself (prompt lookup)."""
+
+    def propose(self, sequences: torch.Tensor, running: torch.Tensor, width: int):
+        return drafts(sequences, running, width)
+
+    def kept(self, length: int) -> None:
+        """Nothing to take back: the guesses are read from the sequences."""
+
+
+class AssistantDrafts:
+    """Guesses from a smaller model with the same vocabulary, decoding greedily on its own cache.
+
+    At each call the assistant first reads the tokens the sequences gained since its last call, then
+    writes `width` tokens; `kept(length)` takes its cache back to the tokens the target kept.
+    """
+
+    def __init__(self, assistant, sequences: torch.Tensor, attention_mask: torch.Tensor | None, max_length: int,
+                 processors: Sequence[Processor] = ()):
+        self.model, self.processors = assistant, processors
+        mask = attention_mask if attention_mask is not None else torch.ones_like(sequences)
+        prompt, self.state = start(assistant, sequences, mask, expand=1, decoder_start_token_id=None,
+                                   max_length=max_length, shared_cross_attention=False)
+        self.logits = prefill(assistant, prompt, self.state)
+        self.read = sequences.shape[1]  # positions of the sequences in the assistant's cache
+
+    def propose(self, sequences: torch.Tensor, running: torch.Tensor, width: int):
+        new = sequences[:, self.read:]
+        logits = decode_ahead(self.model, new, self.state)[:, -1] if new.shape[1] else self.logits
+        guesses, context = [], sequences
+        for index in range(width):  # the call's processors guide the guesses too, as in transformers' assisted decoding
+            guesses.append(run_processors(self.processors, context, logits).argmax(dim=-1))
+            context = torch.cat([context, guesses[-1][:, None]], dim=-1)
+            if index + 1 < width:
+                logits = decode_step(self.model, guesses[-1], self.state)
+        self.read = sequences.shape[1]
+        tokens = torch.stack(guesses, dim=1)
+        return tokens, torch.ones_like(tokens, dtype=torch.bool)
+
+    def kept(self, length: int) -> None:
+        """The sequences' first `length` tokens are settled: the assistant's cache keeps at most those."""
+        self.read = min(self.state.cache.get_seq_length(), length)
+        rewind(self.state, self.read)
+
+
 def speculative_greedy(model, sequences: torch.Tensor, state: ModelState, logits: torch.Tensor, *,
                        processors: Sequence[Processor], stop: StopCriteria, pad_token_id: int | None,
-                       num_tokens: int, tracer=None, acceptance: Acceptance | None = None) -> torch.Tensor:
+                       num_tokens: int, tracer=None, acceptance: Acceptance | None = None,
+                       source=None) -> torch.Tensor:
     """Greedy decoding with prompt-lookup guesses; returns the sequences (rows, len) plain greedy returns.
 
     sequences: (rows, start_len) after the prefill; logits: (rows, vocab) for the first new token.
     """
     acceptance = acceptance if acceptance is not None else Acceptance()
+    source = source if source is not None else LookupDrafts()
     unfinished = torch.ones(sequences.shape[0], dtype=torch.long, device=sequences.device)
     fed = sequences.shape[1]  # positions in the cache (decoder-only: the prompt; encoder-decoder: the start token)
 
@@ -113,7 +187,7 @@ def speculative_greedy(model, sequences: torch.Tensor, state: ModelState, logits
     sequences, unfinished, last = append(sequences, unfinished, logits)
     width = num_tokens  # guesses per call: grows while they are all kept, shrinks when one is not
     while unfinished.max() > 0:
-        guesses, valid = drafts(sequences, unfinished.bool(), width)
+        guesses, valid = source.propose(sequences, unfinished.bool(), width)
         acceptance.calls += 1
         if guesses.shape[1] == 0:  # nothing to guess from: a plain step
             step_logits = decode_step(model, last, state)
@@ -135,6 +209,7 @@ def speculative_greedy(model, sequences: torch.Tensor, state: ModelState, logits
         acceptance.tokens += kept + 1
         fed += 1 + kept  # the last token fed before, and the guesses kept
         rewind(state, fed)
+        source.kept(fed)
     return sequences
 
 

@@ -153,7 +153,10 @@ GENERATION_OPTIONS = options(
     ("--force-words", dict(action="append", metavar="TEXT",
                            help="constrained beam search: the answer must contain this text (repeatable)")),
 )
-GUIDANCE_OPTIONS = options(
+GUIDANCE_OPTIONS = options(  # decoder-only models: the generate and chat commands
+    ("--assistant", dict(dest="assistant_model", metavar="PATH|int8",
+                         help="speculative greedy decoding with a smaller model of the same vocabulary, or "
+                              "this model's int8 copy (same output)")),
     ("--guidance-scale", dict(type=float, help="classifier-free guidance: > 1 moves away from --negative-prompt")),
     ("--negative-prompt", dict(metavar="TEXT", help="the unconditional prompt for --guidance-scale")),
 )

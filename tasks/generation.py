@@ -14,6 +14,7 @@ prompt would have had alone. Text is decoded with the 4.57.6 clean-up of tokeniz
 transformers 5 no longer applies to BPE tokenizers (GPT-2, BART) even when asked.
 """
 
+import os
 from collections.abc import Callable, Sequence
 
 import torch
@@ -42,7 +43,8 @@ class GenerationRunner(TaskRunner):
         super().__init__(model, tokenizer, placement)
         self.check_model_family(model)
         self.batch_size = check_batch_size(batch_size)
-        self.settings, self.hooks = split_hooks(check_options(options))
+        self._assistants = {}  # "int8" or a folder -> the loaded assistant model, made once per runner
+        self.settings, self.hooks = split_hooks(check_options(self.with_assistant_model(options)))
 
     def check_model_family(self, model) -> None:
         """Refuse a decoder-only model for a seq2seq task and the reverse, naming the runner to use."""
@@ -66,10 +68,35 @@ class GenerationRunner(TaskRunner):
 
     def resolve(self, options: dict, **context) -> tuple[DecodingConfig, dict]:
         """(settings, hooks) of one call: its options over the constructed ones, layered as in tasks/settings.py."""
-        settings, call_hooks = split_hooks(check_options(options))
+        settings, call_hooks = split_hooks(check_options(self.with_assistant_model(options)))
         config = resolve_settings(self.model, self.tokenizer, call=settings, constructed=self.settings,
                                   task_settings=self.task_settings(**context), defaults=self.pipeline_defaults)
         return self.adjust_settings(config, **context), merge_hooks(self.hooks, call_hooks)
+
+    def with_assistant_model(self, options: dict) -> dict:
+        """assistant_model as decoding takes it, a model: "int8" is this model's int8 copy, a folder is loaded
+        by this runner's class, a runner gives its model (each made once per runner and kept)."""
+        value = options.get("assistant_model")
+        if value is None or isinstance(value, torch.nn.Module):
+            return options
+        if hasattr(value, "model") and isinstance(value.model, torch.nn.Module):
+            return {**options, "assistant_model": value.model}
+        if not isinstance(value, (str, os.PathLike)):
+            raise TypeError(f"assistant_model must be a model, a runner, a folder or 'int8', got {type(value).__name__}")
+        key = str(value)
+        if key not in self._assistants:
+            self._assistants[key] = self.int8_copy() if key == "int8" else type(self).from_pretrained(key).model
+        return {**options, "assistant_model": self._assistants[key]}
+
+    def int8_copy(self):
+        """This model with its linear layers in dynamic int8, as its own assistant (the float32 model stays)."""
+        import copy
+
+        from core.device import place_model
+
+        if str(self.placement.device).split(":")[0] != "cpu":
+            raise ValueError("assistant_model='int8' is a CPU int8 copy; on a GPU pass a smaller model instead")
+        return place_model(copy.deepcopy(self.model).float(), device="cpu", dtype="int8", many_rows=False)[0]
 
     def decoding_config(self, **options) -> DecodingConfig:
         """The settings a call with these options would decode with; `.sources` says who chose each."""

@@ -127,3 +127,60 @@ def test_smollm2_copying_a_text_keeps_most_guesses_and_greedys_tokens():
     plain, guessed = both(model, batch["input_ids"], batch["attention_mask"], max_new_tokens=24, do_sample=False)
     assert torch.equal(plain.sequences, guessed.sequences)
     assert guessed.speculation.rate > 0.5 and guessed.speculation.calls < 16, guessed.speculation
+
+
+# -- an assistant model as the source of guesses ---------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
+def test_an_assistants_guesses_give_plain_greedys_tokens(name):
+    import copy
+
+    model = tiny_model(name)
+    input_ids, attention_mask = prompt_batch(model)
+    assistant = copy.deepcopy(model)  # the same weights: its guesses are mostly right
+    with torch.no_grad():
+        for parameter in assistant.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.05)  # ... but not always
+    for processors in ([], [copy_back]):
+        plain = generate(model, input_ids, attention_mask, max_new_tokens=15, logits_processors=processors)
+        assisted = generate(model, input_ids, attention_mask, max_new_tokens=15, logits_processors=processors,
+                            assistant_model=assistant, num_assistant_tokens=4)
+        assert torch.equal(plain.sequences, assisted.sequences)
+        assert assisted.speculation.accepted > 0
+
+
+@pytest.mark.parametrize(("settings", "match"), [
+    (dict(assistant_model="small"), "assistant_model must be a transformers causal LM"),
+    (dict(assistant_model=tiny_model("llama"), prompt_lookup_num_tokens=3), "pass one of them"),
+    (dict(assistant_model=tiny_model("gpt2"), do_sample=True), "greedy decoding only"),
+    (dict(assistant_model=tiny_model("t5")), "decoder-only"),
+])
+def test_a_bad_assistant_is_named(settings, match):
+    model = tiny_model("gpt2")
+    input_ids, attention_mask = prompt_batch(model)
+    with pytest.raises((TypeError, ValueError), match=match):
+        generate(model, input_ids, attention_mask, max_new_tokens=3, **settings)
+
+
+def test_an_assistant_with_another_vocabulary_is_refused():
+    from transformers import AutoModelForCausalLM
+
+    from tests.paths import FIXTURES
+
+    model = tiny_model("gpt2")
+    input_ids, attention_mask = prompt_batch(model)
+    other = AutoModelForCausalLM.from_pretrained(FIXTURES / "gpt2")
+    with pytest.raises(ValueError, match="must share the model's vocabulary"):
+        generate(model, input_ids, attention_mask, max_new_tokens=3, assistant_model=other)
+
+
+def test_runners_take_int8_a_folder_or_a_runner_as_the_assistant():
+    import tasks
+    from tests.paths import FIXTURES
+
+    generator = tasks.load("text-generation", model=str(FIXTURES / "gpt2"))
+    prompt = "The old lighthouse keeper"
+    expected = generator(prompt, max_new_tokens=10, do_sample=False)
+    for assistant in ("int8", str(FIXTURES / "gpt2"), generator):
+        assert generator(prompt, max_new_tokens=10, do_sample=False, assistant_model=assistant) == expected
+    assert "int8" in generator._assistants  # made once, kept for the next call
