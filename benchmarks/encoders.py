@@ -5,7 +5,7 @@ Workloads: N texts of mixed length timed as one list (items/s), and single reque
 and where transformers 5 still has the pipeline, the pipeline at its default batch size (1, as
 users run it) and at the best batch size of a sweep (the float32 and int8 targets are against
 that one). Answers are compared too: nopipe float32 against the pipeline (the same labels), int8
-against float32 (the issue asks for >= 99% of the top-1 labels; QA's agreement is reported only).
+against float32 (the target is >= 99% of the top-1 labels; QA's agreement is reported only).
 """
 
 from collections.abc import Callable

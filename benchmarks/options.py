@@ -16,11 +16,11 @@ class Sizes:
     tokens/s in float32 (bert-large about 70), and each encoder model runs about six passes over
     its texts (nopipe float32 and int8, the pipeline at its default and at its best batch size, the
     sweep, the single requests): 512 texts of ~150 tokens would take over 20 minutes for distilbert
-    alone. `FULL` keeps the issue's length mix (5 to 300 tokens) and batch sizes, with 128 texts
+    alone. `FULL` keeps the specified length mix (5 to 300 tokens) and batch sizes, with 128 texts
     (fewer for the bigger models, see `BenchModel.workload_share`) and 32 new tokens for the seq2seq
     tasks; in one process, one repetition each, the whole suite took 13 minutes (2026-12-02). Workers
     load every system of a workload anew and run 3 repetitions, so expect a few times that (not yet
-    measured). `--texts 512` gives the issue's size.
+    measured). `--texts 512` gives the specified 512 texts.
     Fewer texts make nopipe's length-sorted batches (32 texts each) pad more: with 128 texts about a
     quarter of the tokens it reads are padding, with 512 about a sixteenth, and 32 texts are one batch.
     """
@@ -95,7 +95,7 @@ def build_parser(description: str = "", tasks: list[str] = (), prog: str | None 
                                                              "only, the pipeline at its default batch size only (no "
                                                              "sweep, none for generation), 2 repetitions")
     parser.add_argument("--texts", type=int, metavar="N", help="encoder tasks: N texts for every model "
-                                                                "(default 128, fewer for the big models; the issue's is 512)")
+                                                                "(default 128, fewer for the big models; 512 is the full size)")
     parser.add_argument("--repeats", type=int, metavar="N", help="timed repetitions per system and workload, "
                                                                   "interleaved (default 3; 2 with --quick)")
     parser.add_argument("--in-process", action="store_true", help="run every system in this process, one after "

@@ -22,7 +22,7 @@ def question_pairs(tokenizer, count: int, sizes) -> list[dict]:
 
 BENCHMARK = EncoderTask(task="question-answering", models=["distilbert-squad"], module="question_answering",
                         class_name="QuestionAnswerer", answer=answer_span, make_inputs=question_pairs,
-                        int8_agreement_target=None)  # the issue asks for QA's agreement to be reported only
+                        int8_agreement_target=None)  # QA's agreement is reported, without a target
 
 if __name__ == "__main__":
     main([BENCHMARK], description=__doc__)

@@ -2,7 +2,7 @@
 (`summary.md`, `summary.png`) rebuilt from every task's JSON in the results folder.
 
 The ratio is nopipe / peer on throughput (higher is better for nopipe); "met?" compares it with
-the issue's target. Agreement rows give the share of answers that are the same: nopipe int8 against
+the target in benchmarks/targets.py. Agreement rows give the share of answers that are the same: nopipe int8 against
 float32, nopipe float32 against its peer. The load average, written when a task's results are, says
 whether other work shared the CPU.
 """

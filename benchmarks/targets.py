@@ -1,5 +1,6 @@
-"""The targets nopipe is held to (issue 18), in one place: the recipes record each comparison with its
-target from here, and `table` says per target whether the results meet it, and if not, where not.
+"""The targets nopipe is held to (the README's Speed section lists them), in one place: the recipes
+record each comparison with its target from here, and `table` says per target whether the results
+meet it, and if not, where not.
 
 A ratio is nopipe / peer on throughput (higher is better), except memory: nopipe int8's memory over
 nopipe float32's (lower is better). Each system's figure is the median of its interleaved repetitions,

@@ -186,16 +186,7 @@ def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
     config = resolve_config(model, config, settings)
     check_search(search, strategy, config)
     moved = moved_strategy(config)
-    if config.assistant_model is not None:
-        check_assistant(config, model)
-        if moved.name is not None or strategy is not None:
-            raise ValueError("assistant_model speeds up nopipe's own greedy loop; it cannot be combined with "
-                             f"{'strategy=' if strategy is not None else moved.name.replace('_', ' ') + ' search'}")
-    if config.prompt_lookup_num_tokens is not None:
-        check_prompt_lookup(config)
-        if moved.name is not None or strategy is not None:
-            raise ValueError("prompt_lookup_num_tokens speeds up nopipe's own greedy loop; it cannot be combined with "
-                             f"{'strategy=' if strategy is not None else moved.name.replace('_', ' ') + ' search'}")
+    check_speculation(config, model, moved, strategy)
     if moved.name is not None:
         check_moved_strategy_hooks(moved, config, strategy=strategy, trace=trace)
         sequences, scores = run_strategy(moved, model, input_ids, attention_mask, config=config, tokenizer=tokenizer,
@@ -205,6 +196,23 @@ def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
         prepared = prepare(model, input_ids, attention_mask, tokenizer=tokenizer, logits_processors=logits_processors,
                            strategy=strategy, trace=trace, settings={}, scope=scope, config=config)
         return run(model, prepared, search or default_search(config, strategy))
+
+
+def check_speculation(config: DecodingConfig, model, moved, strategy) -> None:
+    """A source of guesses (assistant_model, prompt_lookup_num_tokens): its own checks, and no other loop beside it."""
+    if config.assistant_model is not None:
+        check_assistant(config, model)
+        refuse_another_loop("assistant_model", moved, strategy)
+    if config.prompt_lookup_num_tokens is not None:
+        check_prompt_lookup(config)
+        refuse_another_loop("prompt_lookup_num_tokens", moved, strategy)
+
+
+def refuse_another_loop(name: str, moved, strategy) -> None:
+    """Speculative decoding speeds up nopipe's own greedy loop, not a strategy= or a moved strategy's loop."""
+    if moved.name is not None or strategy is not None:
+        other = "strategy=" if strategy is not None else moved.name.replace("_", " ") + " search"
+        raise ValueError(f"{name} speeds up nopipe's own greedy loop; it cannot be combined with {other}")
 
 
 def check_search(search, strategy, config: DecodingConfig) -> None:
