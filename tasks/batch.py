@@ -20,6 +20,7 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import islice
 from pathlib import Path
 
@@ -64,9 +65,10 @@ class Job:
     def errors(self) -> Path:
         return self.dest.with_name(self.dest.name + ".errors.jsonl")
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
-        """The job's settings and the input file's size, time and first megabyte, hashed."""
+        """The job's settings and the input file's size, time and first megabyte, hashed (once per run:
+        every shard's manifest carries it)."""
         stat = self.source.stat()
         with open(self.source, "rb") as file:
             head = hashlib.sha256(file.read(2**20)).hexdigest()
