@@ -76,6 +76,17 @@ class PreallocatedLayer(DynamicLayer):
         self._buffers, self._spare = self._spare, self._buffers
         self._point_at_filled()
 
+    def gather_positions(self, order: torch.Tensor) -> None:
+        """Row r keeps positions order[r] (rows, length), in that order: speculative decoding closes the
+        holes its rows left (decoding/speculative_rows.py)."""
+        rows, heads, _, head_dim = self._buffers[0].shape
+        index = order.to(self.device)[:, None, :, None].expand(rows, heads, order.shape[1], head_dim)
+        for buffer in self._buffers:
+            gathered = torch.gather(buffer[:, :, :self.length], 2, index)
+            buffer[:, :, :order.shape[1]].copy_(gathered)
+        self.length = order.shape[1]
+        self._point_at_filled()
+
     def _grow(self, capacity: int) -> None:
         grown = []
         for buffer in self._buffers:

@@ -28,7 +28,7 @@ from decoding.shared_cross_attention import sharing_cross_attention
 from decoding.speculative import Acceptance, check_assistant, check_prompt_lookup
 from decoding.stopping import StopCriteria
 from decoding.time_limit import with_time_limit
-from decoding.token_loop import Strategy, decode_tokens, greedy, sample
+from decoding.token_loop import Strategy
 from decoding.trace import Tracer, TraceStep, make_tracer
 from decoding.warn import warn_caller
 
@@ -156,15 +156,6 @@ def prepare(model, input_ids, attention_mask, *, tokenizer, logits_processors: S
     stop = with_time_limit(stop, config.max_time, started)
     return Prepared(config, lengths, sequences, state, logits, processors, stop,
                     with_recording(make_tracer(trace), config))
-
-
-def token_steps(model, prepared: Prepared, strategy: Strategy | None):
-    """The greedy/sampling/custom loop as a generator of the sequences after each step."""
-    config = prepared.config
-    choose = strategy if strategy is not None else (sample if config.do_sample else greedy)
-    return decode_tokens(model, prepared.sequences, prepared.state, prepared.logits,
-                         processors=prepared.processors, choose=choose, stop=prepared.stop,
-                         pad_token_id=config.effective_pad_token_id, tracer=prepared.tracer)
 
 
 @torch.inference_mode()

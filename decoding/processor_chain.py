@@ -26,6 +26,18 @@ from decoding.warpers import apply_epsilon_cutoff, apply_eta_cutoff, apply_typic
 from decoding.watermark import GreenLists, apply_watermark, watermark_settings
 
 
+def scores_only(processor):
+    """Mark a processor that never reads the sequences (only the scores): a batch whose rows have
+    different lengths can run it on all rows at once (decoding/speculative_rows.py)."""
+    processor.reads_ids = False
+    return processor
+
+
+def reads_ids(processor) -> bool:
+    """Whether a processor may read the sequences; any processor not marked `scores_only` may."""
+    return getattr(processor, "reads_ids", True)
+
+
 def check_in_vocabulary(name: str, ids, vocab: int) -> None:
     """Refuse ids the model cannot write (4.57.6 refused them for sequence_bias and ignored them for the rest)."""
     outside = sorted({i for i in ids if i >= vocab})
@@ -72,7 +84,7 @@ def trailing_processors(config, *, prompt_length: int, vocab: int, device) -> li
     """
     processors = []
     if config.remove_invalid_values:
-        processors.append(lambda ids, s: remove_invalid(s))
+        processors.append(scores_only(lambda ids, s: remove_invalid(s)))
     if config.exponential_decay_length_penalty is not None:
         start, factor = config.exponential_decay_length_penalty
         eos = torch.tensor(config.eos_ids, dtype=torch.long, device=device)
@@ -80,7 +92,7 @@ def trailing_processors(config, *, prompt_length: int, vocab: int, device) -> li
     if config.suppress_tokens is not None:
         check_in_vocabulary("suppress_tokens", config.suppress_tokens, vocab)
         banned = torch.tensor(list(config.suppress_tokens), dtype=torch.long, device=device)
-        processors.append(lambda ids, s: suppress(s, banned))
+        processors.append(scores_only(lambda ids, s: suppress(s, banned)))
     if config.begin_suppress_tokens is not None:
         check_in_vocabulary("begin_suppress_tokens", config.begin_suppress_tokens, vocab)
         banned_first = torch.tensor(list(config.begin_suppress_tokens), dtype=torch.long, device=device)
@@ -93,11 +105,11 @@ def extra_warpers(config, keep: int) -> list:
     """typical_p, epsilon_cutoff, eta_cutoff: after min-p, sampling only (the caller checks do_sample)."""
     warpers = []
     if config.typical_p < 1.0:
-        warpers.append(lambda ids, s: apply_typical(s, config.typical_p, keep))
+        warpers.append(scores_only(lambda ids, s: apply_typical(s, config.typical_p, keep)))
     if 0.0 < config.epsilon_cutoff < 1.0:
-        warpers.append(lambda ids, s: apply_epsilon_cutoff(s, config.epsilon_cutoff, keep))
+        warpers.append(scores_only(lambda ids, s: apply_epsilon_cutoff(s, config.epsilon_cutoff, keep)))
     if 0.0 < config.eta_cutoff < 1.0:
-        warpers.append(lambda ids, s: apply_eta_cutoff(s, config.eta_cutoff, keep))
+        warpers.append(scores_only(lambda ids, s: apply_eta_cutoff(s, config.eta_cutoff, keep)))
     return warpers
 
 
@@ -111,5 +123,5 @@ def final_processors(config, vocab: int, device) -> list:
         lists = GreenLists(watermark_settings(config.watermarking_config), vocab, device)
         processors.append(lambda ids, s: apply_watermark(s, ids, lists))
     if config.renormalize_logits:
-        processors.append(lambda ids, s: renormalize(s))
+        processors.append(scores_only(lambda ids, s: renormalize(s)))
     return processors

@@ -25,6 +25,7 @@ from decoding.processor_chain import (
     extra_warpers,
     final_processors,
     leading_processors,
+    scores_only,
     trailing_processors,
 )
 from decoding.warpers import apply_top_h
@@ -201,15 +202,15 @@ def build_processors(config: DecodingConfig, *, prompt_length: int, max_length: 
         # Beam sampling must leave one non-EOS candidate per beam, hence more tokens to keep.
         keep = len(c.eos_ids) + 1 if c.num_beams > 1 and c.eos_ids else (2 if c.num_beams > 1 else 1)
         if c.temperature != 1.0:
-            processors.append(lambda ids, s: apply_temperature(s, c.temperature))
+            processors.append(scores_only(lambda ids, s: apply_temperature(s, c.temperature)))
         if c.top_h is not None:
-            processors.append(lambda ids, s: apply_top_h(s, c.top_h))
+            processors.append(scores_only(lambda ids, s: apply_top_h(s, c.top_h)))
         if c.top_k:
-            processors.append(lambda ids, s: apply_top_k(s, c.top_k, keep))
+            processors.append(scores_only(lambda ids, s: apply_top_k(s, c.top_k, keep)))
         if c.top_p < 1.0:
-            processors.append(lambda ids, s: apply_top_p(s, c.top_p, keep))
+            processors.append(scores_only(lambda ids, s: apply_top_p(s, c.top_p, keep)))
         if c.min_p is not None:
-            processors.append(lambda ids, s: apply_min_p(s, c.min_p, keep))
+            processors.append(scores_only(lambda ids, s: apply_min_p(s, c.min_p, keep)))
         processors.extend(extra_warpers(c, keep))
     processors.extend(final_processors(c, vocab_size, device))
     return processors

@@ -16,15 +16,19 @@ and the model is used through decoding/model_step.py: `decode_step(model, tokens
 token per row, `decode_ahead(model, tokens, state)` several (logits at each), `rewind(state, length)`
 takes positions back, `cache.reorder_beams(state.cache, rows)` moves histories between rows;
 `run_processors(call.processors, sequences, logits)` gives the processed scores and
-`call.stop(sequences)` the rows that just finished. The built-in loops are three searches below.
+`call.stop(sequences)` the rows that just finished. The built-in loops are searches below. A search
+that can show its answer token by token also has `steps(model, call)`, a generator of the sequences
+after each new token: `decoding.stream` reads it.
 """
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 
 from decoding.beam_search import beam_search
-from decoding.speculative import Acceptance, AssistantDrafts, speculative_greedy
+from decoding.speculative import Acceptance, AssistantDrafts, speculative_steps
+from decoding.speculative_rows import per_row_speculation, rows_can_keep_their_own
 from decoding.token_loop import Strategy, decode_tokens, greedy, sample
 
 
@@ -43,15 +47,28 @@ class TokenLoop:
     def __init__(self, strategy: Strategy | None = None):
         self.strategy = strategy
 
+    def steps(self, model, call) -> Iterator[torch.Tensor]:
+        """The sequences after each new token (streaming reads them)."""
+        choose = self.strategy or choice(call.config)
+        return decode_tokens(model, call.sequences, call.state, call.logits, processors=call.processors,
+                             choose=choose, stop=call.stop, pad_token_id=call.config.effective_pad_token_id,
+                             tracer=call.tracer)
+
     def __call__(self, model, call) -> Found:
-        config = call.config
-        choose = self.strategy or (sample if config.do_sample else greedy)
-        sequences = call.sequences
-        for grown in decode_tokens(model, call.sequences, call.state, call.logits, processors=call.processors,
-                                   choose=choose, stop=call.stop, pad_token_id=config.effective_pad_token_id,
-                                   tracer=call.tracer):
-            sequences = grown
-        return Found(sequences)
+        return Found(last(self.steps(model, call), call.sequences))
+
+
+def choice(config):
+    """greedy or sample, as the settings ask."""
+    return sample if config.do_sample else greedy
+
+
+def last(steps: Iterator[torch.Tensor], start: torch.Tensor) -> torch.Tensor:
+    """The sequences after the last step."""
+    sequences = start
+    for grown in steps:
+        sequences = grown
+    return sequences
 
 
 class BeamSearch:
@@ -69,13 +86,28 @@ class BeamSearch:
 
 
 class PromptLookup:
-    """Greedy decoding with prompt-lookup guesses (decoding/speculative.py): greedy's tokens, fewer calls."""
+    """Prompt-lookup guesses (decoding/speculative.py): greedy's or sampling's tokens, fewer model calls.
+    A batch whose rows may move on by different counts does (decoding/speculative_rows.py)."""
 
     def __init__(self, num_tokens: int):
         self.num_tokens = num_tokens
 
+    def steps(self, model, call, acceptance: Acceptance | None = None) -> Iterator[torch.Tensor]:
+        """The sequences after each new token, all rows kept aligned (streaming reads them)."""
+        return guessed_steps(model, call, self.num_tokens, source=None, acceptance=acceptance)
+
     def __call__(self, model, call) -> Found:
-        return speculate(model, call, self.num_tokens, source=None)
+        acceptance = Acceptance()
+        pad_token_id = call.config.effective_pad_token_id
+        if rows_can_keep_their_own(call.state, call.processors, call.stop, pad_token_id, call.tracer,
+                                   rows=call.sequences.shape[0]):
+            sequences = per_row_speculation(model, call.sequences, call.state, call.logits, processors=call.processors,
+                                            stop=call.stop, pad_token_id=pad_token_id,
+                                            max_length=call.lengths.max_length, num_tokens=self.num_tokens,
+                                            choose=choice(call.config), acceptance=acceptance)
+        else:
+            sequences = last(self.steps(model, call, acceptance), call.sequences)
+        return Found(sequences, speculation=acceptance)
 
 
 class AssistedGreedy:
@@ -84,20 +116,24 @@ class AssistedGreedy:
     def __init__(self, assistant, num_tokens: int = 20):
         self.assistant, self.num_tokens = assistant, num_tokens
 
-    def __call__(self, model, call) -> Found:
+    def steps(self, model, call, acceptance: Acceptance | None = None) -> Iterator[torch.Tensor]:
+        """The sequences after each new token (streaming reads them)."""
         prompt = call.sequences
         mask = call.state.attention_mask
         source = AssistantDrafts(self.assistant, prompt, mask[:, :prompt.shape[1]] if mask is not None else None,
                                  call.lengths.max_length + self.num_tokens + 1, processors=call.processors)
-        return speculate(model, call, self.num_tokens, source=source)
+        return guessed_steps(model, call, self.num_tokens, source=source, acceptance=acceptance)
+
+    def __call__(self, model, call) -> Found:
+        acceptance = Acceptance()
+        return Found(last(self.steps(model, call, acceptance), call.sequences), speculation=acceptance)
 
 
-def speculate(model, call, num_tokens: int, source) -> Found:
-    acceptance = Acceptance()
-    sequences = speculative_greedy(model, call.sequences, call.state, call.logits, processors=call.processors,
-                                   stop=call.stop, pad_token_id=call.config.effective_pad_token_id,
-                                   num_tokens=num_tokens, tracer=call.tracer, acceptance=acceptance, source=source)
-    return Found(sequences, speculation=acceptance)
+def guessed_steps(model, call, num_tokens: int, source, acceptance: Acceptance | None):
+    """The guess-and-verify loop of decoding/speculative.py on a prepared call."""
+    return speculative_steps(model, call.sequences, call.state, call.logits, processors=call.processors,
+                             stop=call.stop, pad_token_id=call.config.effective_pad_token_id, num_tokens=num_tokens,
+                             choose=choice(call.config), tracer=call.tracer, acceptance=acceptance, source=source)
 
 
 def default_search(config, strategy: Strategy | None):

@@ -16,7 +16,7 @@ kept them all, -1 after one that did not, within 1..prompt_lookup_num_tokens, so
 rarely agree stops paying for long guesses. `Acceptance` counts what was proposed and kept.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -24,7 +24,7 @@ import torch
 from decoding.model_step import ModelState, decode_ahead, decode_step, prefill, rewind, start
 from decoding.processors import Processor, run_processors
 from decoding.stopping import StopCriteria
-from decoding.token_loop import append_tokens, pad_if_finished
+from decoding.token_loop import append_tokens, greedy, pad_if_finished
 
 MAX_MATCHING_NGRAM = 2  # transformers' PromptLookupCandidateGenerator default
 
@@ -74,7 +74,7 @@ def vocabulary_rows(model) -> int | None:
 
 
 def check_prompt_lookup(config) -> None:
-    """prompt_lookup_num_tokens: a positive int, with greedy decoding and without a processor that runs the model."""
+    """prompt_lookup_num_tokens: a positive int, without beams or a processor that runs the model."""
     value = config.prompt_lookup_num_tokens
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LOOKUP_TOKENS:
         raise ValueError(f"prompt_lookup_num_tokens must be an int from 1 to {MAX_LOOKUP_TOKENS} (tokens guessed per "
@@ -82,9 +82,6 @@ def check_prompt_lookup(config) -> None:
     if config.num_beams > 1:
         raise ValueError(f"prompt_lookup_num_tokens speeds up greedy decoding, not beam search (num_beams="
                          f"{config.num_beams}); pass num_beams=1 or drop prompt_lookup_num_tokens")
-    if config.do_sample:
-        raise ValueError("prompt_lookup_num_tokens is exact for greedy decoding only (nopipe has no speculative "
-                         "sampling yet); pass do_sample=False or drop prompt_lookup_num_tokens")
     if config.guidance_scale not in (None, 1, 1.0):
         raise ValueError("prompt_lookup_num_tokens cannot be combined with guidance_scale (its unconditional pass "
                          "reads one token per step); drop one of them")
@@ -163,13 +160,17 @@ class AssistantDrafts:
         rewind(self.state, self.read)
 
 
-def speculative_greedy(model, sequences: torch.Tensor, state: ModelState, logits: torch.Tensor, *,
-                       processors: Sequence[Processor], stop: StopCriteria, pad_token_id: int | None,
-                       num_tokens: int, tracer=None, acceptance: Acceptance | None = None,
-                       source=None) -> torch.Tensor:
-    """Greedy decoding with prompt-lookup guesses; returns the sequences (rows, len) plain greedy returns.
+def speculative_steps(model, sequences: torch.Tensor, state: ModelState, logits: torch.Tensor, *,
+                      processors: Sequence[Processor], stop: StopCriteria, pad_token_id: int | None,
+                      num_tokens: int, choose=greedy, tracer=None, acceptance: Acceptance | None = None,
+                      source=None) -> Iterator[torch.Tensor]:
+    """Decoding with guesses; yields the sequences (rows, len) after each token, as the token loop does.
 
     sequences: (rows, start_len) after the prefill; logits: (rows, vocab) for the first new token.
+    choose: greedy or sample (token_loop.py). With `sample`, each verified position draws its token
+    from the model's distribution and a guess is kept when the draw equals it, which is the standard
+    accept/reject rule for a guess proposed with certainty: the tokens are distributed as plain
+    sampling's (and under one seed are drawn in the same order, one multinomial per position).
     """
     acceptance = acceptance if acceptance is not None else Acceptance()
     source = source if source is not None else LookupDrafts()
@@ -177,14 +178,15 @@ def speculative_greedy(model, sequences: torch.Tensor, state: ModelState, logits
     fed = sequences.shape[1]  # positions in the cache (decoder-only: the prompt; encoder-decoder: the start token)
 
     def append(sequences, unfinished, step_logits):
-        """One greedy step on given logits, exactly as the token loop makes it."""
+        """One step on given logits, exactly as the token loop makes it."""
         scores = run_processors(processors, sequences, step_logits)
-        chosen = pad_if_finished(scores.argmax(dim=-1), unfinished, stop, pad_token_id)
+        chosen = pad_if_finished(choose(scores), unfinished, stop, pad_token_id)
         if tracer is not None:
             tracer.record(step_logits, scores, chosen)
         return append_tokens(sequences, chosen, unfinished, stop, pad_token_id)
 
     sequences, unfinished, last = append(sequences, unfinished, logits)
+    yield sequences
     width = num_tokens  # guesses per call: grows while they are all kept, shrinks when one is not
     while unfinished.max() > 0:
         guesses, valid = source.propose(sequences, unfinished.bool(), width)
@@ -193,6 +195,7 @@ def speculative_greedy(model, sequences: torch.Tensor, state: ModelState, logits
             step_logits = decode_step(model, last, state)
             fed += 1
             sequences, unfinished, last = append(sequences, unfinished, step_logits)
+            yield sequences
             acceptance.tokens += 1
             continue
         ahead = decode_ahead(model, torch.cat([last[:, None], guesses], dim=1), state)  # (rows, K + 1, vocab)
@@ -200,17 +203,23 @@ def speculative_greedy(model, sequences: torch.Tensor, state: ModelState, logits
         acceptance.proposed += int(valid[running].sum())
         kept = 0
         sequences, unfinished, last = append(sequences, unfinished, ahead[:, 0])
+        yield sequences
         while kept < guesses.shape[1] and unfinished.max() > 0 and guess_taken(last, guesses[:, kept], valid[:, kept],
                                                                                unfinished):
             kept += 1
             sequences, unfinished, last = append(sequences, unfinished, ahead[:, kept])
+            yield sequences
         acceptance.accepted += kept * int(running.sum())
-        width = min(num_tokens, width + 2) if kept == guesses.shape[1] else max(1, width - 1)
+        width = next_width(width, num_tokens, all_kept=kept == guesses.shape[1])
         acceptance.tokens += kept + 1
         fed += 1 + kept  # the last token fed before, and the guesses kept
         rewind(state, fed)
         source.kept(fed)
-    return sequences
+
+
+def next_width(width: int, num_tokens: int, *, all_kept: bool) -> int:
+    """transformers' "heuristic" schedule: +2 guesses after a call that kept them all, -1 after one that did not."""
+    return min(num_tokens, width + 2) if all_kept else max(1, width - 1)
 
 
 def guess_taken(chosen: torch.Tensor, guess: torch.Tensor, valid: torch.Tensor, unfinished: torch.Tensor) -> bool:

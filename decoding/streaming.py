@@ -18,8 +18,9 @@ from contextlib import ExitStack
 import torch
 
 from decoding.config import DecodingConfig
-from decoding.generation import prepare, token_steps
+from decoding.generation import prepare
 from decoding.processors import Processor
+from decoding.search import default_search
 from decoding.token_loop import Strategy
 
 REPLACEMENT_CHAR = "\ufffd"
@@ -112,8 +113,7 @@ def can_stream(config: DecodingConfig) -> bool:
     best beam only at the end, and several sequences are not one text."""
     from decoding.generation import moved_strategy
 
-    return (config.num_beams == 1 and config.num_return_sequences == 1 and moved_strategy(config).name is None
-            and config.prompt_lookup_num_tokens is None)
+    return config.num_beams == 1 and config.num_return_sequences == 1 and moved_strategy(config).name is None
 
 
 def check_can_stream(config: DecodingConfig) -> None:
@@ -124,9 +124,6 @@ def check_can_stream(config: DecodingConfig) -> None:
     if moved.name is not None:
         raise ValueError(f"streaming runs the token loop; {moved.name.replace('_', ' ')} search ({', '.join(moved.options)}) "
                          "runs its own: drop its options or do not stream")
-    if config.prompt_lookup_num_tokens is not None:
-        raise ValueError("streaming runs the token loop one token at a time; prompt_lookup_num_tokens adds several "
-                         "per step: drop it or do not stream")
     if not can_stream(config):
         raise ValueError(f"streaming shows one answer token by token: it cannot show num_beams={config.num_beams} "
                          f"or num_return_sequences={config.num_return_sequences} (the best beam is only known at "
@@ -139,7 +136,7 @@ def _stream_tokens(model, input_ids, attention_mask, tokenizer, logits_processor
         prepared = prepare(model, input_ids, attention_mask, tokenizer=tokenizer, logits_processors=logits_processors,
                            strategy=strategy, trace=False, settings=settings, config=config, scope=scope)
         check_can_stream(prepared.config)
-        for sequences in token_steps(model, prepared, strategy):
+        for sequences in default_search(prepared.config, strategy).steps(model, prepared):
             yield int(sequences[0, -1])
 
 

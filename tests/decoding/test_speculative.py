@@ -83,6 +83,39 @@ def test_stop_strings_end_rows_where_greedy_ends_them():
     assert torch.equal(plain.sequences, guessed.sequences) and plain.sequences.shape[1] < full.shape[1]
 
 
+@pytest.mark.parametrize("guesses", [dict(prompt_lookup_num_tokens=4), dict(assistant_model="self")])
+def test_a_stream_with_guesses_shows_plain_greedys_text(guesses):
+    from tiny_models import fixture_model
+
+    from decoding import stream
+
+    model, tokenizer = fixture_model("gpt2")
+    if guesses.get("assistant_model") == "self":
+        guesses = dict(assistant_model=model, num_assistant_tokens=3)
+    input_ids = tokenizer("The hotel in Paris was clean and quiet.", return_tensors="pt")["input_ids"]
+    settings = dict(max_new_tokens=24, do_sample=False, logits_processors=[copy_back])
+    pieces = list(stream(model, tokenizer, input_ids, **settings, **guesses))
+    sequences = generate(model, input_ids, **settings).sequences
+    assert len(pieces) > 1 and "".join(pieces) == tokenizer.decode(sequences[0, input_ids.shape[1]:],
+                                                                   skip_special_tokens=True)
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_sampling_with_guesses_draws_plain_samplings_tokens_under_one_seed(name):
+    """One prompt: each verified position draws one multinomial, in plain sampling's order; the guesses
+    only decide how many positions one model call scores."""
+    model = tiny_model(name)
+    input_ids, attention_mask = prompt_batch(model, lengths=(9,))
+    settings = dict(max_new_tokens=20, do_sample=True, top_k=5, logits_processors=[copy_back])
+    runs = []
+    for guesses in ({}, dict(prompt_lookup_num_tokens=4)):
+        torch.manual_seed(7)
+        runs.append(generate(model, input_ids, attention_mask, **settings, **guesses))
+    assert torch.equal(runs[0].sequences, runs[1].sequences)
+    if runs[0].sequences.shape[1] - input_ids.shape[1] > 2 * PERIOD:  # BART ends at its copied start token
+        assert runs[1].speculation.accepted > 0
+
+
 def test_lookup_proposes_what_followed_the_last_ngram():
     assert lookup_draft([1, 2, 3, 4, 5, 1, 2], num_tokens=2) == [3, 4]
     assert lookup_draft([1, 2, 3, 4, 5, 9, 2], num_tokens=3) == [3, 4, 5]  # the 1-gram (2) when the 2-gram fails
@@ -95,7 +128,6 @@ def test_lookup_proposes_what_followed_the_last_ngram():
     (dict(prompt_lookup_num_tokens=2.5), "prompt_lookup_num_tokens must be an int"),
     (dict(prompt_lookup_num_tokens=True), "prompt_lookup_num_tokens must be an int"),
     (dict(prompt_lookup_num_tokens=4, num_beams=2), "not beam search"),
-    (dict(prompt_lookup_num_tokens=4, do_sample=True), "greedy decoding only"),
     (dict(prompt_lookup_num_tokens=4, penalty_alpha=0.6, top_k=4), "contrastive search"),
     (dict(prompt_lookup_num_tokens=4, strategy=lambda scores: scores.argmax(-1)), "strategy="),
 ])

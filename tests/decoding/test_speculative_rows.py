@@ -1,0 +1,210 @@
+"""Batched prompt lookup where each row keeps its own guesses (decoding/speculative_rows.py): plain
+decoding's tokens, token for token, while rows move on by different counts and leave holes in the cache."""
+
+import copy
+
+import pytest
+import torch
+from tiny_models import prompt_batch, tiny_model
+
+from decoding import generate, speculative_rows
+
+PERIOD = 5
+
+
+def copying(model, boost: float | tuple[float, ...]):
+    """The same model, made to like the token PERIOD positions back in each row's own text (row r by
+    boost[r % len(boost)]).
+
+    Unlike a processor, this reads nothing but what the model is fed (tokens and their position ids),
+    so the per-row loop may run; the boost is of the size of the model's own logits, so the answer
+    still depends on the rest of the model, holes and masks included.
+    """
+    model = copy.deepcopy(model)  # tiny_model() hands out one shared model per name
+    base = type(model)
+    boosts = boost if isinstance(boost, tuple) else (boost,)
+
+    class Copying(base):
+        def forward(self, input_ids=None, position_ids=None, **kwargs):
+            outputs = base.forward(self, input_ids=input_ids, position_ids=position_ids, **kwargs)
+            for row in range(input_ids.shape[0]):
+                seen = self.history.setdefault(row, {})
+                for index, (token, position) in enumerate(zip(input_ids[row].tolist(), position_ids[row].tolist())):
+                    seen[position] = token
+                    copied = seen.get(position + 1 - PERIOD)
+                    if copied is not None:
+                        outputs.logits[row, index, copied] += boosts[row % len(boosts)]
+            return outputs
+
+    model.__class__ = Copying
+    model.history = {}
+    return model
+
+
+def qwen2():
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    config = Qwen2Config(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                         bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False)
+    model = Qwen2ForCausalLM(config).eval()
+    model.generation_config.pad_token_id = 0
+    return model
+
+
+MODELS = {"gpt2": lambda: tiny_model("gpt2"), "llama": lambda: tiny_model("llama"), "qwen2": qwen2}
+
+
+def plain_and_guessed(model, input_ids, attention_mask, **settings):
+    """Plain decoding, then prompt lookup, each from a fresh copy history."""
+    outputs = []
+    for extra in ({}, dict(prompt_lookup_num_tokens=6)):
+        model.history = {}
+        outputs.append(generate(model, input_ids, attention_mask, **settings, **extra))
+    return outputs
+
+
+@pytest.fixture
+def gathered(monkeypatch):
+    """Counts how often the holes were closed."""
+    calls = []
+    original = speculative_rows.close_holes
+    monkeypatch.setattr(speculative_rows, "close_holes", lambda state: (calls.append(1), original(state)))
+    return calls
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_rows_keep_their_own_guesses_and_give_plain_greedys_tokens(name, gathered):
+    model = copying(MODELS[name](), boost=6.0)
+    input_ids, attention_mask = prompt_batch(model, lengths=(9, 4, 13, 7, 11))
+    plain, guessed = plain_and_guessed(model, input_ids, attention_mask, max_new_tokens=40, do_sample=False)
+    assert torch.equal(plain.sequences, guessed.sequences)
+    speculation = guessed.speculation
+    assert speculation.accepted > 20 and speculation.calls < 30, speculation
+    assert gathered  # holes took over a quarter of the cache at least once, and were closed
+
+
+def test_rows_keep_more_guesses_than_the_aligned_loop():
+    """A processor that reads the sequences sends the batch to the aligned loop, which keeps the fewest:
+    here rows that copy all the time beside rows that rarely do."""
+    model = copying(tiny_model("llama"), boost=(8.0, 0.5))
+    input_ids, attention_mask = prompt_batch(model, lengths=(9, 4, 13, 7, 11))
+    settings = dict(max_new_tokens=40, do_sample=False)
+    per_row = plain_and_guessed(model, input_ids, attention_mask, **settings)[1]
+    aligned = plain_and_guessed(model, input_ids, attention_mask, logits_processors=[lambda ids, s: s], **settings)[1]
+    assert torch.equal(per_row.sequences, aligned.sequences)
+    assert per_row.speculation.calls < aligned.speculation.calls
+    assert per_row.speculation.accepted > aligned.speculation.accepted
+
+
+@pytest.mark.parametrize("new_tokens", [1, 2, 5, 9, 23])
+def test_max_new_tokens_reached_in_the_middle_of_a_row_s_guess(new_tokens):
+    model = copying(tiny_model("gpt2"), boost=8.0)
+    input_ids, attention_mask = prompt_batch(model, lengths=(9, 4, 13))
+    plain, guessed = plain_and_guessed(model, input_ids, attention_mask, max_new_tokens=new_tokens, do_sample=False)
+    assert torch.equal(plain.sequences, guessed.sequences)
+
+
+def test_a_row_that_copies_an_end_of_text_ends_there_and_is_padded():
+    model = copying(tiny_model("llama"), boost=50.0)
+    input_ids, attention_mask = prompt_batch(model, lengths=(9, 4, 13))
+    input_ids = input_ids.clone()
+    input_ids[0, -PERIOD + 2] = 2  # row 0 copies the end-of-text id after a few tokens; the others go on
+    plain, guessed = plain_and_guessed(model, input_ids, attention_mask, max_new_tokens=30, do_sample=False)
+    assert torch.equal(plain.sequences, guessed.sequences)
+    assert (plain.sequences[0, -10:] == model.generation_config.pad_token_id).all()
+
+
+def test_stop_strings_end_each_row_where_greedy_ends_it():
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tests.paths import FIXTURES
+
+    tokenizer = AutoTokenizer.from_pretrained(FIXTURES / "gpt2")
+    tokenizer.padding_side, tokenizer.pad_token = "left", tokenizer.eos_token
+    model = copying(AutoModelForCausalLM.from_pretrained(FIXTURES / "gpt2").eval(), boost=8.0)
+    batch = tokenizer(["The old lighthouse keeper climbed the stairs", "Rain fell"], return_tensors="pt",
+                      padding=True)
+    settings = dict(max_new_tokens=24, do_sample=False, tokenizer=tokenizer)
+    model.history = {}
+    full = generate(model, batch["input_ids"], batch["attention_mask"], **settings).sequences
+    stop = tokenizer.decode(full[0, -6:-4])
+    plain, guessed = plain_and_guessed(model, batch["input_ids"], batch["attention_mask"], stop_strings=stop,
+                                       **settings)
+    assert torch.equal(plain.sequences, guessed.sequences)
+    assert guessed.speculation.accepted > 0
+
+
+def test_sampling_warpers_run_per_row_and_a_seed_repeats_the_draws():
+    model = copying(tiny_model("llama"), boost=6.0)
+    input_ids, attention_mask = prompt_batch(model, lengths=(9, 4, 13))
+    settings = dict(max_new_tokens=30, do_sample=True, temperature=0.7, top_k=8, prompt_lookup_num_tokens=6)
+    runs = []
+    for _ in range(2):
+        model.history = {}
+        torch.manual_seed(3)
+        runs.append(generate(model, input_ids, attention_mask, **settings))
+    assert torch.equal(runs[0].sequences, runs[1].sequences)
+    assert runs[0].speculation.accepted > 10, runs[0].speculation
+
+
+def test_the_conditions_for_per_row_guesses():
+    from decoding.cache import new_cache
+    from decoding.model_step import ModelState
+    from decoding.stopping import StopCriteria
+
+    model = tiny_model("gpt2")
+    state = ModelState(new_cache(model, 32), False)
+    state.cache.layers = [speculative_rows.PreallocatedLayer(32)]
+    stop = StopCriteria(32, [2])
+    assert speculative_rows.rows_can_keep_their_own(state, [], stop, 0, None, rows=3)
+    assert not speculative_rows.rows_can_keep_their_own(state, [], stop, 0, None, rows=1)
+    assert not speculative_rows.rows_can_keep_their_own(state, [lambda ids, s: s], stop, 0, None, rows=3)
+    assert not speculative_rows.rows_can_keep_their_own(state, [], StopCriteria(32, []), 0, None, rows=3)
+    assert not speculative_rows.rows_can_keep_their_own(state, [], stop, None, None, rows=3)
+    assert not speculative_rows.rows_can_keep_their_own(state, [], stop, 0, object(), rows=3)
+
+
+# -- sampling: the accept/reject rule keeps the model's distribution ------------------------------------------
+
+CHI_SQUARE_26_DF_P001 = 54.05  # the chi-square value a fair 27-outcome draw exceeds once in a thousand
+
+
+def exact_probabilities(model, prompt: torch.Tensor, settings: dict, tokens: int) -> dict[tuple[int, ...], float]:
+    """P(the first `tokens` new tokens) from the model's processed scores, step by step with the plain loop."""
+    if tokens == 0:
+        return {(): 1.0}
+    model.history = {}
+    scores = generate(model, prompt, max_new_tokens=1, output_scores=True, **settings).scores[0][0]
+    first = torch.softmax(scores, dim=-1)
+    outcomes = {}
+    for token in torch.nonzero(first).flatten().tolist():
+        longer = torch.cat([prompt, torch.tensor([[token]])], dim=1)
+        for rest, p in exact_probabilities(model, longer, settings, tokens - 1).items():
+            outcomes[(token, *rest)] = float(first[token]) * p
+    return outcomes
+
+
+@pytest.mark.parametrize("loop", ["per row", "aligned"])
+def test_speculative_sampling_draws_from_the_models_distribution(loop):
+    """3,000 rows of one periodic prompt in one call: the third token comes from a position fed with a
+    guess in most rows (kept only when the second token drew the guess), and the first three tokens
+    follow the model's probabilities (chi-square over the 27 outcomes of top_k=3)."""
+    model = copying(tiny_model("llama"), boost=8.0)
+    prompt = torch.tensor([[11, 23, 35, 47, 59] * 3])
+    settings = dict(do_sample=True, top_k=3, temperature=1.5)
+    expected = exact_probabilities(model, prompt, settings, tokens=3)
+    assert len(expected) == 27
+    rows = 3000
+    processors = [] if loop == "per row" else [lambda ids, s: s]  # a processor that may read ids: aligned loop
+    model.history = {}
+    torch.manual_seed(0)
+    out = generate(model, prompt.repeat(rows, 1), max_new_tokens=3, prompt_lookup_num_tokens=4,
+                   logits_processors=processors, **settings)
+    if loop == "per row":
+        assert out.speculation.accepted > rows // 6, out.speculation  # guesses were really kept
+    drawn = [tuple(row) for row in out.sequences[:, -3:].tolist()]
+    chi_square = sum((drawn.count(outcome) - rows * p) ** 2 / (rows * p) for outcome, p in expected.items())
+    assert set(drawn) <= set(expected)
+    assert chi_square < CHI_SQUARE_26_DF_P001, chi_square
