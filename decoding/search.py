@@ -110,8 +110,8 @@ class PromptLookup:
         return Found(sequences, speculation=acceptance)
 
 
-class AssistedGreedy:
-    """Greedy decoding with an assistant model's guesses (decoding/speculative.py): greedy's tokens."""
+class AssistedDecoding:
+    """An assistant model's guesses (decoding/speculative.py): greedy's tokens, or sampling's distribution."""
 
     def __init__(self, assistant, num_tokens: int = 20):
         self.assistant, self.num_tokens = assistant, num_tokens
@@ -121,7 +121,8 @@ class AssistedGreedy:
         prompt = call.sequences
         mask = call.state.attention_mask
         source = AssistantDrafts(self.assistant, prompt, mask[:, :prompt.shape[1]] if mask is not None else None,
-                                 call.lengths.max_length + self.num_tokens + 1, processors=call.processors)
+                                 call.lengths.max_length + self.num_tokens + 1, processors=call.processors,
+                                 sampling=call.config.do_sample)
         return guessed_steps(model, call, self.num_tokens, source=source, acceptance=acceptance)
 
     def __call__(self, model, call) -> Found:
@@ -143,5 +144,5 @@ def default_search(config, strategy: Strategy | None):
     if config.prompt_lookup_num_tokens is not None:
         return PromptLookup(config.prompt_lookup_num_tokens)
     if config.assistant_model is not None:
-        return AssistedGreedy(config.assistant_model, config.num_assistant_tokens)
+        return AssistedDecoding(config.assistant_model, config.num_assistant_tokens)
     return TokenLoop(strategy)

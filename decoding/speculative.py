@@ -1,19 +1,24 @@
-"""Prompt-lookup speculative decoding: the greedy loop's tokens, several per model call.
+"""Speculative decoding: plain decoding's tokens (greedy) or distribution (sampling), several per model call.
 
 Summaries, extractions and rewrites copy long runs of their input. Prompt lookup (transformers'
 `prompt_lookup_num_tokens`) guesses the next tokens by finding the text's last n-gram earlier in the
-sequence and proposing what followed it there. One forward pass over the last token and the K
-guesses gives the model's distribution at K + 1 positions; the loop then walks them as the greedy
-loop would, token by token (the same processors on the same sequence, the same stop criteria, the
-same padding of finished rows), and keeps a guess only while it equals the model's own choice. The
-first disagreement is replaced by the model's choice, which costs nothing extra: every call adds at
-least one token, and the output is plain greedy's, token for token.
+sequence and proposing what followed it there; an assistant model (`assistant_model`) writes them.
+One forward pass over the last token and the K guesses gives the model's distribution at K + 1
+positions; the loop then walks them as the token loop would, token by token (the same processors on
+the same sequence, the same stop criteria, the same padding of finished rows), and keeps a guess
+only while it equals the token chosen there. The first disagreement is replaced by that choice,
+which costs nothing extra: every call adds at least one token. Greedy: the choice is the argmax,
+and the output is plain greedy's, token for token. Sampling: a guess proposed with certainty (prompt
+lookup) is kept when the draw equals it; a guess the assistant drew from a distribution q is kept
+with probability min(1, p/q), else replaced by a draw from max(p - q, 0): either way every token is
+distributed as the model's own (`accept_or_resample`).
 
-Batches stay aligned: a step keeps the guesses that every running row accepted (the fewest), so all
-rows keep one length, one cache length and one position; the cache is then cut back to the kept
-tokens. The number of guesses adapts as transformers' "heuristic" schedule does: +2 after a call that
-kept them all, -1 after one that did not, within 1..prompt_lookup_num_tokens, so a batch whose rows
-rarely agree stops paying for long guesses. `Acceptance` counts what was proposed and kept.
+Batches stay aligned here: a step keeps the guesses that every running row accepted (the fewest),
+so all rows keep one length, one cache length and one position; the cache is then cut back to the
+kept tokens (decoding/speculative_rows.py lets rows keep their own, where it can). The number of
+guesses adapts as transformers' "heuristic" schedule does: +2 after a call that kept them all, -1
+after one that did not, within 1..K, so a batch whose rows rarely agree stops paying for long
+guesses. `Acceptance` counts what was proposed and kept.
 """
 
 from collections.abc import Iterator, Sequence
@@ -47,7 +52,7 @@ MAX_LOOKUP_TOKENS = 1024
 
 
 def check_assistant(config, model) -> None:
-    """assistant_model: a decoder-only model scoring the same vocabulary, for greedy decoding; not with prompt lookup."""
+    """assistant_model: a decoder-only model scoring the same vocabulary, without beams; not with prompt lookup."""
     assistant = config.assistant_model
     if not callable(assistant) or not hasattr(assistant, "config"):
         raise TypeError(f"assistant_model must be a transformers causal LM (a runner resolves a folder, a runner or "
@@ -57,9 +62,9 @@ def check_assistant(config, model) -> None:
     if model.config.is_encoder_decoder or assistant.config.is_encoder_decoder:
         raise ValueError("assistant_model is supported for decoder-only models (the model and its assistant); "
                          "use prompt_lookup_num_tokens for encoder-decoder models")
-    if config.num_beams > 1 or config.do_sample:
-        raise ValueError("assistant_model speeds up greedy decoding only (nopipe has no speculative sampling or beam "
-                         "search yet); pass do_sample=False and num_beams=1, or drop assistant_model")
+    if config.num_beams > 1:
+        raise ValueError("assistant_model speeds up greedy decoding and sampling, not beam search; pass num_beams=1 "
+                         "or drop assistant_model")
     ours, theirs = vocabulary_rows(model), vocabulary_rows(assistant)
     if ours != theirs:
         raise ValueError(f"assistant_model scores {theirs} tokens but the model {ours}: an assistant must share the "
@@ -126,31 +131,40 @@ class LookupDrafts:
 
 
 class AssistantDrafts:
-    """Guesses from a smaller model with the same vocabulary, decoding greedily on its own cache.
+    """Guesses from a smaller model with the same vocabulary, decoding on its own cache.
 
     At each call the assistant first reads the tokens the sequences gained since its last call, then
-    writes `width` tokens; `kept(length)` takes its cache back to the tokens the target kept.
+    writes `width` tokens; `kept(length)` takes its cache back to the tokens the target kept. With
+    `sampling`, it draws its guesses and keeps the distributions it drew them from in `probabilities`
+    (rows, width, vocab), which the target's accept/reject rule needs.
     """
 
     def __init__(self, assistant, sequences: torch.Tensor, attention_mask: torch.Tensor | None, max_length: int,
-                 processors: Sequence[Processor] = ()):
-        self.model, self.processors = assistant, processors
+                 processors: Sequence[Processor] = (), sampling: bool = False):
+        self.model, self.processors, self.sampling = assistant, processors, sampling
         mask = attention_mask if attention_mask is not None else torch.ones_like(sequences)
         prompt, self.state = start(assistant, sequences, mask, expand=1, decoder_start_token_id=None,
                                    max_length=max_length, shared_cross_attention=False)
         self.logits = prefill(assistant, prompt, self.state)
         self.read = sequences.shape[1]  # positions of the sequences in the assistant's cache
+        self.probabilities = None
 
     def propose(self, sequences: torch.Tensor, running: torch.Tensor, width: int):
         new = sequences[:, self.read:]
         logits = decode_ahead(self.model, new, self.state)[:, -1] if new.shape[1] else self.logits
-        guesses, context = [], sequences
+        guesses, drawn_from, context = [], [], sequences
         for index in range(width):  # the call's processors guide the guesses too, as in transformers' assisted decoding
-            guesses.append(run_processors(self.processors, context, logits).argmax(dim=-1))
+            scores = run_processors(self.processors, context, logits)
+            if self.sampling:
+                drawn_from.append(torch.softmax(scores, dim=-1))
+                guesses.append(torch.multinomial(drawn_from[-1], 1).squeeze(1))
+            else:
+                guesses.append(scores.argmax(dim=-1))
             context = torch.cat([context, guesses[-1][:, None]], dim=-1)
             if index + 1 < width:
                 logits = decode_step(self.model, guesses[-1], self.state)
         self.read = sequences.shape[1]
+        self.probabilities = torch.stack(drawn_from, dim=1) if self.sampling else None
         tokens = torch.stack(guesses, dim=1)
         return tokens, torch.ones_like(tokens, dtype=torch.bool)
 
@@ -177,10 +191,10 @@ def speculative_steps(model, sequences: torch.Tensor, state: ModelState, logits:
     unfinished = torch.ones(sequences.shape[0], dtype=torch.long, device=sequences.device)
     fed = sequences.shape[1]  # positions in the cache (decoder-only: the prompt; encoder-decoder: the start token)
 
-    def append(sequences, unfinished, step_logits):
+    def append(sequences, unfinished, step_logits, chooser=choose):
         """One step on given logits, exactly as the token loop makes it."""
         scores = run_processors(processors, sequences, step_logits)
-        chosen = pad_if_finished(choose(scores), unfinished, stop, pad_token_id)
+        chosen = pad_if_finished(chooser(scores), unfinished, stop, pad_token_id)
         if tracer is not None:
             tracer.record(step_logits, scores, chosen)
         return append_tokens(sequences, chosen, unfinished, stop, pad_token_id)
@@ -202,12 +216,13 @@ def speculative_steps(model, sequences: torch.Tensor, state: ModelState, logits:
         running = unfinished.bool()
         acceptance.proposed += int(valid[running].sum())
         kept = 0
-        sequences, unfinished, last = append(sequences, unfinished, ahead[:, 0])
+        sequences, unfinished, last = append(sequences, unfinished, ahead[:, 0], verifier(source, guesses, 0, choose))
         yield sequences
         while kept < guesses.shape[1] and unfinished.max() > 0 and guess_taken(last, guesses[:, kept], valid[:, kept],
                                                                                unfinished):
             kept += 1
-            sequences, unfinished, last = append(sequences, unfinished, ahead[:, kept])
+            sequences, unfinished, last = append(sequences, unfinished, ahead[:, kept],
+                                                 verifier(source, guesses, kept, choose))
             yield sequences
         acceptance.accepted += kept * int(running.sum())
         width = next_width(width, num_tokens, all_kept=kept == guesses.shape[1])
@@ -215,6 +230,32 @@ def speculative_steps(model, sequences: torch.Tensor, state: ModelState, logits:
         fed += 1 + kept  # the last token fed before, and the guesses kept
         rewind(state, fed)
         source.kept(fed)
+
+
+def verifier(source, guesses: torch.Tensor, position: int, choose):
+    """How the token at a verified position is chosen: as without guesses (greedy, or a draw compared
+    with a guess proposed with certainty), or, for guesses drawn from a distribution, by the
+    speculative-sampling rule against that distribution."""
+    drawn_from = getattr(source, "probabilities", None)
+    if drawn_from is None or position >= guesses.shape[1]:
+        return choose
+    return lambda scores: accept_or_resample(scores, guesses[:, position], drawn_from[:, position])
+
+
+def accept_or_resample(scores: torch.Tensor, guess: torch.Tensor, drawn_from: torch.Tensor) -> torch.Tensor:
+    """Speculative sampling (Leviathan et al. 2023, Chen et al. 2023): keep the guess g with probability
+    min(1, p(g) / q(g)), else draw from max(p - q, 0) renormalised; the token is then distributed as p.
+
+    scores: (rows, vocab) the target's processed scores (p = softmax); guess: (rows,);
+    drawn_from: (rows, vocab) the distribution q the guess was drawn from.
+    """
+    target = torch.softmax(scores, dim=-1)
+    rows = torch.arange(scores.shape[0], device=scores.device)
+    keep = torch.rand(scores.shape[0], device=scores.device) * drawn_from[rows, guess] < target[rows, guess]
+    residual = (target - drawn_from).clamp(min=0)
+    total = residual.sum(dim=-1, keepdim=True)
+    residual = torch.where(total > 0, residual / total.clamp(min=1e-30), target)  # p == q: nothing to correct
+    return torch.where(keep, guess, torch.multinomial(residual, 1).squeeze(1))
 
 
 def next_width(width: int, num_tokens: int, *, all_kept: bool) -> int:

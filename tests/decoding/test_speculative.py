@@ -184,7 +184,7 @@ def test_an_assistants_guesses_give_plain_greedys_tokens(name):
 @pytest.mark.parametrize(("settings", "match"), [
     (dict(assistant_model="small"), "assistant_model must be a transformers causal LM"),
     (dict(assistant_model=tiny_model("llama"), prompt_lookup_num_tokens=3), "pass one of them"),
-    (dict(assistant_model=tiny_model("gpt2"), do_sample=True), "greedy decoding only"),
+    (dict(assistant_model=tiny_model("gpt2"), num_beams=2), "not beam search"),
     (dict(assistant_model=tiny_model("t5")), "decoder-only"),
 ])
 def test_a_bad_assistant_is_named(settings, match):
@@ -216,3 +216,48 @@ def test_runners_take_int8_a_folder_or_a_runner_as_the_assistant():
     for assistant in ("int8", str(FIXTURES / "gpt2"), generator):
         assert generator(prompt, max_new_tokens=10, do_sample=False, assistant_model=assistant) == expected
     assert "int8" in generator._assistants  # made once, kept for the next call
+
+
+def perturbed(model, scale: float):
+    """A copy of the model whose weights moved a little: an assistant that is often, not always, right."""
+    import copy
+
+    assistant = copy.deepcopy(model)
+    generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for parameter in assistant.parameters():
+            parameter.add_(torch.randn(parameter.shape, generator=generator) * scale)
+    return assistant
+
+
+def test_sampling_with_an_assistant_draws_from_the_models_distribution():
+    """3,000 rows of one prompt: each verified position keeps the assistant's draw with probability
+    min(1, p/q) or draws from max(p - q, 0); the first three tokens follow the model's probabilities."""
+    from test_speculative_rows import CHI_SQUARE_26_DF_P001, exact_probabilities
+
+    model = tiny_model("llama")
+    assistant = perturbed(model, 0.15)
+    prompt = torch.tensor([[11, 23, 35, 47, 59, 11, 23]])
+    settings = dict(do_sample=True, top_k=3, temperature=1.5)
+    expected = exact_probabilities(model, prompt, settings, tokens=3)
+    assert len(expected) == 27
+    rows = 3000
+    torch.manual_seed(0)
+    out = generate(model, prompt.repeat(rows, 1), max_new_tokens=3, assistant_model=assistant,
+                   num_assistant_tokens=2, **settings)
+    drawn = [tuple(row) for row in out.sequences[:, -3:].tolist()]
+    chi_square = sum((drawn.count(outcome) - rows * p) ** 2 / (rows * p) for outcome, p in expected.items())
+    assert chi_square < CHI_SQUARE_26_DF_P001, chi_square
+
+
+def test_sampling_with_an_assistant_keeps_guesses_and_repeats_under_a_seed():
+    model = tiny_model("gpt2")
+    input_ids, attention_mask = prompt_batch(model, lengths=(9,))
+    settings = dict(max_new_tokens=20, do_sample=True, top_k=5, assistant_model=perturbed(model, 0.002),
+                    num_assistant_tokens=4)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(11)
+        runs.append(generate(model, input_ids, attention_mask, **settings))
+    assert torch.equal(runs[0].sequences, runs[1].sequences)
+    assert runs[0].speculation.accepted > 5, runs[0].speculation
