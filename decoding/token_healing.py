@@ -31,8 +31,8 @@ def heal_prompt(model, input_ids: torch.Tensor, tokenizer) -> torch.Tensor:
     """The healed prompts (batch, new_len): `input_ids` decoded, re-tokenized and each last token re-chosen.
 
     The result can be shorter or longer than `input_ids` (stripped spaces, new padding) and holds pad
-    tokens where the tokenizer padded and where BOS tokens were. A prompt that is empty once stripped
-    gives a (1, 0) tensor, as in 4.57.6.
+    tokens where the tokenizer padded and where BOS tokens were. Prompts that are all empty once stripped
+    give a (batch, 0) tensor, as in 4.57.6 (generate() then refuses it).
     """
     check_can_heal(model, tokenizer)
     healed = retokenized(input_ids, tokenizer)
@@ -44,7 +44,7 @@ def heal_prompt(model, input_ids: torch.Tensor, tokenizer) -> torch.Tensor:
         if bool((healed[row] == tokenizer.pad_token_id).all()):
             continue  # an empty prompt in a batch
         bias = healing_bias(tail_id, tail_text, vocabulary, tokenizer)
-        if bias is not None and healed.shape[1] > 1:
+        if bias is not None and healed.shape[1] > 1:  # a one-token prompt leaves nothing to continue from
             healed[row] = heal_row(model, healed[row], bias, tokenizer)
     return healed
 
@@ -78,8 +78,8 @@ def tail_texts(tail_ids: list[int], tokenizer) -> list[str]:
     """Each last token's text, spaces written as the vocabulary writes them, for the prefix search.
 
     4.57.6 takes the first character of the token `convert_tokens_to_ids(" ")` names. When " " is not in
-    the vocabulary (GPT-2's, Llama's) that is the unknown token, whose first character ('<' of
-    '<|endoftext|>', '<unk>') no token continues: a last token with a space is then never healed.
+    the vocabulary (GPT-2's, Llama's) that is the unknown token: ' the' is searched as '<the' ('<' of
+    '<|endoftext|>'), which no token starts with, so a last token with a space is in practice never healed.
     """
     texts = [tokenizer.decode(token) for token in tail_ids]
     space_id = tokenizer.convert_tokens_to_ids(" ")
@@ -138,7 +138,7 @@ def heal_row(model, row: torch.Tensor, bias: dict, tokenizer) -> torch.Tensor:
     As 4.57.6's inner `generate(max_new_tokens=1, pad_token_id=..., sequence_bias=...)`: no attention
     mask (inferred from the pad token, so pads count when pad is EOS), the model's generation_config
     for everything else. A row whose only real token is the last one is continued from BOS instead of
-    from its padding. (A one-token prompt without padding is never healed: nothing is left to continue.)
+    from its padding.
     """
     from decoding.generation import generate  # here, not above: generation.py may call heal_prompt
 

@@ -4,6 +4,7 @@ decoding.generate, the same generated ids; plus its refusals and its prefix sear
 """
 
 import contextlib
+import copy
 import json
 
 import pytest
@@ -24,8 +25,14 @@ CONTINUED = [c for c in CASES if "sequences" in c and c not in STALE_MASK]
 
 
 def load(case: dict):
+    """The case's fixture, with copies where the case changes it (fixture_model shares one per session)."""
     model, tokenizer = fixture_model(case["fixture"])
+    tokenizer = copy.deepcopy(tokenizer)
     tokenizer.padding_side = case["padding_side"]
+    if case["generation_config"]:
+        model = copy.deepcopy(model)
+        for name, value in case["generation_config"].items():
+            setattr(model.generation_config, name, value)
     return model, tokenizer
 
 
@@ -91,6 +98,7 @@ def test_needs_a_tokenizer():
 
 def test_needs_a_pad_token():
     model, tokenizer = fixture_model("gpt2")
+    tokenizer = copy.deepcopy(tokenizer)
     tokenizer.pad_token = None
     with pytest.raises(ValueError, match="tokenizer.pad_token"):
         heal_prompt(model, torch.tensor([[84, 261]]), tokenizer)
@@ -113,3 +121,14 @@ def test_prefix_search_is_the_4576_trie():
     assert not different
     assert sorted(ours.extensions("ĠtheX")) == sorted("ĠtheX" + token[len("Ġthe"):] for token in vocab
                                                        if token.startswith("Ġthe"))
+
+
+def test_generation_continues_with_the_attention_mask_from_before_healing():
+    """Which mask generate() gives the healed prompt shows: one inferred from the healed ids (where pad is EOS:
+    all ones) lets the row of 't' see its padding, and 4.57.6's answer is another."""
+    case = next(c for c in CASES if c["id"] == "llama-batch-one-token-row")
+    model, tokenizer = load(case)
+    healed = heal_prompt(model, torch.tensor(case["input_ids"]), tokenizer)
+    out = generate(model, healed, max_new_tokens=GOLDEN["max_new_tokens"], do_sample=False)
+    assert out.sequences[0].tolist() == case["sequences"][0]
+    assert out.sequences[1].tolist() != case["sequences"][1]

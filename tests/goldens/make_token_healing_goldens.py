@@ -25,12 +25,16 @@ OUTPUT = HERE / "token_healing.json"
 MAX_NEW_TOKENS = 8
 
 
-def case(id, fixture, prompts, padding_side="left", why=""):
-    return dict(id=id, fixture=fixture, prompts=prompts, padding_side=padding_side, why=why)
+def case(id, fixture, prompts, padding_side="left", why="", generation_config=None):
+    """generation_config: values set on model.generation_config (the healing step reads it too)."""
+    return dict(id=id, fixture=fixture, prompts=prompts, padding_side=padding_side, why=why,
+                generation_config=generation_config or {})
 
 
 CASES = [
     case("gpt2-healed", "gpt2", ["the old light"], why="the last token 't' becomes 'te'"),
+    case("gpt2-healed-under-suppress-tokens", "gpt2", ["the old light"], generation_config=dict(suppress_tokens=[327]),
+         why="the model's suppress_tokens bans 'te' in the healing step too"),
     case("llama-healed", "llama", ["She opened the do"], why="the last token 'o' becomes 'og'"),
     case("gpt2-url", "gpt2", ["The url is http"], why="candidates for 'p', the +1 keeps 'p'"),
     case("llama-url", "llama", ["The url is http"]),
@@ -51,9 +55,11 @@ CASES = [
 ]
 
 
-def load(fixture: str, padding_side: str):
+def load(fixture: str, padding_side: str, generation_config: dict):
     path = FIXTURES / fixture
     model = AutoModelForCausalLM.from_pretrained(path).eval()
+    for name, value in generation_config.items():
+        setattr(model.generation_config, name, value)
     tokenizer = AutoTokenizer.from_pretrained(path)
     tokenizer.padding_side = padding_side
     if tokenizer.pad_token is None:
@@ -62,7 +68,7 @@ def load(fixture: str, padding_side: str):
 
 
 def make_case(spec: dict) -> dict:
-    model, tokenizer = load(spec["fixture"], spec["padding_side"])
+    model, tokenizer = load(spec["fixture"], spec["padding_side"], spec["generation_config"])
     encoded = tokenizer(spec["prompts"], return_tensors="pt", padding=True)
     answer = dict(input_ids=encoded["input_ids"].tolist(), attention_mask=encoded["attention_mask"].tolist())
     with torch.no_grad():
