@@ -45,13 +45,16 @@ def test_same_healed_prompt_as_4576(case):
 
 @pytest.mark.parametrize("case", CONTINUED, ids=[c["id"] for c in CONTINUED])
 def test_same_generation_as_4576(case):
-    """heal_prompt, then decoding.generate with the prompt's attention mask, as 4.57.6's generate() does."""
+    """heal_prompt, then decoding.generate with the prompt's attention mask, as 4.57.6's generate() does.
+
+    With beams, 4.57.6 heals each prompt's copies; nopipe heals before copying, the same when the
+    healing step is greedy."""
     model, tokenizer = load(case)
     healed = heal_prompt(model, torch.tensor(case["input_ids"]), tokenizer)
     right_padded = case["padding_side"] == "right"
     with pytest.warns(UserWarning, match="right padding") if right_padded else contextlib.nullcontext():
         out = generate(model, healed, torch.tensor(case["attention_mask"]), max_new_tokens=GOLDEN["max_new_tokens"],
-                       do_sample=False)
+                       **case["options"])
     assert out.sequences.tolist() == case["sequences"]
 
 

@@ -8,7 +8,8 @@ Run with the 4.57.6 virtualenv (see make_processor_goldens.py; token healing nee
 Per case: the prompts tokenized as one batch (`input_ids`, `attention_mask`, on the case's padding side),
 `healed`: `model.heal_tokens(input_ids, tokenizer)`, the prompts generate() continues from, and
 `sequences`: `model.generate(input_ids, attention_mask, token_healing=True, tokenizer=...,
-max_new_tokens=8, do_sample=False)`, or `error`: the exception's type when generate() fails.
+max_new_tokens=8, **options)` (options: do_sample=False and the case's own), or `error`: the exception's type
+when generate() fails.
 The test is tests/decoding/test_token_healing.py.
 """
 
@@ -25,16 +26,19 @@ OUTPUT = HERE / "token_healing.json"
 MAX_NEW_TOKENS = 8
 
 
-def case(id, fixture, prompts, padding_side="left", why="", generation_config=None):
-    """generation_config: values set on model.generation_config (the healing step reads it too)."""
+def case(id, fixture, prompts, padding_side="left", why="", generation_config=None, **options):
+    """generation_config: values set on model.generation_config (the healing step reads it too);
+    options: generate()'s own, besides max_new_tokens and do_sample=False."""
     return dict(id=id, fixture=fixture, prompts=prompts, padding_side=padding_side, why=why,
-                generation_config=generation_config or {})
+                generation_config=generation_config or {}, options=dict(do_sample=False, **options))
 
 
 CASES = [
     case("gpt2-healed", "gpt2", ["the old light"], why="the last token 't' becomes 'te'"),
     case("gpt2-healed-under-suppress-tokens", "gpt2", ["the old light"], generation_config=dict(suppress_tokens=[327]),
          why="the model's suppress_tokens bans 'te' in the healing step too"),
+    case("gpt2-healed-beams", "gpt2", ["the old light", "She opened the do"], num_beams=3, num_return_sequences=2,
+         why="4.57.6 heals after repeating each prompt for its beams"),
     case("llama-healed", "llama", ["She opened the do"], why="the last token 'o' becomes 'og'"),
     case("gpt2-url", "gpt2", ["The url is http"], why="candidates for 'p', the +1 keeps 'p'"),
     case("llama-url", "llama", ["The url is http"]),
@@ -75,7 +79,7 @@ def make_case(spec: dict) -> dict:
         answer["healed"] = model.heal_tokens(encoded["input_ids"], tokenizer).tolist()
         try:
             sequences = model.generate(**encoded, token_healing=True, tokenizer=tokenizer,
-                                       max_new_tokens=MAX_NEW_TOKENS, do_sample=False)
+                                       max_new_tokens=MAX_NEW_TOKENS, **spec["options"])
             answer["sequences"] = sequences.tolist()
         except Exception as error:  # noqa: BLE001 - the failure is the answer
             answer["error"] = type(error).__name__
