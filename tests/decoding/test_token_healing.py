@@ -135,3 +135,13 @@ def test_generation_continues_with_the_attention_mask_from_before_healing():
     out = generate(model, healed, max_new_tokens=GOLDEN["max_new_tokens"], do_sample=False)
     assert out.sequences[0].tolist() == case["sequences"][0]
     assert out.sequences[1].tolist() != case["sequences"][1]
+
+
+def test_a_prompt_healed_to_another_length_cannot_keep_its_mask():
+    """'I went to the ' loses its last space token; 4.57.6 goes on with the 6-token mask (positions one off),
+    decoding.generate refuses a mask of another shape: generate() must choose a mask for such prompts."""
+    [case] = STALE_MASK
+    model, tokenizer = load(case)
+    healed = heal_prompt(model, torch.tensor(case["input_ids"]), tokenizer)
+    with pytest.raises(ValueError, match="attention_mask must have the shape of input_ids"):
+        generate(model, healed, torch.tensor(case["attention_mask"]), max_new_tokens=2)
