@@ -85,6 +85,8 @@ class DecodingConfig:
     exponential_decay_length_penalty: tuple | list | None = None
     remove_invalid_values: bool = False
     renormalize_logits: bool = False
+    # re-choose the prompt's last token among those starting with its text (decoding/token_healing.py)
+    token_healing: bool = False
     # classifier-free guidance (decoder-only): the unconditional input is the negative prompt, else the last token
     guidance_scale: float | None = None
     negative_prompt_ids: object = field(default=None, compare=False)
@@ -209,7 +211,8 @@ _NONE_MEANS = {
     "min_length": 0, "do_sample": False, "num_beams": 1, "num_return_sequences": 1, "temperature": 1.0,
     "top_p": 1.0, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "length_penalty": 1.0,
     "early_stopping": False, "typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0, "encoder_repetition_penalty": 1.0,
-    "encoder_no_repeat_ngram_size": 0, "remove_invalid_values": False, "renormalize_logits": False, "output_scores": False,
+    "encoder_no_repeat_ngram_size": 0, "remove_invalid_values": False, "renormalize_logits": False, "token_healing": False,
+    "output_scores": False,
     "output_logits": False, "return_dict_in_generate": False, "num_beam_groups": 1, "diversity_penalty": 0.0,
 }
 

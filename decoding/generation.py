@@ -28,6 +28,7 @@ from decoding.shared_cross_attention import sharing_cross_attention
 from decoding.speculative import Acceptance, check_assistant, check_prompt_lookup
 from decoding.stopping import StopCriteria
 from decoding.time_limit import with_time_limit
+from decoding.token_healing import heal_prompt
 from decoding.token_loop import Strategy
 from decoding.trace import Tracer, TraceStep, make_tracer
 from decoding.warn import warn_caller
@@ -175,6 +176,8 @@ def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
     Decoder-only batches must be left-padded, with their attention_mask.
     """
     config = resolve_config(model, config, settings)
+    if config.token_healing:
+        input_ids, attention_mask = healed_prompt(model, input_ids, attention_mask, tokenizer, config)
     check_search(search, strategy, config)
     moved = moved_strategy(config)
     check_speculation(config, model, moved, strategy)
@@ -187,6 +190,20 @@ def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
         prepared = prepare(model, input_ids, attention_mask, tokenizer=tokenizer, logits_processors=logits_processors,
                            strategy=strategy, trace=trace, settings={}, scope=scope, config=config)
         return run(model, prepared, search or default_search(config, strategy))
+
+
+def healed_prompt(model, input_ids, attention_mask, tokenizer, config: DecodingConfig):
+    """token_healing: the prompts with their last tokens re-chosen (decoding/token_healing.py) and the mask
+    to continue with. As 4.57.6, the mask from before healing (given or inferred) goes on; when healing
+    changed the length (stripped spaces, new padding), 4.57.6 kept the old mask of the other length
+    (every position shifted), nopipe infers one from the healed ids."""
+    check_inputs(model, input_ids, attention_mask)
+    if attention_mask is None and not model.config.is_encoder_decoder:
+        attention_mask = infer_attention_mask(input_ids, config.effective_pad_token_id, config.eos_ids)
+    healed = heal_prompt(model, input_ids.to(model.device), tokenizer)
+    if healed.shape != input_ids.shape:
+        attention_mask = None
+    return healed, attention_mask
 
 
 def check_speculation(config: DecodingConfig, model, moved, strategy) -> None:

@@ -139,7 +139,7 @@ def check_guidance(c, is_encoder_decoder: bool) -> None:
 
 def check_flags(c) -> None:
     """The boolean options: True or False only."""
-    for name in ("remove_invalid_values", "renormalize_logits", "output_scores", "output_logits",
+    for name in ("remove_invalid_values", "renormalize_logits", "token_healing", "output_scores", "output_logits",
                  "return_dict_in_generate"):
         if not isinstance(getattr(c, name), bool):
             raise TypeError(f"{name} must be True or False, got {getattr(c, name)!r}")

@@ -60,6 +60,10 @@ def check_options(options: dict, task_options: tuple[str, ...] = ()) -> dict:
         raise TypeError(f"{asked[0]}=True asks for generate()'s per-step outputs, which a runner's answer (the "
                         f"pipeline's shape) has no place for; call decoding.generate(runner.model, input_ids, "
                         f"{asked[0]}=True) on the prompt's ids")
+    if options.get("token_healing"):
+        raise TypeError("token_healing=True rewrites the prompt's last token, and a runner's answer is the text after "
+                        "the prompt it was given; call decoding.generate(runner.model, input_ids, token_healing=True, "
+                        "tokenizer=runner.tokenizer) on the prompt's ids")
     known = DECODING_SETTINGS + HOOKS + tuple(HOOK_ALIASES) + tuple(task_options)
     for key in options:
         if key not in known:

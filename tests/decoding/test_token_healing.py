@@ -145,3 +145,46 @@ def test_a_prompt_healed_to_another_length_cannot_keep_its_mask():
     healed = heal_prompt(model, torch.tensor(case["input_ids"]), tokenizer)
     with pytest.raises(ValueError, match="attention_mask must have the shape of input_ids"):
         generate(model, healed, torch.tensor(case["attention_mask"]), max_new_tokens=2)
+
+
+# -- through generate(token_healing=True) ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", CONTINUED, ids=[c["id"] for c in CONTINUED])
+def test_generate_with_token_healing_gives_4576s_tokens(case):
+    """The option itself: generate() heals, keeps the mask from before healing, and continues as 4.57.6."""
+    model, tokenizer = load(case)
+    right_padded = case["padding_side"] == "right"
+    with pytest.warns(UserWarning, match="right padding") if right_padded else contextlib.nullcontext():
+        out = generate(model, torch.tensor(case["input_ids"]), torch.tensor(case["attention_mask"]),
+                       max_new_tokens=GOLDEN["max_new_tokens"], token_healing=True, tokenizer=tokenizer,
+                       **case["options"])
+    assert out.sequences.tolist() == case["sequences"]
+
+
+def test_generate_continues_a_prompt_healed_to_another_length_with_its_own_mask():
+    """4.57.6 kept the mask of the longer prompt (positions one off); nopipe infers the healed prompt's."""
+    [case] = STALE_MASK
+    model, tokenizer = load(case)
+    out = generate(model, torch.tensor(case["input_ids"]), max_new_tokens=3, token_healing=True, tokenizer=tokenizer)
+    healed = torch.tensor(case["healed"])
+    assert out.sequences[:, :healed.shape[1]].tolist() == case["healed"]
+    alone = generate(model, healed, max_new_tokens=3)
+    assert torch.equal(out.sequences, alone.sequences)
+
+
+def test_generate_needs_a_tokenizer_and_a_flag():
+    model, _ = fixture_model("gpt2")
+    with pytest.raises(ValueError, match="tokenizer="):
+        generate(model, torch.tensor([[84, 261]]), max_new_tokens=2, token_healing=True)
+    with pytest.raises(TypeError, match="token_healing must be True or False"):
+        generate(model, torch.tensor([[84, 261]]), max_new_tokens=2, token_healing="yes")
+
+
+def test_runners_point_to_generate():
+    import tasks
+    from tests.paths import FIXTURES
+
+    generator = tasks.load("text-generation", model=str(FIXTURES / "gpt2"))
+    with pytest.raises(TypeError, match="decoding.generate.*token_healing=True"):
+        generator("The url is http", max_new_tokens=3, token_healing=True)
