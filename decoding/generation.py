@@ -26,7 +26,7 @@ from decoding.recording import recorded_outputs, with_recording
 from decoding.search import Found, default_search
 from decoding.shared_cross_attention import sharing_cross_attention
 from decoding.speculative import Acceptance, check_assistant, check_prompt_lookup
-from decoding.stopping import StopCriteria
+from decoding.stopping import StopCriteria, check_stopping_criteria
 from decoding.time_limit import with_time_limit
 from decoding.token_healing import heal_prompt
 from decoding.token_loop import Strategy
@@ -98,7 +98,7 @@ def resolve_config(model, config: DecodingConfig | None, settings: dict) -> Deco
 
 def prepare(model, input_ids, attention_mask, *, tokenizer, logits_processors: Sequence[Processor],
             strategy: Strategy | None, trace, settings: dict, scope: ExitStack,
-            config: DecodingConfig | None = None) -> Prepared:
+            config: DecodingConfig | None = None, stopping_criteria: Sequence = ()) -> Prepared:
     """Resolve settings, check everything, run the encoder and the prefill, build processors and stops.
 
     scope: holds the model's switch to shared cross-attention until the call ends.
@@ -153,7 +153,8 @@ def prepare(model, input_ids, attention_mask, *, tokenizer, logits_processors: S
                                   min_length=lengths.min_length, vocab_size=logits.shape[-1], device=device,
                                   skip_before=skip_before, user_processors=list(logits_processors),
                                   encoder_input_ids=input_ids, guidance=guidance_processor(model, config))
-    stop = StopCriteria(lengths.max_length, config.eos_ids, config.stop_strings, tokenizer, device=device)
+    stop = StopCriteria(lengths.max_length, config.eos_ids, config.stop_strings, tokenizer, device=device,
+                        extra=check_stopping_criteria(stopping_criteria))
     stop = with_time_limit(stop, config.max_time, started)
     return Prepared(config, lengths, sequences, state, logits, processors, stop,
                     with_recording(make_tracer(trace), config))
@@ -162,7 +163,8 @@ def prepare(model, input_ids, attention_mask, *, tokenizer, logits_processors: S
 @torch.inference_mode()
 def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *, tokenizer=None,
              logits_processors: Sequence[Processor] = (), strategy: Strategy | None = None, search=None,
-             trace=False, config: DecodingConfig | None = None, **settings) -> GenerationOutput:
+             stopping_criteria: Sequence = (), trace=False, config: DecodingConfig | None = None,
+             **settings) -> GenerationOutput:
     """Generate from `input_ids` (batch, seq_len) like `model.generate(input_ids, attention_mask, **settings)`.
 
     settings: any DecodingConfig field (max_new_tokens, num_beams, do_sample, top_p, ...); unset
@@ -170,6 +172,8 @@ def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
     resolved settings) instead of, or under, the keyword settings. tokenizer: for stop_strings only.
     logits_processors: extra (input_ids, scores) -> scores callables, run after the built-in ones.
     strategy: a (scores) -> next_tokens callable replacing greedy/sampling (not with beams).
+    stopping_criteria: extra (input_ids, scores) -> (rows,) bool callables, as transformers' StoppingCriteria;
+    a row ends when one says so (called with scores=None; greedy decoding and sampling, not beams).
     search: a callable (model, prepared call) -> decoding.search.Found that owns the whole step loop
     (decoding/search.py says what it gets); by default the built-in one the settings ask for.
     trace: True (or a number of candidates) records why each token was chosen.
@@ -181,6 +185,7 @@ def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
     check_search(search, strategy, config)
     moved = moved_strategy(config)
     check_speculation(config, model, moved, strategy)
+    check_stopping_criteria_loop(stopping_criteria, config, moved)
     if moved.name is not None:
         check_moved_strategy_hooks(moved, config, strategy=strategy, trace=trace)
         sequences, scores = run_strategy(moved, model, input_ids, attention_mask, config=config, tokenizer=tokenizer,
@@ -188,8 +193,20 @@ def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
         return GenerationOutput(sequences, scores)
     with ExitStack() as scope:
         prepared = prepare(model, input_ids, attention_mask, tokenizer=tokenizer, logits_processors=logits_processors,
-                           strategy=strategy, trace=trace, settings={}, scope=scope, config=config)
+                           strategy=strategy, trace=trace, settings={}, scope=scope, config=config,
+                           stopping_criteria=stopping_criteria)
         return run(model, prepared, search or default_search(config, strategy))
+
+
+def check_stopping_criteria_loop(stopping_criteria, config: DecodingConfig, moved) -> None:
+    """The caller's stopping criteria end rows of nopipe's greedy and sampling loops; beam searches rank
+    finished hypotheses their own way, so a criterion there is refused rather than half applied."""
+    if not stopping_criteria:
+        return
+    if config.num_beams > 1 or moved.name is not None:
+        loop = moved.name.replace("_", " ") + " search" if moved.name is not None else f"num_beams={config.num_beams}"
+        raise ValueError(f"stopping_criteria= ends rows of greedy decoding and sampling; it cannot be used with "
+                         f"{loop}: drop stopping_criteria or decode without beams")
 
 
 def healed_prompt(model, input_ids, attention_mask, tokenizer, config: DecodingConfig):

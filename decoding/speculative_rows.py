@@ -11,7 +11,8 @@ turns the holes into left padding (the layout of a padded prompt).
 
 This applies when no row's answer depends on the others' lengths: a decoder-only model whose cache
 layers nopipe preallocates, processors that never read the sequences (the sampling warpers,
-suppress_tokens...), finished rows padded (EOS ids and a pad id), no trace, prompt-lookup guesses.
+suppress_tokens...), finished rows padded (EOS ids and a pad id), no trace and no stopping_criteria
+of the caller's (they may read the whole batch), prompt-lookup guesses.
 Otherwise the aligned loop runs; both give plain decoding's tokens.
 """
 
@@ -34,7 +35,7 @@ def rows_can_keep_their_own(state: ModelState, processors: Sequence[Processor], 
     """Whether a batch may accept guesses per row (the conditions in the module docstring)."""
     layers = getattr(state.cache, "layers", None)
     return (rows > 1 and not state.is_encoder_decoder and tracer is None and stop.eos is not None
-            and pad_token_id is not None and bool(layers)
+            and pad_token_id is not None and not stop.extra and bool(layers)
             and all(type(layer) is PreallocatedLayer for layer in layers)
             and not any(reads_ids(processor) for processor in processors))
 

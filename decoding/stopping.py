@@ -104,12 +104,19 @@ class StopStringMatcher:
 
 
 class StopCriteria:
-    """Max length, EOS ids and stop strings together: `criteria(sequences) -> (rows,) bool` finished now."""
+    """Max length, EOS ids, stop strings and the caller's criteria together: `criteria(sequences) -> (rows,)
+    bool` finished now.
 
-    def __init__(self, max_length: int, eos_ids: Sequence[int], stop_strings=None, tokenizer=None, device=None):
+    `extra`: transformers-style stopping criteria, each `(input_ids, scores) -> (rows,) bool tensor or a
+    bool`, called with scores=None as 4.57.6's loops call them when scores are not kept.
+    """
+
+    def __init__(self, max_length: int, eos_ids: Sequence[int], stop_strings=None, tokenizer=None, device=None,
+                 extra: Sequence = ()):
         self.max_length = max_length
         self.eos = torch.tensor(list(eos_ids), dtype=torch.long, device=device) if eos_ids else None
         self.stop_strings = StopStringMatcher(tokenizer, stop_strings) if stop_strings is not None else None
+        self.extra = list(extra)
 
     def __call__(self, sequences: torch.Tensor) -> torch.Tensor:
         """sequences: (rows, seq_len), the newest token last."""
@@ -119,4 +126,31 @@ class StopCriteria:
             done = done | self.stop_strings(sequences)
         if self.eos is not None:
             done = done | torch.isin(sequences[:, -1], self.eos)
+        for criterion in self.extra:
+            done = done | criterion_answer(criterion, sequences)
         return done
+
+
+def criterion_answer(criterion, sequences: torch.Tensor) -> torch.Tensor:
+    """A caller's criterion asked about the rows: (rows,) bool, from a bool tensor of that shape or one bool."""
+    answer = criterion(sequences, None)
+    if isinstance(answer, bool):
+        return torch.full((sequences.shape[0],), answer, dtype=torch.bool, device=sequences.device)
+    if isinstance(answer, torch.Tensor) and answer.dtype == torch.bool and tuple(answer.shape) in ((sequences.shape[0],), ()):
+        return answer.to(sequences.device).expand(sequences.shape[0])
+    shape = tuple(answer.shape) if isinstance(answer, torch.Tensor) else type(answer).__name__
+    raise TypeError(f"each of stopping_criteria must return a bool or a bool tensor of shape (rows,) = "
+                    f"({sequences.shape[0]},), got {shape} from {criterion!r}")
+
+
+def check_stopping_criteria(criteria) -> list:
+    """stopping_criteria: a list (e.g. transformers' StoppingCriteriaList) of (input_ids, scores) -> done callables."""
+    if not isinstance(criteria, (list, tuple)):
+        hint = "; pass it in a list: [criterion]" if callable(criteria) else ""
+        raise TypeError(f"stopping_criteria must be a list of (input_ids, scores) -> bool tensor callables, "
+                        f"got {type(criteria).__name__}{hint}")
+    for criterion in criteria:
+        if not callable(criterion):
+            raise TypeError(f"each of stopping_criteria must be a callable (input_ids, scores) -> bool tensor, "
+                            f"got {criterion!r}")
+    return list(criteria)

@@ -131,19 +131,19 @@ def check_can_stream(config: DecodingConfig) -> None:
 
 
 @torch.inference_mode()
-def _stream_tokens(model, input_ids, attention_mask, tokenizer, logits_processors, strategy, config, settings):
+def _stream_tokens(model, input_ids, attention_mask, tokenizer, hooks: dict, config, settings):
     with ExitStack() as scope:
-        prepared = prepare(model, input_ids, attention_mask, tokenizer=tokenizer, logits_processors=logits_processors,
-                           strategy=strategy, trace=False, settings=settings, config=config, scope=scope)
+        prepared = prepare(model, input_ids, attention_mask, tokenizer=tokenizer, trace=False, settings=settings,
+                           config=config, scope=scope, **hooks)
         check_can_stream(prepared.config)
-        for sequences in default_search(prepared.config, strategy).steps(model, prepared):
+        for sequences in default_search(prepared.config, hooks["strategy"]).steps(model, prepared):
             yield int(sequences[0, -1])
 
 
 def stream(model, tokenizer, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
            skip_special_tokens: bool = True, clean_up_tokenization_spaces: bool | None = None,
            logits_processors: Sequence[Processor] = (), strategy: Strategy | None = None,
-           config: DecodingConfig | None = None, **settings) -> Iterator[str]:
+           stopping_criteria: Sequence = (), config: DecodingConfig | None = None, **settings) -> Iterator[str]:
     """Yield the generated text of one prompt piece by piece, as `generate()` produces it.
 
     input_ids: (1, seq_len). Settings are those of `generate()` (no beam search), as keywords or a
@@ -153,7 +153,8 @@ def stream(model, tokenizer, input_ids: torch.Tensor, attention_mask: torch.Tens
     if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.shape[0] != 1:
         shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
         raise ValueError(f"stream() takes one prompt: input_ids of shape (1, seq_len), got {shape}")
-    tokens = _stream_tokens(model, input_ids, attention_mask, tokenizer, logits_processors, strategy, config, settings)
+    hooks = dict(logits_processors=logits_processors, strategy=strategy, stopping_criteria=stopping_criteria)
+    tokens = _stream_tokens(model, input_ids, attention_mask, tokenizer, hooks, config, settings)
     chunker = TextChunker(tokenizer, skip_special_tokens=skip_special_tokens,
                           clean_up_tokenization_spaces=clean_up_tokenization_spaces)
     yield from released(chunker, tokens)

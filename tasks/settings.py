@@ -39,7 +39,7 @@ CHOSEN_BY_THE_USER = (CALLER, CONSTRUCTION)
 SAMPLING_SETTINGS = {"temperature", "top_k", "top_p", "min_p"}
 TRANSFORMERS_MAX_LENGTH = 20  # GenerationConfig's own max_length, which 4.57.6 read as "nobody set it"
 
-HOOKS = ("logits_processors", "strategy")
+HOOKS = ("logits_processors", "strategy", "stopping_criteria")
 HOOK_ALIASES = {"logits_processor": "logits_processors"}  # transformers' name for the same hook
 TRACE_IS_NOT_AN_OPTION = (
     "trace= is not an option of the task runners: their answers keep the pipeline's shape, which has no "

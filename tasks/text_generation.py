@@ -421,7 +421,7 @@ class TextGenerator(GenerationRunner):
         """The new text of one prompt, in pieces as the tokens arrive (no piece splits a word).
 
         The pieces join to the `return_full_text=False` answer of the same call without streaming.
-        hooks: logits_processors and strategy for `decoding.stream`.
+        hooks: logits_processors, strategy and stopping_criteria for `decoding.stream`.
         """
         check_can_stream(config)
         input_ids = torch.tensor([prompt_ids], dtype=torch.long, device=self.device)
