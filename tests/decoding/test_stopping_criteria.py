@@ -25,12 +25,12 @@ def test_each_row_ends_where_its_criterion_says_and_is_padded():
     input_ids, attention_mask = prompt_batch(model)
     start = input_ids.shape[1]
     plain = generate(model, input_ids, attention_mask, max_new_tokens=12)
+    assert plain.sequences[0, start + 2] == 2 and plain.sequences.shape[1] == start + 12  # row 0 ends by itself
     stopped = generate(model, input_ids, attention_mask, max_new_tokens=12,
-                       stopping_criteria=StoppingCriteriaList([StopAfter([start + 3, start + 6, start + 9])]))
+                       stopping_criteria=StoppingCriteriaList([StopAfter([start + 9, start + 3, start + 6])]))
+    assert stopped.sequences.shape[1] == start + 6
     pad = model.generation_config.pad_token_id
-    assert not bool((plain.sequences[:, start:start + 9] == 2).any())  # no row ends by itself before
-    assert stopped.sequences.shape[1] == start + 9
-    for row, new in enumerate((3, 6, 9)):
+    for row, new in enumerate((3, 3, 6)):
         assert torch.equal(stopped.sequences[row, :start + new], plain.sequences[row, :start + new])
         assert (stopped.sequences[row, start + new:] == pad).all()
 
