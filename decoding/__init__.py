@@ -22,12 +22,16 @@ Where things are, in the order a call meets them:
     guidance.py, watermark.py      the processors themselves, each a pure function on the scores
     search.py            a search owns the step loop (generate(search=...)); the built-in ones
     token_loop.py        the greedy / sampling / your-strategy loop (decode_tokens)
-    speculative.py       prompt-lookup speculative decoding: greedy's tokens, several per call
+    speculative.py       speculative decoding (prompt lookup, an assistant): plain decoding's tokens
+                         (greedy) or distribution (sampling), several per call
+    speculative_rows.py  the same for a batch whose rows keep their own guesses
     beam_search.py       beam search, step for step transformers' algorithm
-    strategy_options.py  which strategy transformers 4.56 moved to the hub the settings ask for:
-    contrastive.py, dola.py, diverse_beam.py, constrained_beam.py (+ constraints.py,
-    beam_hypotheses.py, strategy_call.py)     those strategies, as 4.55.4 ran them
-    stopping.py, time_limit.py     when a row ends: max_length, EOS, stop strings, max_time
+    strategy_options.py  which strategy transformers 4.56 moved to the hub the settings ask for;
+    moved_searches.py    those strategies as searches: contrastive.py, dola.py, diverse_beam.py,
+                         constrained_beam.py (+ constraints.py, beam_hypotheses.py, strategy_call.py)
+    token_healing.py     token_healing: the prompt's last token re-chosen, as 4.57.6 did
+    stopping.py, time_limit.py     when a row ends: max_length, EOS, stop strings, max_time,
+                         the caller's stopping_criteria
     streaming.py         stream(): the token loop's text as it grows
     trace.py, recording.py         why each token won; output_scores / output_logits
     warn.py              warnings that point at the caller's line
@@ -55,6 +59,9 @@ EXPORTS = {
     "constrained_beam_search": "constrained_beam", "PhrasalConstraint": "constraints",
     "DisjunctiveConstraint": "constraints",
     "Found": "search", "TokenLoop": "search", "BeamSearch": "search", "PromptLookup": "search",
+    "AssistedDecoding": "search", "Prompt": "search",
+    "ContrastiveSearch": "moved_searches", "DoLa": "moved_searches", "DiverseBeamSearch": "moved_searches",
+    "ConstrainedBeamSearch": "moved_searches", "heal_prompt": "token_healing",
     "decode_step": "model_step", "decode_ahead": "model_step", "rewind": "model_step",
     "run_processors": "processors",
 }

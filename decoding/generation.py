@@ -23,7 +23,7 @@ from decoding.memory import check_fits_in_memory
 from decoding.model_step import ModelState, infer_attention_mask, prefill, start
 from decoding.processors import Processor, build_processors
 from decoding.recording import recorded_outputs, with_recording
-from decoding.search import Found, default_search
+from decoding.search import Found, MovedStrategy, Prompt, default_search
 from decoding.shared_cross_attention import sharing_cross_attention
 from decoding.speculative import Acceptance, check_assistant, check_prompt_lookup
 from decoding.stopping import StopCriteria, check_stopping_criteria
@@ -175,7 +175,8 @@ def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
     stopping_criteria: extra (input_ids, scores) -> (rows,) bool callables, as transformers' StoppingCriteria;
     a row ends when one says so (called with scores=None; greedy decoding and sampling, not beams).
     search: a callable (model, prepared call) -> decoding.search.Found that owns the whole step loop
-    (decoding/search.py says what it gets); by default the built-in one the settings ask for.
+    (decoding/search.py says what it gets); by default the built-in one the settings ask for
+    (decoding/moved_searches.py holds contrastive search, DoLa, diverse and constrained beam search).
     trace: True (or a number of candidates) records why each token was chosen.
     Decoder-only batches must be left-padded, with their attention_mask.
     """
@@ -185,26 +186,37 @@ def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
     check_search(search, strategy, config)
     moved = moved_strategy(config)
     check_speculation(config, model, moved, strategy)
-    check_stopping_criteria_loop(stopping_criteria, config, moved)
-    if moved.name is not None:
-        check_moved_strategy_hooks(moved, config, strategy=strategy, trace=trace)
-        sequences, scores = run_strategy(moved, model, input_ids, attention_mask, config=config, tokenizer=tokenizer,
-                                         logits_processors=logits_processors)
-        return GenerationOutput(sequences, scores)
+    search = search if search is not None else chosen_search(config, strategy, moved)
+    check_stopping_criteria_loop(stopping_criteria, config, search)
+    if isinstance(search, MovedStrategy):
+        check_moved_strategy_hooks(search, config, strategy=strategy, trace=trace)
+    if getattr(search, "own_prefill", False):
+        return output_of(search(model, Prompt(input_ids, attention_mask, config, tokenizer, logits_processors)), None)
     with ExitStack() as scope:
         prepared = prepare(model, input_ids, attention_mask, tokenizer=tokenizer, logits_processors=logits_processors,
                            strategy=strategy, trace=trace, settings={}, scope=scope, config=config,
                            stopping_criteria=stopping_criteria)
-        return run(model, prepared, search or default_search(config, strategy))
+        return output_of(search(model, prepared), prepared.tracer)
 
 
-def check_stopping_criteria_loop(stopping_criteria, config: DecodingConfig, moved) -> None:
+def chosen_search(config: DecodingConfig, strategy, moved):
+    """The built-in search the settings ask for: a moved strategy's (4.x keywords), else greedy, sampling,
+    beams or speculation. Imported here: the moved strategies build on this module."""
+    if moved.name is not None:
+        from decoding.moved_searches import moved_search
+
+        return moved_search(moved)
+    return default_search(config, strategy)
+
+
+def check_stopping_criteria_loop(stopping_criteria, config: DecodingConfig, search) -> None:
     """The caller's stopping criteria end rows of nopipe's greedy and sampling loops; beam searches rank
     finished hypotheses their own way, so a criterion there is refused rather than half applied."""
     if not stopping_criteria:
         return
-    if config.num_beams > 1 or moved.name is not None:
-        loop = moved.name.replace("_", " ") + " search" if moved.name is not None else f"num_beams={config.num_beams}"
+    moved = isinstance(search, MovedStrategy)
+    if config.num_beams > 1 or moved:
+        loop = search.name.replace("_", " ") + " search" if moved else f"num_beams={config.num_beams}"
         raise ValueError(f"stopping_criteria= ends rows of greedy decoding and sampling; it cannot be used with "
                          f"{loop}: drop stopping_criteria or decode without beams")
 
@@ -273,18 +285,9 @@ def check_moved_strategy_hooks(moved, config: DecodingConfig, *, strategy, trace
                          f"({', '.join(moved.options)}); drop {asked[0]} or the strategy's options")
 
 
-def run_strategy(moved, model, input_ids, attention_mask, **options):
-    """Run a moved strategy (see `moved_strategy`): (sequences, sequences_scores or None)."""
-    from decoding.strategy_options import run_strategy as run_moved
-
-    return run_moved(moved, model, input_ids, attention_mask, **options)
-
-
-def run(model, prepared: Prepared, search) -> GenerationOutput:
-    """A search (the built-in one the settings ask for, or the caller's) on a prepared call."""
-    found = search(model, prepared)
+def output_of(found: Found, tracer: Tracer | None) -> GenerationOutput:
+    """What generate() returns for a search's result (and the trace the call recorded)."""
     if not isinstance(found, Found):
         raise TypeError(f"a search must return decoding.search.Found(sequences, ...), got {type(found).__name__}")
-    tracer = prepared.tracer
     return GenerationOutput(found.sequences, found.sequences_scores, tracer.steps if tracer else None,
                             **recorded_outputs(tracer), speculation=found.speculation)

@@ -21,7 +21,7 @@ that can show its answer token by token also has `steps(model, call)`, a generat
 after each new token: `decoding.stream` reads it.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -39,6 +39,30 @@ class Found:
     sequences: torch.Tensor
     sequences_scores: torch.Tensor | None = None
     speculation: Acceptance | None = None
+
+
+@dataclass
+class Prompt:
+    """What a search with its own prefill (`own_prefill = True`) gets instead of a prepared call: the
+    call's inputs and settings, not yet run (decoding/moved_searches.py)."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor | None
+    config: object  # DecodingConfig
+    tokenizer: object
+    logits_processors: Sequence
+
+
+class MovedStrategy:
+    """The strategies transformers 4.56 moved to the hub (decoding/moved_searches.py): a name for messages,
+    the options that select it; they feed no trace, scores or stream."""
+
+    name = ""
+    own_prefill = False
+
+    @property
+    def options(self) -> dict:
+        return dict(vars(self))
 
 
 class TokenLoop:

@@ -5,15 +5,12 @@ DecodingConfig fields) and names the strategy the way 4.55.4's `GenerationConfig
 did: constraints first, then contrastive search (penalty_alpha > 0 and top_k > 1, greedy, one beam),
 then diverse beam search (num_beams > 1 with groups or a diversity penalty), then DoLa. Where 4.55.4
 warned and ignored a strategy keyword, nopipe refuses it (an option is never silently ignored).
-`run_strategy` then calls the strategy's function.
+decoding/moved_searches.py holds the search each one runs as.
 """
 
 from dataclasses import dataclass, field
 
-from decoding.constrained_beam import constrained_beam_search
-from decoding.contrastive import check_contrastive_options, contrastive_search
-from decoding.diverse_beam import diverse_beam_search
-from decoding.dola import dola_generate
+from decoding.contrastive import check_contrastive_options
 
 STRATEGY_KEYWORDS = ("penalty_alpha", "dola_layers", "num_beam_groups", "diversity_penalty", "force_words_ids",
                      "constraints")
@@ -70,16 +67,3 @@ def refuse_others(picked: dict, choice: StrategyChoice, others: tuple[str, ...])
         if is_active(name, picked.get(name)):
             raise ValueError(f"{name} cannot be combined with the {choice.name.replace('_', ' ')} options "
                              f"({', '.join(choice.options)}); drop one of them")
-
-
-def run_strategy(choice: StrategyChoice, model, input_ids, attention_mask=None, **settings):
-    """Run the chosen strategy. Returns (sequences, sequences_scores or None)."""
-    if choice.name == "contrastive":
-        return contrastive_search(model, input_ids, attention_mask, **choice.options, **settings), None
-    if choice.name == "dola":
-        return dola_generate(model, input_ids, attention_mask, **choice.options, **settings), None
-    if choice.name == "diverse_beam":
-        return diverse_beam_search(model, input_ids, attention_mask, **choice.options, **settings)
-    if choice.name == "constrained":
-        return constrained_beam_search(model, input_ids, attention_mask, **choice.options, **settings)
-    raise ValueError(f"no strategy to run for {choice!r}; call decoding.generate for greedy, sampling and beam search")

@@ -20,7 +20,8 @@ from decoding.constraints import ConstraintListState, DisjunctiveConstraint, Phr
 from decoding.contrastive import check_contrastive_options, contrastive_search
 from decoding.diverse_beam import check_diverse_beam_options, diverse_beam_search
 from decoding.dola import check_dola_options, dola_generate, premature_layer_candidates
-from decoding.strategy_options import run_strategy, split_strategy_options
+from decoding.moved_searches import moved_search
+from decoding.strategy_options import split_strategy_options
 
 HERE = Path(__file__).resolve().parent
 GOLDENS = json.loads((HERE.parent / "goldens" / "strategies.json").read_text(encoding="utf-8"))
@@ -246,12 +247,18 @@ def test_strategy_keywords_that_would_be_ignored_are_refused(settings, named):
         split_strategy_options(settings, defaults=dict(top_k=None) if "top_k" not in settings else None)
 
 
-def test_run_strategy_runs_the_chosen_one():
-    spec = cases("contrastive")[0]
-    choice, rest = split_strategy_options(dict(spec["options"]))
+@pytest.mark.parametrize("strategy", ["contrastive", "dola", "diverse_beam", "constrained"])
+def test_each_strategy_runs_as_a_search_passed_to_generate(strategy):
+    """search=moved_search(choice) with the other settings gives the golden, as the keywords do."""
+    spec = cases(strategy)[0]
+    options = generate_options(spec)
+    choice, rest = split_strategy_options(options)
+    assert choice.name == strategy
     input_ids, attention_mask = inputs(spec)
-    sequences, scores = run_strategy(choice, model(spec["fixture"]), input_ids, attention_mask, **rest)
-    assert sequences.tolist() == spec["expected"]["sequences"] and scores is None
+    out = generate(model(spec["fixture"]), input_ids, attention_mask, search=moved_search(choice), **rest)
+    assert out.sequences.tolist() == spec["expected"]["sequences"]
+    if "sequences_scores" in spec["expected"]:
+        assert torch.allclose(out.sequences_scores, torch.tensor(spec["expected"]["sequences_scores"]), atol=1e-5)
 
 
 # -- selected by generate()'s own keywords, as in 4.55.4 ------------------------------------------------
@@ -319,3 +326,13 @@ def test_a_forced_id_past_the_vocabulary_is_named(force_words_ids):
     with pytest.raises(ValueError, match="token id 1000000000, past the model's vocabulary"):
         generate(model(spec["fixture"]), input_ids, attention_mask, num_beams=3, max_new_tokens=4,
                  force_words_ids=force_words_ids)
+
+
+def test_a_moved_strategy_passed_as_a_search_refuses_the_hooks_it_does_not_feed():
+    from decoding import DiverseBeamSearch
+
+    spec = cases("diverse_beam")[0]
+    input_ids, attention_mask = inputs(spec)
+    with pytest.raises(ValueError, match="trace= cannot be used with diverse beam search"):
+        generate(model(spec["fixture"]), input_ids, attention_mask, num_beams=4, max_new_tokens=3, trace=True,
+                 search=DiverseBeamSearch(num_beam_groups=2, diversity_penalty=1.0))
