@@ -11,7 +11,8 @@ pickled because their columns and types may differ from row to row (a bad row's 
 one Arrow schema cannot hold, and the actor must see each row exactly as the local engine would.
 
 Answering. `Dataset.map_batches` runs `ShardAnswerer` in an actor pool (`concurrency` actors of
-`num_cpus_per_actor` CPUs each); an actor loads the model once and answers each whole shard with the
+`num_cpus_per_actor` CPUs each; by default as many as the cluster's CPUs allow, and never more
+than there are shards); an actor loads the model once and answers each whole shard with the
 local engine's code (shard_lines: the same length-sorted batches, so the same answers, byte for
 byte). A ValueError on a shard (a bad row with on_error="stop", an answer column the input already
 has) comes back as data, because Ray does not return the exception itself, and the driver raises it
@@ -64,15 +65,15 @@ def answered_on_ray(job: Job, batch_size: int, on_error: str, done: dict, *, add
     ray = require_ray()
     cpus = num_cpus_per_actor or 1
     with connected(ray, address), ordered_and_quiet(ray):
-        blocks = [ray.put(shard_table(index, shard)) for index, shard in
-                  enumerate(shards_of(read_rows(job.source), job.shard_rows, skip=done["rows"]), start=done["shards"])]
+        fitting = actors_that_fit(ray, cpus)
+        shards = shards_of(read_rows(job.source), job.shard_rows, skip=done["rows"])
+        blocks = [ray.put(shard_table(index, shard)) for index, shard in enumerate(shards, start=done["shards"])]
         if not blocks:
             return
-        actors = concurrency or max(1, int(ray.cluster_resources().get("CPU", 1) // cpus))
         answers = ray.data.from_arrow_refs(blocks).map_batches(
             ShardAnswerer, fn_constructor_args=(for_workers(job), batch_size, on_error, cpus),
-            compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=cpus, batch_size=job.shard_rows,
-            batch_format="pyarrow")
+            compute=ray.data.ActorPoolStrategy(size=min(len(blocks), concurrency or fitting)), num_cpus=cpus,
+            batch_size=job.shard_rows, batch_format="pyarrow")
         expected = done["shards"]
         for shard in answers.iter_rows():
             if shard["stop"] is not None:
@@ -82,6 +83,15 @@ def answered_on_ray(job: Job, batch_size: int, on_error: str, done: dict, *, add
                                    "the output would be out of order")
             expected += 1
             yield shard["shard"], shard["rows"], list(shard["lines"]), list(shard["bad"])
+
+
+def actors_that_fit(ray, cpus: float) -> int:
+    """As many actors as the cluster's CPUs hold; an error if not even one fits (Ray would wait for ever)."""
+    available = ray.cluster_resources().get("CPU", 0)
+    if available < cpus:
+        raise ValueError(f"num_cpus_per_actor={cpus:g} is more than the Ray cluster's {available:g} CPUs; "
+                         "pass a smaller num_cpus_per_actor")
+    return int(available // cpus)
 
 
 @contextmanager

@@ -122,6 +122,14 @@ def test_engine_arguments_are_checked_before_anything_is_written(tmp_path, argum
     assert sorted(path.name for path in tmp_path.iterdir()) == ["in.jsonl"]
 
 
+def test_an_actor_larger_than_the_cluster_is_refused_not_waited_for(tmp_path):
+    source = write_jsonl(tmp_path / "in.jsonl", [{"text": "fine"}])
+    with pytest.raises(ValueError, match="num_cpus_per_actor=4 is more than the Ray cluster's 2 CPUs"):
+        run_job("text-classification", SST2, source, tmp_path / "out.jsonl", progress=False, engine="ray",
+                num_cpus_per_actor=4)
+    assert not (tmp_path / "out.jsonl").exists()
+
+
 # -- the command ------------------------------------------------------------------------------------------
 
 def test_the_command_runs_a_job_on_ray(tmp_path, capsys):
