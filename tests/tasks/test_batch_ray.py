@@ -4,6 +4,7 @@ starts slowly); each job starts its own actors, which load the model once."""
 
 import json
 import os
+import sys
 
 import pytest
 
@@ -119,6 +120,14 @@ def test_engine_arguments_are_checked_before_anything_is_written(tmp_path, argum
     source = write_jsonl(tmp_path / "in.jsonl", [{"text": "fine"}])
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         run_job("text-classification", SST2, source, tmp_path / "out.jsonl", progress=False, **arguments)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["in.jsonl"]
+
+
+def test_without_ray_the_error_names_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as it does where Ray is not installed
+    source = write_jsonl(tmp_path / "in.jsonl", [{"text": "fine"}])
+    with pytest.raises(ImportError, match=r"pip install 'nopipe\[ray\]'"):
+        run_job("text-classification", SST2, source, tmp_path / "out.jsonl", progress=False, engine="ray")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["in.jsonl"]
 
 
