@@ -13,6 +13,9 @@ shards are written they become `dest` (JSON lines or Parquet, by suffix) and the
 A bad row (a value that is not text, an empty text, a text the runner refuses) stops the job with
 its row number, or with `on_error="skip"` is written to `<dest>.errors.jsonl` with the reason; it is
 never dropped silently. An existing `dest` is never overwritten unless `overwrite=True`.
+
+With `engine="ray"` (tasks/batch_ray.py) the shards are answered by a pool of Ray actors, one model each,
+with this module's code, and written here as above: the same output, errors file and resume.
 """
 
 import hashlib
@@ -102,10 +105,6 @@ def run_job(task: str, model, source, dest, *, column: str = "text", batch_size:
     job = new_job(task, model, source, dest, column, shard_rows, task_options, seed, on_error, batch_size)
     ray_options = {"address": address, "concurrency": concurrency, "num_cpus_per_actor": num_cpus_per_actor}
     check_engine(engine, runner, ray_options)
-    if engine == "ray":
-        from tasks.batch_ray import check_ray_options
-
-        check_ray_options(**ray_options)
     done = start_or_resume(job, overwrite)
     if engine == "ray":
         from tasks.batch_ray import answered_on_ray
@@ -133,7 +132,8 @@ def run_job(task: str, model, source, dest, *, column: str = "text", batch_size:
 
 
 def check_engine(engine: str, runner, ray_options: dict) -> None:
-    """The engine is one nopipe has, and gets only the options it uses."""
+    """The engine is one nopipe has, gets only the options it uses, and (Ray) is installed: all checked before
+    anything is written."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
     given = [name for name, value in ray_options.items() if value is not None]
@@ -142,6 +142,10 @@ def check_engine(engine: str, runner, ray_options: dict) -> None:
     if engine == "ray" and runner is not None:
         raise ValueError("runner= is for the local engine: the Ray engine loads the model once in each actor; "
                          "pass the model (a folder or hub id) instead")
+    if engine == "ray":
+        from tasks.batch_ray import check_ray_options
+
+        check_ray_options(**ray_options)
 
 
 def answered_here(runner, job: Job, batch_size: int, on_error: str, done: dict) -> Iterator[tuple[int, int, list, list]]:

@@ -271,6 +271,9 @@ def run_batch(args, out) -> None:
     from tasks.batch import run_job
     from tasks.registry import TASKS, canonical_task
 
+    if args.threads and args.engine == "ray":
+        raise UsageError("--threads sets this process' torch threads; with --engine ray, --num-cpus-per-actor sets "
+                         "each actor's")
     if args.threads:
         torch.set_num_threads(args.threads)
     options = named_options(args.option)

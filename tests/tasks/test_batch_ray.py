@@ -152,9 +152,13 @@ def test_the_command_runs_a_job_on_ray(tmp_path, capsys):
     assert (tmp_path / "ray.jsonl").read_bytes() == (tmp_path / "local.jsonl").read_bytes()
 
 
-def test_the_command_refuses_ray_flags_without_the_ray_engine(tmp_path, capsys):
+@pytest.mark.parametrize("flags, message", [
+    (["--concurrency", "2"], "--concurrency is an option of the Ray engine; pass --engine ray"),
+    (["--engine", "ray", "--threads", "2"], "with --engine ray, --num-cpus-per-actor sets each actor's"),
+])
+def test_the_command_refuses_flags_of_the_other_engine(tmp_path, capsys, flags, message):
     source = write_jsonl(tmp_path / "in.jsonl", [{"text": "fine"}])
     code = main(["batch", "sentiment-analysis", "--model", SST2, "--input", str(source), "--output",
-                 str(tmp_path / "out.jsonl"), "--concurrency", "2"])
-    assert code == 2 and "--concurrency is an option of the Ray engine; pass --engine ray" in capsys.readouterr().err
-    assert not (tmp_path / "out.jsonl").exists()
+                 str(tmp_path / "out.jsonl"), *flags])
+    assert code == 2 and message in capsys.readouterr().err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["in.jsonl"]
