@@ -5,18 +5,22 @@
 Reading. The driver reads the input with nopipe's own reader (tasks.batch_io.read_rows), not with
 ray.data.read_text/read_json: those drop blank lines and number rows their own way, and a bad row
 must be reported by its row number in the file. Each shard (`shard_rows` rows) becomes one Arrow
-block of (shard index, row number, the row pickled) put in Ray's object store as it is read, so the
-driver holds one shard at a time and the object store (which spills to disk) the input. The rows go
-pickled because their columns and types may differ from row to row (a bad row's especially), which
-one Arrow schema cannot hold, and the actor must see each row exactly as the local engine would.
+block of (shard index, row number, the row pickled), put in Ray's object store as soon as it is read
+(ray.data.from_arrow_refs), so the driver holds one shard at a time; the object store, which spills
+to disk, holds the whole input before the first shard is answered. The rows go pickled because
+their columns and types may differ from row to row (a bad row's especially), which one Arrow schema
+cannot hold, and an actor must see each row exactly as the local engine would.
 
 Answering. `Dataset.map_batches` runs `ShardAnswerer` in an actor pool (`concurrency` actors of
 `num_cpus_per_actor` CPUs each; by default as many as the cluster's CPUs allow, and never more
-than there are shards); an actor loads the model once and answers each whole shard with the
-local engine's code (shard_lines: the same length-sorted batches, so the same answers, byte for
-byte). A ValueError on a shard (a bad row with on_error="stop", an answer column the input already
-has) comes back as data, because Ray does not return the exception itself, and the driver raises it
-with the local engine's message.
+than there are shards), a whole block, that is one shard, per call (batch_size=None). An actor
+loads the model once and answers each shard with the local engine's code (shard_lines: the same
+length-sorted batches, so the same answers, byte for byte). A ValueError on a shard (a bad row with
+on_error="stop", an answer column the input already has) comes back as data, because Ray does not
+hand the exception itself to the driver, which raises it with the local engine's message.
+
+The actors are started with `compute=ActorPoolStrategy(size=...)`: map_batches' `concurrency=`
+says the same but is deprecated since Ray 2.51.
 
 Writing. Ray hands the answered shards back in input order (preserve_order); the driver writes them
 with the local engine's shard files, manifest and final rename (tasks/batch.py), so the output
@@ -73,7 +77,7 @@ def answered_on_ray(job: Job, batch_size: int, on_error: str, done: dict, *, add
         answers = ray.data.from_arrow_refs(blocks).map_batches(
             ShardAnswerer, fn_constructor_args=(for_workers(job), batch_size, on_error, cpus),
             compute=ray.data.ActorPoolStrategy(size=min(len(blocks), concurrency or fitting)), num_cpus=cpus,
-            batch_size=job.shard_rows, batch_format="pyarrow")
+            batch_size=None, batch_format="pyarrow")
         expected = done["shards"]
         for shard in answers.iter_rows():
             if shard["stop"] is not None:
@@ -153,7 +157,8 @@ class ShardAnswerer:
         self.runner = load_runner(job)
 
     def __call__(self, batch):
-        """A batch of rows (whole shards, in order) -> one row per shard: its lines, its bad rows, or why it stopped."""
+        """A block of rows (one whole shard; more, in order, would do) -> one row per shard: its lines, its bad
+        rows, or why it stopped."""
         import pyarrow as pa
 
         answered = {"shard": [], "rows": [], "lines": [], "bad": [], "stop": []}
