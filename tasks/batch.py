@@ -13,6 +13,9 @@ shards are written they become `dest` (JSON lines or Parquet, by suffix) and the
 A bad row (a value that is not text, an empty text, a text the runner refuses) stops the job with
 its row number, or with `on_error="skip"` is written to `<dest>.errors.jsonl` with the reason; it is
 never dropped silently. An existing `dest` is never overwritten unless `overwrite=True`.
+
+With `engine="ray"` (tasks/batch_ray.py) the shards are answered by a pool of Ray actors, one model each,
+with this module's code, and written here as above: the same output, errors file and resume.
 """
 
 import hashlib
@@ -29,6 +32,7 @@ from tasks.registry import TASKS, canonical_task
 
 MANIFEST = "manifest.json"
 ON_ERROR = ("stop", "skip")
+ENGINES = ("local", "ray")
 
 
 @dataclass
@@ -86,7 +90,8 @@ class BadRow(ValueError):
 
 def run_job(task: str, model, source, dest, *, column: str = "text", batch_size: int = 32, on_error: str = "stop",
             overwrite: bool = False, shard_rows: int = 1024, seed: int | None = None, progress: bool = True,
-            runner=None, **task_options) -> JobSummary:
+            runner=None, engine: str = "local", address: str | None = None, concurrency: int | None = None,
+            num_cpus_per_actor: float | None = None, **task_options) -> JobSummary:
     """Answer every row of `source` with `task` and write the rows with their answers to `dest`.
 
     column: the text column (question-answering reads "question" and "context"). batch_size: rows per
@@ -94,28 +99,60 @@ def run_job(task: str, model, source, dest, *, column: str = "text", batch_size:
     `<dest>.errors.jsonl`). seed: makes sampled generation reproducible, shard by shard, across resumes.
     runner: an already loaded runner for `task` (else `model` is loaded). task_options: the runner's
     call options (top_k, max_new_tokens, ...).
+    engine: "local" (this process) or "ray" (a pool of Ray actors, tasks/batch_ray.py; the same output).
+    address, concurrency, num_cpus_per_actor: the Ray engine's cluster, actors and CPUs per actor.
     """
     job = new_job(task, model, source, dest, column, shard_rows, task_options, seed, on_error, batch_size)
+    ray_options = {"address": address, "concurrency": concurrency, "num_cpus_per_actor": num_cpus_per_actor}
+    check_engine(engine, runner, ray_options)
     done = start_or_resume(job, overwrite)
-    runner = runner if runner is not None else load_runner(job)
+    if engine == "ray":
+        from tasks.batch_ray import answered_on_ray
+
+        answered = answered_on_ray(job, batch_size, on_error, done, **ray_options)
+    else:
+        answered = answered_here(runner if runner is not None else load_runner(job), job, batch_size, on_error, done)
     total = count_rows(job.source) if progress else None
     bar = progress_bar(total, done["rows"]) if progress else None
     shards, rows, skipped = done["shards"], done["rows"], done["skipped"]
     try:
-        for index, shard in enumerate(shards_of(read_rows(job.source), shard_rows, skip=rows), start=shards):
-            answered, bad = answer_shard(runner, job, shard, batch_size, on_error, index)
-            write_shard(job, index, answered, bad)
+        for index, size, lines, bad_lines in answered:
+            write_shard(job, index, lines, bad_lines)
             die_if_asked("before-manifest", index + 1)
-            shards, rows, skipped = index + 1, rows + len(shard), skipped + len(bad)
+            shards, rows, skipped = index + 1, rows + size, skipped + len(bad_lines)
             write_manifest(job, shards=shards, rows=rows, skipped=skipped)
             die_if_asked("after-shard", shards)
             if bar is not None:
-                bar.update(len(shard))
+                bar.update(size)
     finally:
         if bar is not None:
             bar.close()
     finish(job, shards, skipped)
     return JobSummary(job.dest, rows - skipped, skipped, shards, done["shards"], job.errors if skipped else None)
+
+
+def check_engine(engine: str, runner, ray_options: dict) -> None:
+    """The engine is one nopipe has, gets only the options it uses, and (Ray) is installed: all checked before
+    anything is written."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
+    given = [name for name, value in ray_options.items() if value is not None]
+    if engine == "local" and given:
+        raise ValueError(f"{given[0]} is an option of the Ray engine; pass engine='ray' to use it")
+    if engine == "ray" and runner is not None:
+        raise ValueError("runner= is for the local engine: the Ray engine loads the model once in each actor; "
+                         "pass the model (a folder or hub id) instead")
+    if engine == "ray":
+        from tasks.batch_ray import check_ray_options
+
+        check_ray_options(**ray_options)
+
+
+def answered_here(runner, job: Job, batch_size: int, on_error: str, done: dict) -> Iterator[tuple[int, int, list, list]]:
+    """(shard index, rows, output lines, bad-row lines) of every shard not done yet, answered in this process."""
+    shards = shards_of(read_rows(job.source), job.shard_rows, skip=done["rows"])
+    for index, shard in enumerate(shards, start=done["shards"]):
+        yield index, len(shard), *shard_lines(runner, job, shard, batch_size, on_error, index)
 
 
 def new_job(task, model, source, dest, column, shard_rows, options, seed, on_error, batch_size) -> Job:
@@ -190,10 +227,10 @@ def die_if_asked(point: str, shards: int) -> None:
         os._exit(3)
 
 
-def write_shard(job: Job, index: int, answered: list[dict], bad: list[dict]) -> None:
+def write_shard(job: Job, index: int, lines: list[str], bad_lines: list[str]) -> None:
     """The shard's answers (and its bad rows, if any), each file complete or absent."""
-    write_atomically(job.shard(index, "errors"), [to_json(row) for row in bad])
-    write_atomically(job.shard(index), [to_json(row) for row in answered])
+    write_atomically(job.shard(index, "errors"), bad_lines)
+    write_atomically(job.shard(index), lines)
 
 
 def finish(job: Job, shards: int, skipped: int) -> None:
@@ -210,6 +247,12 @@ def finish(job: Job, shards: int, skipped: int) -> None:
 
 
 # -- answering one shard ------------------------------------------------------------------------------
+
+def shard_lines(runner, job: Job, shard: list[tuple[int, dict]], batch_size: int, on_error: str, index: int):
+    """(output lines, bad-row lines) of one shard: the JSON lines of its files, as either engine writes them."""
+    answered, bad = answer_shard(runner, job, shard, batch_size, on_error, index)
+    return [to_json(row) for row in answered], [to_json(row) for row in bad]
+
 
 def answer_shard(runner, job: Job, shard: list[tuple[int, dict]], batch_size: int, on_error: str, index: int):
     """(output rows in input order, bad rows) of one shard."""

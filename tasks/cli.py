@@ -64,6 +64,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_number(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
 def id_list(text: str) -> list[int]:
     """--suppress-tokens 3,5,7 -> [3, 5, 7]."""
     try:
@@ -228,7 +235,15 @@ def add_batch_command(commands) -> None:
     batch.add_argument("--seed", type=int, help="reproducible sampling, also across a resumed run")
     batch.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                        help="a task option (JSON value), e.g. top_k=2 or max_new_tokens=40; repeatable")
-    batch.add_argument("--threads", type=positive_int, help="CPU threads for torch")
+    batch.add_argument("--threads", type=positive_int, help="CPU threads for torch (local engine)")
+    batch.add_argument("--engine", choices=["local", "ray"], default="local",
+                       help="local: this process (default); ray: a pool of Ray actors, one model each "
+                            "(pip install 'nopipe[ray]')")
+    batch.add_argument("--address", help="ray: a running cluster's address (default: $RAY_ADDRESS, else Ray on this machine)")
+    batch.add_argument("--concurrency", type=positive_int, help="ray: actors, each with its own model (default: CPUs / "
+                                                                "--num-cpus-per-actor)")
+    batch.add_argument("--num-cpus-per-actor", type=positive_number, help="ray: CPUs reserved for each actor and its "
+                                                                          "torch threads (default 1)")
     batch.add_argument("--debug", action="store_true", help="show the full traceback on errors")
 
 
@@ -249,22 +264,26 @@ def named_options(pairs: list[str]) -> dict:
 
 
 def run_batch(args, out) -> None:
-    """Load the task's runner once, run the job, say on stderr what was written."""
+    """Load the task's runner once (the Ray engine: once per actor), run the job, say on stderr what was written."""
     import torch
 
     import tasks
     from tasks.batch import run_job
     from tasks.registry import TASKS, canonical_task
 
+    if args.threads and args.engine == "ray":
+        raise UsageError("--threads sets this process' torch threads; with --engine ray, --num-cpus-per-actor sets "
+                         "each actor's")
     if args.threads:
         torch.set_num_threads(args.threads)
     options = named_options(args.option)
     name, _ = canonical_task(args.task)
-    runner = tasks.load(args.task, model=args.model)
     model = args.model or TASKS[name].default_model.repo_id
+    runner = tasks.load(args.task, model=args.model) if args.engine == "local" else None
     summary = run_job(args.task, model, args.input, args.output, column=args.column, batch_size=args.batch_size,
                       on_error=args.on_error, overwrite=args.overwrite, shard_rows=args.shard_rows, seed=args.seed,
-                      runner=runner, progress=sys.stderr.isatty(), **options)
+                      runner=runner, progress=sys.stderr.isatty(), engine=args.engine, address=args.address,
+                      concurrency=args.concurrency, num_cpus_per_actor=args.num_cpus_per_actor, **options)
     resumed = f" ({summary.resumed_shards} shards from an earlier run)" if summary.resumed_shards else ""
     skipped = f"; {summary.skipped} bad rows in {summary.errors}" if summary.skipped else ""
     print(f"nopipe: {summary.rows} rows answered{resumed} -> {summary.output}{skipped}", file=sys.stderr)
