@@ -109,22 +109,41 @@ def write_output(dest: Path, shard_files: list[Path]) -> None:
 
 
 def write_parquet(path: Path, shard_files: list[Path]) -> None:
-    """One Parquet file from the JSON-lines shards, a shard at a time (nested answers become struct/list columns)."""
+    """One Parquet file from the JSON-lines shards, a shard at a time (nested answers become struct/list columns).
+
+    Rows need not share their columns (an `id` some rows lack): a first pass finds every column and
+    its type, and each shard is written with all of them, null where a row has none.
+    """
     import pyarrow as pa
 
     parquet = pyarrow_parquet()
-    tables = (pa.Table.from_pylist([json.loads(line) for line in Path(shard).read_text(encoding="utf-8").splitlines()])
-              for shard in shard_files)
-    writer = None
+    schemas = [shard_table(shard).schema for shard in shard_files] or [pa.schema([])]
     try:
-        for table in tables:
-            if table.num_rows == 0:
-                continue
-            if writer is None:
-                writer = parquet.ParquetWriter(path, table.schema)
-            writer.write_table(table.cast(writer.schema))
-    finally:
-        if writer is not None:
-            writer.close()
-    if writer is None:
-        parquet.write_table(pa.table({}), path)
+        schema = pa.unify_schemas(schemas, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+        raise ValueError(f"the rows cannot share one Parquet schema ({error}); write JSON lines instead "
+                         "(an output path ending in .jsonl)") from error
+    with parquet.ParquetWriter(path, schema) as writer:
+        for shard in shard_files:
+            writer.write_table(conformed(shard_table(shard), schema))
+
+
+def shard_table(shard: Path):
+    """A shard's rows as an Arrow table, or a clear error when a column mixes types Parquet cannot hold together."""
+    import pyarrow as pa
+
+    rows = [json.loads(line) for line in Path(shard).read_text(encoding="utf-8").splitlines()]
+    try:
+        return pa.Table.from_pylist(rows)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+        raise ValueError(f"a column holds values of different types ({error}); Parquet needs one type per column: "
+                         "write JSON lines instead (an output path ending in .jsonl)") from error
+
+
+def conformed(table, schema):
+    """The table with the schema's columns in its order: missing ones as nulls, the others cast."""
+    import pyarrow as pa
+
+    columns = [table.column(field.name).cast(field.type) if field.name in table.column_names
+               else pa.nulls(table.num_rows, field.type) for field in schema]
+    return pa.Table.from_arrays(columns, schema=schema)

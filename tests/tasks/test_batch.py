@@ -95,6 +95,29 @@ def test_parquet_output_keeps_nested_answers_as_columns(tmp_path):
     assert [len(entities) for entities in table.column("result").to_pylist()] == [len(e) for e in ner(TEXTS[:6])]
 
 
+def test_parquet_output_takes_rows_whose_columns_differ_between_shards(tmp_path, classifier):
+    """Rows with an `id` and rows without, in different shards: one schema, nulls where a row has no id."""
+    pytest.importorskip("pyarrow", reason="Parquet needs the batch extra's pyarrow")
+    import pyarrow.parquet as parquet
+
+    rows = [{"text": text, "id": index} if index < 4 else {"text": text} for index, text in enumerate(TEXTS[:8])]
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    run_job("text-classification", SST2, source, tmp_path / "out.parquet", shard_rows=4, progress=False)
+    table = parquet.read_table(tmp_path / "out.parquet")
+    assert table.column("id").to_pylist() == [0, 1, 2, 3, None, None, None, None]
+    assert table.column("label").to_pylist() == [answer["label"] for answer in classifier(TEXTS[:8])]
+
+
+def test_parquet_output_of_no_rows_is_an_empty_file(tmp_path):
+    pytest.importorskip("pyarrow", reason="Parquet needs the batch extra's pyarrow")
+    import pyarrow.parquet as parquet
+
+    source = tmp_path / "in.txt"
+    source.write_text("", encoding="utf-8")
+    run_job("text-classification", SST2, source, tmp_path / "out.parquet", progress=False)
+    assert parquet.read_table(tmp_path / "out.parquet").num_rows == 0
+
+
 def test_question_answering_reads_question_and_context_columns(tmp_path):
     rows = [{"question": "Where does Sarah live?", "context": "My name is Sarah and I live in London."},
             {"question": "What is my name?", "context": "My name is Clara and I work in Berlin."}] * 3
