@@ -87,6 +87,14 @@ class PreallocatedLayer(DynamicLayer):
         self.length = order.shape[1]
         self._point_at_filled()
 
+    def keep_rows(self, rows: torch.Tensor) -> None:
+        """Keep only these rows (rows,), in this order: finished rows leave a batch (decoding/speculative_rows.py)."""
+        if self.is_initialized:
+            rows = rows.to(self.device)
+            self._buffers = tuple(buffer.index_select(0, rows) for buffer in self._buffers)
+            self._spare = None
+            self._point_at_filled()
+
     def _grow(self, capacity: int) -> None:
         grown = []
         for buffer in self._buffers:

@@ -28,17 +28,42 @@ def copying(model, boost: float | tuple[float, ...]):
         def forward(self, input_ids=None, position_ids=None, **kwargs):
             outputs = base.forward(self, input_ids=input_ids, position_ids=position_ids, **kwargs)
             for row in range(input_ids.shape[0]):
-                seen = self.history.setdefault(row, {})
+                seen = self.history.setdefault(row, {"boost": boosts[row % len(boosts)]})
                 for index, (token, position) in enumerate(zip(input_ids[row].tolist(), position_ids[row].tolist())):
                     seen[position] = token
                     copied = seen.get(position + 1 - PERIOD)
                     if copied is not None:
-                        outputs.logits[row, index, copied] += boosts[row % len(boosts)]
+                        outputs.logits[row, index, copied] += seen["boost"]
             return outputs
 
     model.__class__ = Copying
     model.history = {}
+    COPYING.append(model)
     return model
+
+
+COPYING = []  # the copying models made by the tests of this module
+LEFT = []  # how many rows left the cache, each time some did
+
+
+@pytest.fixture(autouse=True)
+def rows_that_leave_take_their_history(monkeypatch):
+    """A copying model keys its history by the row's place in the batch; when finished rows leave the
+    cache (speculative_rows.leave_finished), the rows that stay move up, and so must their histories."""
+    original = speculative_rows.leave_finished
+
+    def leave_finished(state, rows, active):
+        staying = original(state, rows, active)
+        if staying is not active:
+            LEFT.append(len(active) - len(staying))
+            for model in COPYING:
+                model.history = {new: model.history.get(active.index(row), {}) for new, row in enumerate(staying)}
+        return staying
+
+    monkeypatch.setattr(speculative_rows, "leave_finished", leave_finished)
+    yield
+    COPYING.clear()
+    LEFT.clear()
 
 
 def qwen2():
@@ -94,8 +119,8 @@ def test_rows_keep_more_guesses_than_the_aligned_loop():
     per_row = plain_and_guessed(model, input_ids, attention_mask, **settings)[1]
     aligned = plain_and_guessed(model, input_ids, attention_mask, logits_processors=[lambda ids, s: s], **settings)[1]
     assert torch.equal(per_row.sequences, aligned.sequences)
-    assert per_row.speculation.calls < aligned.speculation.calls
-    assert per_row.speculation.accepted > aligned.speculation.accepted
+    assert per_row.speculation.calls <= aligned.speculation.calls  # the rows that rarely copy set the count
+    assert per_row.speculation.accepted > aligned.speculation.accepted + 50
 
 
 @pytest.mark.parametrize("new_tokens", [1, 2, 5, 9, 23])
@@ -114,6 +139,7 @@ def test_a_row_that_copies_an_end_of_text_ends_there_and_is_padded():
     plain, guessed = plain_and_guessed(model, input_ids, attention_mask, max_new_tokens=30, do_sample=False)
     assert torch.equal(plain.sequences, guessed.sequences)
     assert (plain.sequences[0, -10:] == model.generation_config.pad_token_id).all()
+    assert LEFT and LEFT[0] == 1  # the finished row left the cache, and the others went on right
 
 
 def test_stop_strings_end_each_row_where_greedy_ends_it():

@@ -151,7 +151,8 @@ def test_a_bad_row_stops_the_job_naming_its_row(tmp_path, classifier):
 
 def test_skipped_rows_go_to_the_errors_file_with_their_reason(tmp_path, classifier):
     source = write_jsonl(tmp_path / "in.jsonl", BAD)
-    (tmp_path / "in.jsonl").open("a").write("not json\n")
+    with (tmp_path / "in.jsonl").open("a", encoding="utf-8") as file:
+        file.write("not json\n")
     summary = run_job("text-classification", SST2, source, tmp_path / "out.jsonl", runner=classifier,
                       on_error="skip", progress=False)
     errors = read_jsonl(tmp_path / "out.jsonl.errors.jsonl")
