@@ -8,6 +8,10 @@ asked to repeat it, to rewrite it for a newsletter, or to list its facts, so its
 of the prompt (the texts are written for this benchmark, not picked for a high acceptance). Systems,
 each in a fresh process per run, the runs interleaved (A B C, B C A, ...):
 
+Workloads: `repeat`, `rewrite`, `facts` (each alone, batch 1 and 8) and `mixed` (the three, row
+after row, batch 8): acceptance depends on how much of the answer is a copy, and a batch waits for
+its slowest row.
+
 - `nopipe-lookup`: decoding.generate(..., prompt_lookup_num_tokens=10), batch 1 and batch 8;
 - `nopipe-greedy`: decoding.generate(...) greedy, batch 1 and batch 8;
 - `generate-lookup`: transformers' model.generate(prompt_lookup_num_tokens=10), batch 1 only (it refuses batches);
@@ -29,21 +33,23 @@ TEXT = ("The city council met on Tuesday evening and approved a budget of 4.2 mi
         "in the north district, and the repair of the old library's roof, which has leaked since the storm "
         "in March. The council also asked the libraries to report every six months on how many people use "
         "the new rooms.")
-TASKS = [f"Repeat this text exactly:\n\n{TEXT}",
-         f"Rewrite this text for a newsletter, keeping every fact:\n\n{TEXT}",
-         f"List the facts in this text, one per line:\n\n{TEXT}"]
+WORKLOADS = {"repeat": [f"Repeat this text exactly:\n\n{TEXT}"],
+             "rewrite": [f"Rewrite this text for a newsletter, keeping every fact:\n\n{TEXT}"],
+             "facts": [f"List the facts in this text, one per line:\n\n{TEXT}"]}
+WORKLOADS["mixed"] = [task for tasks in WORKLOADS.values() for task in tasks]  # the three, row after row
 SYSTEMS = ("nopipe-lookup", "nopipe-greedy", "generate-lookup", "nopipe-int8-draft")
 LOOKUP = 10
 
 
-def prompts(tokenizer, batch: int):
-    chats = [tokenizer.apply_chat_template([{"role": "user", "content": TASKS[index % len(TASKS)]}],
+def prompts(tokenizer, batch: int, workload: str = "repeat"):
+    tasks = WORKLOADS[workload]
+    chats = [tokenizer.apply_chat_template([{"role": "user", "content": tasks[index % len(tasks)]}],
                                            add_generation_prompt=True, tokenize=False) for index in range(batch)]
     tokenizer.padding_side = "left"
     return tokenizer(chats, return_tensors="pt", padding=True, add_special_tokens=False)
 
 
-def measure(system: str, batch: int, new_tokens: int, threads: int) -> dict:
+def measure(system: str, batch: int, new_tokens: int, threads: int, workload: str) -> dict:
     """Tokens/s of one system on one batch, in this process (model loaded before the clock starts)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -54,7 +60,7 @@ def measure(system: str, batch: int, new_tokens: int, threads: int) -> dict:
     torch.set_num_threads(threads)
     folder = smollm2_folder()
     model, tokenizer = AutoModelForCausalLM.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
-    encoded = prompts(tokenizer, batch)
+    encoded = prompts(tokenizer, batch, workload)
     ids, mask = encoded["input_ids"], encoded["attention_mask"]
     settings = dict(max_new_tokens=new_tokens, do_sample=False)
     if system == "nopipe-int8-draft":
@@ -79,9 +85,9 @@ def measure(system: str, batch: int, new_tokens: int, threads: int) -> dict:
     return {"tokens_per_s": count / seconds, "acceptance": rate, "tokens": new.tolist()}
 
 
-def run_in_own_process(system: str, batch: int, new_tokens: int, threads: int) -> dict:
+def run_in_own_process(system: str, batch: int, new_tokens: int, threads: int, workload: str) -> dict:
     command = [sys.executable, "-m", "benchmarks.speculative", "--worker", system, "--batch", str(batch),
-               "--new-tokens", str(new_tokens), "--threads", str(threads)]
+               "--new-tokens", str(new_tokens), "--threads", str(threads), "--workload", workload]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -93,22 +99,27 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--worker", choices=SYSTEMS, help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--workload", choices=WORKLOADS, default="repeat",
+                        help="with --worker: the prompts (each workload's prompts are the same text, asked for "
+                             "something else); the full run measures all of them")
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(measure(args.worker, args.batch, args.new_tokens, args.threads)))
+        print(json.dumps(measure(args.worker, args.batch, args.new_tokens, args.threads, args.workload)))
         return
-    for batch, systems in ((1, SYSTEMS), (8, SYSTEMS[:2])):
-        runs = {system: [] for system in systems}
-        for repeat in range(args.repeats):
-            for system in systems[repeat % len(systems):] + systems[:repeat % len(systems)]:
-                runs[system].append(run_in_own_process(system, batch, args.new_tokens, args.threads))
-        report(batch, runs)
+    for batch, systems, workloads in ((1, SYSTEMS, ("repeat", "rewrite", "facts")),
+                                      (8, SYSTEMS[:2], ("repeat", "rewrite", "facts", "mixed"))):
+        for workload in workloads:
+            runs = {system: [] for system in systems}
+            for repeat in range(args.repeats):
+                for system in systems[repeat % len(systems):] + systems[:repeat % len(systems)]:
+                    runs[system].append(run_in_own_process(system, batch, args.new_tokens, args.threads, workload))
+            report(f"batch {batch}, {workload}", runs)
 
 
-def report(batch: int, runs: dict) -> None:
+def report(title: str, runs: dict) -> None:
     """Median tokens/s (min-max), the ratios, acceptance, and whether the tokens were greedy's."""
     speed = {system: statistics.median(run["tokens_per_s"] for run in results) for system, results in runs.items()}
-    print(f"batch {batch}: tokens/s, median of {len(next(iter(runs.values())))} runs (min-max)")
+    print(f"{title}: tokens/s, median of {len(next(iter(runs.values())))} runs (min-max)", flush=True)
     for system, results in runs.items():
         values = [run["tokens_per_s"] for run in results]
         rate = results[0]["acceptance"]
