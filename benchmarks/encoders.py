@@ -1,11 +1,12 @@
 """The encoder tasks' benchmark (classification, NER, question answering): one recipe for the three.
 
 Workloads: N texts of mixed length timed as one list (items/s), and single requests one by one
-(p50/p95 latency). Systems: nopipe float32 and int8 at its default batch_size (32, length-sorted),
+(p50/p95 latency). Systems: nopipe float32, int8 and bfloat16 (AMX matrix units where the CPU has
+them) at its default batch_size (32, length-sorted),
 and where transformers 5 still has the pipeline, the pipeline at its default batch size (1, as
 users run it) and at the best batch size of a sweep (the float32 and int8 targets are against
 that one). Answers are compared too: nopipe float32 against the pipeline (the same labels), int8
-against float32 (the target is >= 99% of the top-1 labels; QA's agreement is reported only).
+and bfloat16 against float32 (the target is >= 99% of the top-1 labels; QA's agreement is reported only).
 """
 
 from collections.abc import Callable
@@ -17,10 +18,12 @@ from benchmarks.onnx_peer import ort_system
 from benchmarks.peers import hf_pipeline, nopipe_task
 from benchmarks.suite import Bench, Case
 from benchmarks.targets import (
+    BFLOAT16_AGREEMENT,
     ENCODER_INT8_AGREEMENT,
     ENCODER_ORT_FLOAT32,
     ENCODER_ORT_INT8,
     INT8_MEMORY,
+    PIPELINE_BFLOAT16,
     PIPELINE_FLOAT32,
     PIPELINE_INT8,
 )
@@ -88,12 +91,14 @@ def run_encoder_task(bench: Bench, spec: EncoderTask, model: str, folder) -> Non
     single = Case(f"single requests ({min(sizes.latency_items, count)})", inputs[:sizes.latency_items],
                   unit="requests/s", single=True, warmup=Case("warm-up", inputs[:2]),
                   work=flops_work(shape, lengths[:sizes.latency_items]))
-    for dtype in ("float32", "int8"):
+    for dtype in ("float32", "int8", "bfloat16"):
         bench.measure(task, model, nopipe_task(spec.module, spec.class_name, folder, dtype, run_nopipe),
                       [throughput, single])
     same_answers = partial(agreement, answer=spec.answer)
     bench.agree(task, model, throughput.name, ("nopipe", "int8"), ("nopipe", "float32"), same_answers,
                 target=spec.int8_agreement_target)
+    bench.agree(task, model, throughput.name, ("nopipe", "bfloat16"), ("nopipe", "float32"), same_answers,
+                target=BFLOAT16_AGREEMENT if spec.int8_agreement_target is not None else None)  # QA: reported
     bench.compare_memory(task, model, throughput.name, ("nopipe", "int8"), ("nopipe", "float32"), INT8_MEMORY)
     measure_onnx_runtime(bench, spec, model, folder, [throughput, single], same_answers)
     if not has_pipeline(task):
@@ -106,6 +111,7 @@ def run_encoder_task(bench: Bench, spec: EncoderTask, model: str, folder) -> Non
         bench.compare(task, model, throughput.name, ("nopipe", "float32"), default)
     bench.compare(task, model, throughput.name, ("nopipe", "float32"), best, target=PIPELINE_FLOAT32)
     bench.compare(task, model, throughput.name, ("nopipe", "int8"), best, target=PIPELINE_INT8)
+    bench.compare(task, model, throughput.name, ("nopipe", "bfloat16"), best, target=PIPELINE_BFLOAT16)
     bench.compare(task, model, single.name, ("nopipe", "float32"), default)
 
 

@@ -19,6 +19,8 @@ ENCODER_INT8_AGREEMENT = 0.99  # top-1 answers of nopipe int8 against float32
 INT8_MEMORY = 0.5  # nopipe int8's memory / float32's (at most)
 PIPELINE_FLOAT32 = 2.0  # encoders, x the pipeline at its best batch size (the earlier issue's)
 PIPELINE_INT8 = 3.0
+PIPELINE_BFLOAT16 = 3.0  # encoders, nopipe dtype="bfloat16" (AMX where the CPU has it) x the pipeline (float32)
+BFLOAT16_AGREEMENT = 0.99  # top-1 answers of nopipe bfloat16 against float32
 
 
 def ct2_int8_target(task: str, batch: int) -> float:
@@ -65,6 +67,10 @@ TARGETS = [
            ENCODER_INT8_AGREEMENT, ENCODERS),
     Target("encoders float32: >= 1.0x ONNX Runtime float32", "speed ratio", "nopipe float32", "ONNX Runtime float32",
            ENCODER_ORT_FLOAT32, ENCODERS),
+    Target("encoders bfloat16 (AMX): >= 3x the pipeline", "speed ratio", "nopipe bfloat16", "pipeline float32",
+           PIPELINE_BFLOAT16, ENCODERS),
+    Target("encoders bfloat16: >= 99% top-1 agreement with float32", "agreement", "nopipe bfloat16",
+           "nopipe float32", BFLOAT16_AGREEMENT, ENCODERS),
     Target("peak memory: int8 <= 0.5x float32", "memory ratio", "nopipe int8", "nopipe float32", INT8_MEMORY),
 ]
 

@@ -171,7 +171,8 @@ def test_a_task_script_runs_alone_with_a_worker_per_system(tmp_path):
     data = task_results(tmp_path, "question-answering")
     assert data["environment"]["workers"] is True
     measured = {(row["system"], row["dtype"]) for row in data["measurements"] if "value" in row}
-    assert measured == {("nopipe", "float32"), ("nopipe", "int8"), ("ONNX Runtime", "float32"), ("ONNX Runtime", "int8")}
+    assert measured == {("nopipe", "float32"), ("nopipe", "int8"), ("nopipe", "bfloat16"), ("ONNX Runtime", "float32"),
+                        ("ONNX Runtime", "int8")}
     assert all(row["repeats"] == 2 and len(row["values"]) == 2 for row in data["measurements"])
     alone = [row for row in data["comparisons"] if row["kind"] == "suite / alone"]
     assert len(alone) == 2 and all(row["value"] > 0 and row["peer"] == "nopipe int8 alone" for row in alone)
