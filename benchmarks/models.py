@@ -1,7 +1,7 @@
 """The benchmark models: real-size architectures with random weights, built offline once.
 
 Speed does not depend on weight values, so each model of the notebook is rebuilt from its
-architecture numbers (/work/shared/seed-configs/README.md) with random weights. The rest of its
+architecture numbers (the real checkpoints' configs, tests/fixtures/seed-configs/) with random weights. The rest of its
 config (label maps, special ids, generation settings) comes from the matching test fixture in
 tests/fixtures/models/, whose config already started from the real one.
 
