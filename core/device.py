@@ -107,7 +107,30 @@ def place_model(model: nn.Module, device=None, dtype="auto", many_rows: bool = T
         release_freed_heap()
     else:
         model = model.to(device=resolved_device, dtype=DTYPES[resolved_dtype])
+        if resolved_device.type == "cpu":
+            store_head_by_columns(model)
     return model, Placement(resolved_device, resolved_dtype)
+
+
+def store_head_by_columns(model: nn.Module) -> None:
+    """Keep the LM head's weight (vocab, hidden) in column-major order, (hidden, vocab) in memory.
+
+    The head is the largest product of a decoding step (GPT-2: 38.6M of 124M weights), and a CPU
+    multiplies the few rows of a step faster by a row-major (hidden, vocab) matrix than by the
+    transposed view of a row-major (vocab, hidden) one: measured here, greedy decoding gains 4% at
+    batch 1 and 7-19% at batch 8 (SmolLM2, GPT-2). The values are the same, only their order in
+    memory changes; tied input embeddings share the new tensor, so no memory is added (a lookup in it
+    reads with a stride: ~10 ms more for a prefill of 4,000 tokens).
+    """
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if not isinstance(head, nn.Linear) or not head.weight.is_contiguous():
+        return
+    embeddings = model.get_input_embeddings()
+    tied = embeddings is not None and embeddings.weight is head.weight
+    with torch.no_grad():
+        head.weight = nn.Parameter(head.weight.t().contiguous().t(), requires_grad=head.weight.requires_grad)
+    if tied:
+        embeddings.weight = head.weight
 
 
 MADV_PAGEOUT = 21

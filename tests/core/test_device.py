@@ -123,3 +123,19 @@ def test_int8_quantizes_every_linear_layer_and_keeps_the_top_token():
     mask = inputs["attention_mask"].bool()
     agreement = (logits.argmax(-1)[mask] == reference.argmax(-1)[mask]).float().mean()
     assert agreement >= 0.9
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
+def test_a_cpu_decoder_keeps_its_head_by_columns_with_the_same_answers(name):
+    """The LM head's weight is stored (hidden, vocab) in memory; tied embeddings share it; greedy tokens stay."""
+    from decoding import generate
+
+    original = AutoModelForCausalLM.from_pretrained(FIXTURES / name).eval()
+    placed, _ = place_model(AutoModelForCausalLM.from_pretrained(FIXTURES / name), device="cpu", dtype="float32")
+    weight = placed.get_output_embeddings().weight
+    assert not weight.is_contiguous() and weight.t().is_contiguous()
+    assert torch.equal(weight, original.get_output_embeddings().weight)
+    if original.get_input_embeddings().weight is original.get_output_embeddings().weight:
+        assert placed.get_input_embeddings().weight is weight
+    ids = torch.tensor([[5, 17, 42, 8, 99, 23]])
+    assert torch.equal(generate(placed, ids, max_new_tokens=12).sequences, generate(original, ids, max_new_tokens=12).sequences)
