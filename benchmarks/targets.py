@@ -43,7 +43,9 @@ class Target:
     batch: int | None = None  # text generation only: cases of this batch size
 
     def covers(self, row: dict) -> bool:
-        if (row["kind"], row["ours"], row["peer"]) != (self.kind, self.ours, self.peer) or row.get("target") != self.value:
+        if (row["kind"], row["ours"]) != (self.kind, self.ours) or row.get("target") != self.value:
+            return False
+        if not same_peer(row["peer"], self.peer):
             return False
         if self.tasks and row["task"] not in self.tasks:
             return False
@@ -73,6 +75,16 @@ TARGETS = [
            "nopipe float32", BFLOAT16_AGREEMENT, ENCODERS),
     Target("peak memory: int8 <= 0.5x float32", "memory ratio", "nopipe int8", "nopipe float32", INT8_MEMORY),
 ]
+
+
+def same_peer(peer: str, named: str) -> bool:
+    """The row's peer is the target's: "pipeline float32" covers "pipeline (batch 16) float32" and
+    "pipeline (default batch) float32" (the pipeline at its best batch size, or at its default when
+    the run made no sweep)."""
+    if peer == named:
+        return True
+    system, _, dtype = named.rpartition(" ")
+    return peer.startswith(system + " (") and peer.endswith(") " + dtype)
 
 
 def verdict(target: Target, comparisons: list[dict]) -> tuple[str, str]:
