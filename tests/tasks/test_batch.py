@@ -137,6 +137,21 @@ def test_translation_adds_the_translation_column(tmp_path):
     assert [row["translation_text"] for row in read_jsonl(tmp_path / "out.jsonl")] == expected
 
 
+def test_text_generation_runs_in_the_runners_batches_with_prompt_lookup_when_asked(tmp_path):
+    """Greedy text generation over a file: batched like the runner, and with prompt_lookup_num_tokens the
+    same texts (speculative decoding is exact), in the input's order."""
+    source = write_jsonl(tmp_path / "in.jsonl", [{"text": text} for text in TEXTS[:6]])
+    options = dict(max_new_tokens=12, do_sample=False, return_full_text=False)
+    run_job("text-generation", str(FIXTURES / "gpt2"), source, tmp_path / "plain.jsonl", progress=False,
+            batch_size=4, **options)
+    run_job("text-generation", str(FIXTURES / "gpt2"), source, tmp_path / "guessed.jsonl", progress=False,
+            batch_size=4, prompt_lookup_num_tokens=4, **options)
+    generator = tasks.load("text-generation", model=str(FIXTURES / "gpt2"))
+    expected = [answer[0]["generated_text"] for answer in generator(TEXTS[:6], batch_size=4, **options)]
+    for name in ("plain.jsonl", "guessed.jsonl"):
+        assert [row["generated_text"] for row in read_jsonl(tmp_path / name)] == expected
+
+
 # -- bad rows ------------------------------------------------------------------------------------------
 
 BAD = [{"text": "fine"}, {"text": ""}, {"text": 42}, {"other": "no text column"}, {"text": "\u200b"}, {"text": "good"}]
