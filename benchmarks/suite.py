@@ -88,6 +88,8 @@ class Bench:
         self._outputs: dict[tuple, list] = {}
         self._queued: list[tuple] = []
         self._waiting: list[Callable] = []
+        self._systems: dict[tuple, tuple] = {}  # (task, model, system, dtype) -> its queued item
+        self._alone: dict[tuple, list[dict]] = {}  # the same key -> its rows measured with no other worker alive
         torch.set_num_threads(options.threads)
 
     # ---- which models -------------------------------------------------------------------------
@@ -121,6 +123,7 @@ class Bench:
         """Measure `system` on `cases`: queued for the workers, or here at once (--in-process)."""
         if self.options.workers and self.workload is not None:
             self._queued.append((task, model, system, cases))
+            self._systems[(task, model, system.name, system.dtype)] = (task, model, system, cases)
         else:
             self.measure_here(task, model, system, cases)
 
@@ -234,16 +237,23 @@ class Bench:
         when the suite's interleaving does not disturb it)."""
         task, model, system, cases = item
         suite_rows = {case.name: self.find(task, model, case.name, system.name, system.dtype) for case in cases}
-        kept, self.measurements = self.measurements, []
-        self.flush([item])
-        alone, self.measurements = self.measurements, kept
-        for row in alone:
+        for row in self.measured_alone(item):
             suite_row = suite_rows.get(row["case"])
             value = suite_row["value"] / row["value"] if suite_row and "value" in suite_row and "value" in row else None
             self._record("suite / alone", task, model, row["case"], (system.name, system.dtype),
                          (system.name, system.dtype + " alone"), None, value, row.get("error", "not measured"))
             print(f"[{task}] {model} | {row['case']} | {system.name} ({system.dtype}) alone: "
                   f"{row.get('value', float('nan')):.2f}; suite / alone = {value}", flush=True)
+
+    def measured_alone(self, item: tuple) -> list[dict]:
+        """The system's rows measured again in a worker with no other worker alive (once per system)."""
+        task, model, system, _ = item
+        key = (task, model, system.name, system.dtype)
+        if key not in self._alone:
+            kept, self.measurements = self.measurements, []
+            self.flush([item])
+            self._alone[key], self.measurements = self.measurements, kept
+        return self._alone[key]
 
     def find(self, task, model, case, system, dtype) -> dict | None:
         for row in self.measurements:
@@ -265,14 +275,25 @@ class Bench:
 
     def compare_memory(self, task: str, model: str, case: str, ours: tuple, reference: tuple,
                        target: float | None) -> None:
-        """Record ours/reference memory (system MB: what loading and running it added; lower is better)."""
+        """Record ours/reference memory (system MB: what loading and running it added; lower is better).
+
+        With workers, both are measured again alone: side by side, a worker's RSS also holds the pages
+        of a weight file its neighbours map (an int8 worker cannot page out the float32 file while the
+        float32 worker maps it: distilbert int8 +554 MB beside it, +303 alone)."""
         if self._queued:
             self._waiting.append(lambda: self.compare_memory(task, model, case, ours, reference, target))
             return
-        mine, theirs = self.find(task, model, case, *ours), self.find(task, model, case, *reference)
+        mine, theirs = self.memory_row(task, model, case, ours), self.memory_row(task, model, case, reference)
         known = all(found and found.get("system_mb", 0) > 0 for found in (mine, theirs))
         value = mine["system_mb"] / theirs["system_mb"] if known else None
         self._record("memory ratio", task, model, case, ours, reference, target, value, "memory not measured")
+
+    def memory_row(self, task: str, model: str, case: str, system: tuple) -> dict | None:
+        """The row whose system MB a memory comparison reads: measured alone when workers run side by side."""
+        item = self._systems.get((task, model, *system))
+        if item is None:
+            return self.find(task, model, case, *system)
+        return next((row for row in self.measured_alone(item) if row["case"] == case), None)
 
     def agree(self, task: str, model: str, case: str, ours: tuple, reference: tuple,
               same_answers: Callable[[list, list], float], target: float | None = None) -> None:
