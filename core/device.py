@@ -131,6 +131,17 @@ def store_head_by_columns(model: nn.Module) -> None:
         head.weight = nn.Parameter(head.weight.t().contiguous().t(), requires_grad=head.weight.requires_grad)
     if tied:
         embeddings.weight = head.weight
+    model._register_state_dict_hook(contiguous_state)
+
+
+def contiguous_state(module, state_dict, prefix, local_metadata):
+    """A state dict of contiguous tensors, as `save_pretrained` and safetensors need, for a model whose head
+    is stored by columns; tensors that share storage still share it (tied weights stay tied)."""
+    copies = {}
+    for name, value in state_dict.items():
+        if isinstance(value, torch.Tensor) and not value.is_contiguous():
+            state_dict[name] = copies.setdefault(value.data_ptr(), value.contiguous())
+    return state_dict
 
 
 MADV_PAGEOUT = 21

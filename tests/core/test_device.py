@@ -139,3 +139,13 @@ def test_a_cpu_decoder_keeps_its_head_by_columns_with_the_same_answers(name):
         assert placed.get_input_embeddings().weight is weight
     ids = torch.tensor([[5, 17, 42, 8, 99, 23]])
     assert torch.equal(generate(placed, ids, max_new_tokens=12).sequences, generate(original, ids, max_new_tokens=12).sequences)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
+def test_a_model_with_its_head_by_columns_saves_and_loads_back(tmp_path, name):
+    placed, _ = place_model(AutoModelForCausalLM.from_pretrained(FIXTURES / name), device="cpu", dtype="float32")
+    placed.save_pretrained(tmp_path)
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert torch.equal(loaded.get_output_embeddings().weight, placed.get_output_embeddings().weight)
+    tied = placed.get_input_embeddings().weight is placed.get_output_embeddings().weight
+    assert (loaded.get_input_embeddings().weight is loaded.get_output_embeddings().weight) == tied
