@@ -52,12 +52,11 @@ class Rows:
 
     def __init__(self, sequences: torch.Tensor, stop: StopCriteria, max_length: int, pad_token_id: int):
         self.texts = sequences.tolist()
-        self.start_length = sequences.shape[1]
         self.finished = [False] * len(self.texts)
-        self.stop, self.pad_token_id = stop, pad_token_id
+        self.stop = stop
         self.buffer = torch.full((len(self.texts), max_length), pad_token_id, dtype=torch.long,
-                                 device=sequences.device)
-        self.buffer[:, :self.start_length] = sequences
+                                 device=sequences.device)  # the sequences as plain decoding returns them
+        self.buffer[:, :sequences.shape[1]] = sequences
 
     def running(self) -> list[int]:
         return [row for row, done in enumerate(self.finished) if not done]
