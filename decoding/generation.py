@@ -65,6 +65,8 @@ class Prepared:
     processors: list[Processor]
     stop: StopCriteria
     tracer: Tracer | None
+    input_ids: torch.Tensor | None = None  # (batch, seq_len) the call's input: a prompt, or what the encoder read
+    attention_mask: torch.Tensor | None = None  # its mask (decoder-only: given or inferred)
 
 
 def check_inputs(model, input_ids, attention_mask) -> None:
@@ -157,7 +159,7 @@ def prepare(model, input_ids, attention_mask, *, tokenizer, logits_processors: S
                         extra=check_stopping_criteria(stopping_criteria))
     stop = with_time_limit(stop, config.max_time, started)
     return Prepared(config, lengths, sequences, state, logits, processors, stop,
-                    with_recording(make_tracer(trace), config))
+                    with_recording(make_tracer(trace), config), input_ids, attention_mask)
 
 
 @torch.inference_mode()

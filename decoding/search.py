@@ -142,11 +142,9 @@ class AssistedDecoding:
 
     def steps(self, model, call, acceptance: Acceptance | None = None) -> Iterator[torch.Tensor]:
         """The sequences after each new token (streaming reads them)."""
-        prompt = call.sequences
-        mask = call.state.attention_mask
-        source = AssistantDrafts(self.assistant, prompt, mask[:, :prompt.shape[1]] if mask is not None else None,
+        source = AssistantDrafts(self.assistant, call.input_ids, call.attention_mask,
                                  call.lengths.max_length + self.num_tokens + 1, processors=call.processors,
-                                 sampling=call.config.do_sample)
+                                 sampling=call.config.do_sample, decoder_start=call.sequences)
         return guessed_steps(model, call, self.num_tokens, source=source, acceptance=acceptance)
 
     def __call__(self, model, call) -> Found:

@@ -52,16 +52,18 @@ MAX_LOOKUP_TOKENS = 1024
 
 
 def check_assistant(config, model) -> None:
-    """assistant_model: a decoder-only model scoring the same vocabulary, without beams; not with prompt lookup."""
+    """assistant_model: a model of the same kind scoring the same vocabulary, without beams; not with prompt lookup."""
     assistant = config.assistant_model
     if not callable(assistant) or not hasattr(assistant, "config"):
         raise TypeError(f"assistant_model must be a transformers causal LM (a runner resolves a folder, a runner or "
                         f"'int8' into one), got {type(assistant).__name__}")
     if config.prompt_lookup_num_tokens is not None:
         raise ValueError("prompt_lookup_num_tokens and assistant_model are two sources of guesses; pass one of them")
-    if model.config.is_encoder_decoder or assistant.config.is_encoder_decoder:
-        raise ValueError("assistant_model is supported for decoder-only models (the model and its assistant); "
-                         "use prompt_lookup_num_tokens for encoder-decoder models")
+    if bool(model.config.is_encoder_decoder) != bool(assistant.config.is_encoder_decoder):
+        kinds = {True: "an encoder-decoder model", False: "a decoder-only model"}
+        raise ValueError(f"assistant_model is {kinds[bool(assistant.config.is_encoder_decoder)]} but the model is "
+                         f"{kinds[bool(model.config.is_encoder_decoder)]}: an assistant must be of the same kind "
+                         "(it reads the same input and grows the same sequences)")
     if config.num_beams > 1:
         raise ValueError("assistant_model speeds up greedy decoding and sampling, not beam search; pass num_beams=1 "
                          "or drop assistant_model")
@@ -139,14 +141,20 @@ class AssistantDrafts:
     (rows, width, vocab), which the target's accept/reject rule needs.
     """
 
-    def __init__(self, assistant, sequences: torch.Tensor, attention_mask: torch.Tensor | None, max_length: int,
-                 processors: Sequence[Processor] = (), sampling: bool = False):
+    def __init__(self, assistant, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, max_length: int,
+                 processors: Sequence[Processor] = (), sampling: bool = False, decoder_start: torch.Tensor | None = None):
+        """input_ids, attention_mask: the call's input (the prompt, or what the encoders read);
+        decoder_start: the target's sequences before the first new token, which an encoder-decoder
+        assistant starts from (the same start token, so both grow the same sequences)."""
         self.model, self.processors, self.sampling = assistant, processors, sampling
-        mask = attention_mask if attention_mask is not None else torch.ones_like(sequences)
-        prompt, self.state = start(assistant, sequences, mask, expand=1, decoder_start_token_id=None,
+        mask = attention_mask if attention_mask is not None or assistant.config.is_encoder_decoder \
+            else torch.ones_like(input_ids)
+        start_id = int(decoder_start[0, 0]) if assistant.config.is_encoder_decoder else None
+        expand = decoder_start.shape[0] // input_ids.shape[0] if decoder_start is not None else 1  # samples per input
+        prompt, self.state = start(assistant, input_ids, mask, expand=expand, decoder_start_token_id=start_id,
                                    max_length=max_length, shared_cross_attention=False)
         self.logits = prefill(assistant, prompt, self.state)
-        self.read = sequences.shape[1]  # positions of the sequences in the assistant's cache
+        self.read = prompt.shape[1]  # positions of the sequences in the assistant's cache
         self.probabilities = None
 
     def propose(self, sequences: torch.Tensor, running: torch.Tensor, width: int):

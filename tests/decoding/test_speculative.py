@@ -185,7 +185,7 @@ def test_an_assistants_guesses_give_plain_greedys_tokens(name):
     (dict(assistant_model="small"), "assistant_model must be a transformers causal LM"),
     (dict(assistant_model=tiny_model("llama"), prompt_lookup_num_tokens=3), "pass one of them"),
     (dict(assistant_model=tiny_model("gpt2"), num_beams=2), "not beam search"),
-    (dict(assistant_model=tiny_model("t5")), "decoder-only"),
+    (dict(assistant_model=tiny_model("t5")), "an assistant must be of the same kind"),
 ])
 def test_a_bad_assistant_is_named(settings, match):
     model = tiny_model("gpt2")
@@ -261,3 +261,38 @@ def test_sampling_with_an_assistant_keeps_guesses_and_repeats_under_a_seed():
         runs.append(generate(model, input_ids, attention_mask, **settings))
     assert torch.equal(runs[0].sequences, runs[1].sequences)
     assert runs[0].speculation.accepted > 5, runs[0].speculation
+
+
+@pytest.mark.parametrize("name", ["t5", "bart", "marian"])
+def test_an_encoder_decoder_assistant_gives_plain_greedys_tokens(name):
+    model = tiny_model(name)
+    input_ids, attention_mask = prompt_batch(model)
+    assistant = perturbed(model, 0.002)
+    plain = generate(model, input_ids, attention_mask, max_new_tokens=15)
+    assisted = generate(model, input_ids, attention_mask, max_new_tokens=15, assistant_model=assistant,
+                        num_assistant_tokens=4)
+    assert torch.equal(plain.sequences, assisted.sequences)
+    assert assisted.speculation.accepted > 0
+
+
+def test_samples_per_input_each_get_the_assistants_guesses():
+    model = tiny_model("llama")
+    input_ids, attention_mask = prompt_batch(model)
+    settings = dict(max_new_tokens=10, do_sample=True, top_k=5, num_return_sequences=2,
+                    assistant_model=perturbed(model, 0.002), num_assistant_tokens=3)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(2)
+        runs.append(generate(model, input_ids, attention_mask, **settings))
+    assert runs[0].sequences.shape[0] == 6 and torch.equal(runs[0].sequences, runs[1].sequences)
+    assert runs[0].speculation.accepted > 0
+
+
+def test_a_seq2seq_runner_takes_its_int8_copy_as_the_assistant():
+    import tasks
+    from tests.paths import FIXTURES
+
+    translator = tasks.load("translation_en_to_fr", model=str(FIXTURES / "marian-en-fr"))
+    text = "The old lighthouse keeper climbed the stairs"
+    assert translator(text, max_new_tokens=12, num_beams=1, assistant_model="int8") == \
+        translator(text, max_new_tokens=12, num_beams=1)
