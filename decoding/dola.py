@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from decoding.config import DecodingConfig
 from decoding.processors import Processor, run_processors
 from decoding.strategy_call import call_processors, forward_hidden, grow_mask, prepare_call
-from decoding.token_loop import append_tokens, greedy, sample
+from decoding.token_loop import append_tokens, greedy_or_sample
 from decoding.warn import warn_caller
 
 
@@ -133,7 +133,7 @@ def dola_generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor |
                        num_beams=call.config.num_beams, num_layers=num_layers, has_output_embeddings=lm_head is not None)
     warn_if_low_repetition_penalty(call.config.repetition_penalty)
     candidates = premature_layer_candidates(dola_layers, num_layers, bool(getattr(text_config, "tie_word_embeddings", False)))
-    choose = sample if call.config.do_sample else greedy
+    choose = greedy_or_sample(call.config.do_sample)
     state, sequences = call.state, call.sequences
     pad_token_id = call.config.effective_pad_token_id
     unfinished = torch.ones(sequences.shape[0], dtype=torch.long, device=sequences.device)

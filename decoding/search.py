@@ -29,7 +29,7 @@ import torch
 from decoding.beam_search import beam_search
 from decoding.speculative import Acceptance, AssistantDrafts, speculative_steps
 from decoding.speculative_rows import per_row_speculation, rows_can_keep_their_own
-from decoding.token_loop import Strategy, decode_tokens, greedy, sample
+from decoding.token_loop import Strategy, decode_tokens, greedy_or_sample
 
 
 @dataclass
@@ -73,18 +73,13 @@ class TokenLoop:
 
     def steps(self, model, call) -> Iterator[torch.Tensor]:
         """The sequences after each new token (streaming reads them)."""
-        choose = self.strategy or choice(call.config)
+        choose = self.strategy or greedy_or_sample(call.config.do_sample)
         return decode_tokens(model, call.sequences, call.state, call.logits, processors=call.processors,
                              choose=choose, stop=call.stop, pad_token_id=call.config.effective_pad_token_id,
                              tracer=call.tracer)
 
     def __call__(self, model, call) -> Found:
         return Found(last(self.steps(model, call), call.sequences))
-
-
-def choice(config):
-    """greedy or sample, as the settings ask."""
-    return sample if config.do_sample else greedy
 
 
 def last(steps: Iterator[torch.Tensor], start: torch.Tensor) -> torch.Tensor:
@@ -128,7 +123,7 @@ class PromptLookup:
             sequences = per_row_speculation(model, call.sequences, call.state, call.logits, processors=call.processors,
                                             stop=call.stop, pad_token_id=pad_token_id,
                                             max_length=call.lengths.max_length, num_tokens=self.num_tokens,
-                                            choose=choice(call.config), acceptance=acceptance)
+                                            choose=greedy_or_sample(call.config.do_sample), acceptance=acceptance)
         else:
             sequences = last(self.steps(model, call, acceptance), call.sequences)
         return Found(sequences, speculation=acceptance)
@@ -156,7 +151,8 @@ def guessed_steps(model, call, num_tokens: int, source, acceptance: Acceptance |
     """The guess-and-verify loop of decoding/speculative.py on a prepared call."""
     return speculative_steps(model, call.sequences, call.state, call.logits, processors=call.processors,
                              stop=call.stop, pad_token_id=call.config.effective_pad_token_id, num_tokens=num_tokens,
-                             choose=choice(call.config), tracer=call.tracer, acceptance=acceptance, source=source)
+                             choose=greedy_or_sample(call.config.do_sample), tracer=call.tracer, acceptance=acceptance,
+                             source=source)
 
 
 def default_search(config, strategy: Strategy | None):

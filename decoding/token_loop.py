@@ -35,6 +35,11 @@ def sample(scores: torch.Tensor) -> torch.Tensor:
     return torch.multinomial(probs, num_samples=1).squeeze(1)
 
 
+def greedy_or_sample(do_sample: bool) -> Strategy:
+    """The token choice the settings ask for when no strategy is given."""
+    return sample if do_sample else greedy
+
+
 def pad_if_finished(next_tokens: torch.Tensor, unfinished: torch.Tensor, stop: StopCriteria,
                     pad_token_id: int | None) -> torch.Tensor:
     """A finished row gets the pad token instead of its choice (only when there are EOS ids, as in transformers)."""
