@@ -156,14 +156,15 @@ GENERATION_OPTIONS = options(
     ("--diversity-penalty", dict(type=float, help="diverse beam search: penalty for a token another group chose")),
     ("--dola-layers", dict(type=dola_layers, metavar="low|high|IDS", help="DoLa decoding (decoder-only)")),
     ("--prompt-lookup", dict(dest="prompt_lookup_num_tokens", type=int, metavar="N",
-                             help="speculative greedy decoding: guess N tokens from the text so far (same output)")),
+                             help="speculative decoding: guess N tokens from the text so far (greedy: the same "
+                                  "output; sampling: the same distribution)")),
     ("--force-words", dict(action="append", metavar="TEXT",
                            help="constrained beam search: the answer must contain this text (repeatable)")),
 )
 GUIDANCE_OPTIONS = options(  # decoder-only models: the generate and chat commands
     ("--assistant", dict(dest="assistant_model", metavar="PATH|int8",
-                         help="speculative greedy decoding with a smaller model of the same vocabulary, or "
-                              "this model's int8 copy (same output)")),
+                         help="speculative decoding with a smaller model of the same vocabulary, or this "
+                              "model's int8 copy (greedy: the same output; sampling: the same distribution)")),
     ("--guidance-scale", dict(type=float, help="classifier-free guidance: > 1 moves away from --negative-prompt")),
     ("--negative-prompt", dict(metavar="TEXT", help="the unconditional prompt for --guidance-scale")),
 )
