@@ -185,8 +185,8 @@ def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
     config = resolve_config(model, config, settings)
     if config.token_healing:
         input_ids, attention_mask = healed_prompt(model, input_ids, attention_mask, tokenizer, config)
-    check_search(search, strategy, config)
     moved = moved_strategy(config)
+    check_search(search, strategy, config, moved)
     check_speculation(config, model, moved, strategy)
     search = search if search is not None else chosen_search(config, strategy, moved)
     check_stopping_criteria_loop(stopping_criteria, config, search)
@@ -254,7 +254,7 @@ def refuse_another_loop(name: str, moved, strategy) -> None:
         raise ValueError(f"{name} speeds up nopipe's own greedy loop; it cannot be combined with {other}")
 
 
-def check_search(search, strategy, config: DecodingConfig) -> None:
+def check_search(search, strategy, config: DecodingConfig, moved) -> None:
     """A search replaces the loop: it cannot be combined with another choice of loop."""
     if search is None:
         return
@@ -262,7 +262,7 @@ def check_search(search, strategy, config: DecodingConfig) -> None:
         raise TypeError(f"search must be a callable (model, call) -> decoding.search.Found, got {search!r}")
     others = [name for name, value in (("strategy=", strategy), ("prompt_lookup_num_tokens",
                                                                   config.prompt_lookup_num_tokens)) if value is not None]
-    if others or moved_strategy(config).name is not None:
+    if others or moved.name is not None:
         raise ValueError(f"search= runs its own loop; drop {others[0] if others else 'the strategy options'} "
                          "or the search")
 

@@ -138,8 +138,8 @@ class AssistedDecoding:
     def steps(self, model, call, acceptance: Acceptance | None = None) -> Iterator[torch.Tensor]:
         """The sequences after each new token (streaming reads them)."""
         source = AssistantDrafts(self.assistant, call.input_ids, call.attention_mask,
-                                 call.lengths.max_length + self.num_tokens + 1, processors=call.processors,
-                                 sampling=call.config.do_sample, decoder_start=call.sequences)
+                                 call.lengths.max_length + self.num_tokens + 1, call.sequences,
+                                 processors=call.processors, sampling=call.config.do_sample)
         return guessed_steps(model, call, self.num_tokens, source=source, acceptance=acceptance)
 
     def __call__(self, model, call) -> Found:

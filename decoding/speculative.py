@@ -142,15 +142,15 @@ class AssistantDrafts:
     """
 
     def __init__(self, assistant, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, max_length: int,
-                 processors: Sequence[Processor] = (), sampling: bool = False, decoder_start: torch.Tensor | None = None):
+                 sequences: torch.Tensor, processors: Sequence[Processor] = (), sampling: bool = False):
         """input_ids, attention_mask: the call's input (the prompt, or what the encoders read);
-        decoder_start: the target's sequences before the first new token, which an encoder-decoder
-        assistant starts from (the same start token, so both grow the same sequences)."""
+        sequences: the target's rows before the first new token (one per sample of an input); an
+        encoder-decoder assistant starts from their start token, so both grow the same sequences."""
         self.model, self.processors, self.sampling = assistant, processors, sampling
         mask = attention_mask if attention_mask is not None or assistant.config.is_encoder_decoder \
             else torch.ones_like(input_ids)
-        start_id = int(decoder_start[0, 0]) if assistant.config.is_encoder_decoder else None
-        expand = decoder_start.shape[0] // input_ids.shape[0] if decoder_start is not None else 1  # samples per input
+        start_id = int(sequences[0, 0]) if assistant.config.is_encoder_decoder else None
+        expand = sequences.shape[0] // input_ids.shape[0]  # samples per input
         prompt, self.state = start(assistant, input_ids, mask, expand=expand, decoder_start_token_id=start_id,
                                    max_length=max_length, shared_cross_attention=False)
         self.logits = prefill(assistant, prompt, self.state)
