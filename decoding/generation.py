@@ -260,8 +260,9 @@ def check_search(search, strategy, config: DecodingConfig, moved) -> None:
         return
     if not callable(search):
         raise TypeError(f"search must be a callable (model, call) -> decoding.search.Found, got {search!r}")
-    others = [name for name, value in (("strategy=", strategy), ("prompt_lookup_num_tokens",
-                                                                  config.prompt_lookup_num_tokens)) if value is not None]
+    others = [name for name, value in (("strategy=", strategy),
+                                       ("prompt_lookup_num_tokens", config.prompt_lookup_num_tokens),
+                                       ("assistant_model", config.assistant_model)) if value is not None]
     if others or moved.name is not None:
         raise ValueError(f"search= runs its own loop; drop {others[0] if others else 'the strategy options'} "
                          "or the search")

@@ -179,6 +179,7 @@ def test_the_built_in_loops_are_searches_too():
     (dict(search="beam"), "search must be a callable"),
     (dict(search=TwoStepLookahead(), strategy=lambda scores: scores.argmax(-1)), "drop strategy="),
     (dict(search=TwoStepLookahead(), prompt_lookup_num_tokens=3), "drop prompt_lookup_num_tokens"),
+    (dict(search=TwoStepLookahead(), assistant_model=tiny_model("gpt2")), "drop assistant_model"),
     (dict(search=lambda model, call: call.sequences), "must return decoding.search.Found"),
 ])
 def test_a_bad_search_is_named(options, match):
