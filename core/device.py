@@ -17,7 +17,6 @@ import torch
 from torch import nn
 
 from core.choices import DTYPE_CHOICES
-from core.int8_embedding import quantize_word_embeddings
 from decoding.warn import warn_caller
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -104,7 +103,6 @@ def place_model(model: nn.Module, device=None, dtype="auto", many_rows: bool = T
     model.eval()
     if resolved_dtype == "int8":
         model = quantize_linear_layers(model.to(torch.float32), engine=int8_engine(many_rows))
-        model = quantize_word_embeddings(model)
         release_weight_file_pages()
         release_freed_heap()
     else:
