@@ -352,3 +352,26 @@ def test_llama_cpp_is_an_optional_peer_that_says_why_it_is_missing(monkeypatch):
     assert (system.name, system.dtype) == ("llama.cpp", "q4_1")
     with pytest.raises(NotAvailable, match="llama_cpp is not installed"):
         system.load()
+
+
+def test_agreement_on_the_trained_fixtures_compares_labels_with_float32s(tmp_path):
+    from benchmarks import agreement
+    from tasks.text_classification import TextClassifier
+
+    runner = TextClassifier.from_pretrained(str(agreement.FIXTURES / "distilbert-sst2"), device="cpu")
+    texts = agreement.agreement_texts(runner.tokenizer, 60)
+    assert len(texts) == 60 and texts[0] in agreement.CORPUS.read_text()  # corpus lines first, then word runs
+    labels = agreement.top_labels(runner, texts, tokens=False)
+    assert [runner.model.config.id2label[int(i)] for i in labels] == [answer["label"] for answer in runner(texts)]
+    output = tmp_path / "agreement.txt"
+    table = agreement.main(["--texts", "6", "--only", "distilbert-sst2", "bert-ner", "--output", str(output)])
+    assert output.read_text() == table
+    rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines() if line.startswith("| ")}
+    assert "6 texts" in rows["distilbert-sst2"] and "tokens" in rows["bert-ner"]
+    assert rows["distilbert-sst2"].count("differ") == len(agreement.SYSTEMS)
+
+
+def test_agreement_shares_round_down():
+    from benchmarks.agreement import share_down
+
+    assert share_down(17135, 17142) == "99.9" and share_down(5, 5) == "100.0" and share_down(1, 3) == "33.3"
