@@ -58,9 +58,11 @@ class DecodingConfig:
     constraints: list | None = field(default=None, compare=False)
     # speculative decoding: guess this many tokens from the text so far, keep those greedy agrees with
     prompt_lookup_num_tokens: int | None = None
-    # ... or from a smaller model with the same vocabulary, num_assistant_tokens at a time (adapting)
+    # ... or from a smaller model with the same vocabulary, num_assistant_tokens at a time (adapting),
+    # stopping early at a guess the assistant gives less than assistant_confidence_threshold (4.x defaults)
     assistant_model: object = field(default=None, compare=False)
     num_assistant_tokens: int = 20
+    assistant_confidence_threshold: float = 0.4
     # sampling warpers (used only when do_sample=True)
     temperature: float = 1.0
     top_k: int | None = 50

@@ -132,14 +132,15 @@ class PromptLookup:
 class AssistedDecoding:
     """An assistant model's guesses (decoding/speculative.py): greedy's tokens, or sampling's distribution."""
 
-    def __init__(self, assistant, num_tokens: int = 20):
-        self.assistant, self.num_tokens = assistant, num_tokens
+    def __init__(self, assistant, num_tokens: int = 20, confidence: float = 0.4):
+        self.assistant, self.num_tokens, self.confidence = assistant, num_tokens, confidence
 
     def steps(self, model, call, acceptance: Acceptance | None = None) -> Iterator[torch.Tensor]:
         """The sequences after each new token (streaming reads them)."""
         source = AssistantDrafts(self.assistant, call.input_ids, call.attention_mask,
                                  call.lengths.max_length + self.num_tokens + 1, call.sequences,
-                                 processors=call.processors, sampling=call.config.do_sample)
+                                 processors=call.processors, sampling=call.config.do_sample,
+                                 confidence=self.confidence)
         return guessed_steps(model, call, self.num_tokens, source=source, acceptance=acceptance)
 
     def __call__(self, model, call) -> Found:
@@ -162,5 +163,6 @@ def default_search(config, strategy: Strategy | None):
     if config.prompt_lookup_num_tokens is not None:
         return PromptLookup(config.prompt_lookup_num_tokens)
     if config.assistant_model is not None:
-        return AssistedDecoding(config.assistant_model, config.num_assistant_tokens)
+        return AssistedDecoding(config.assistant_model, config.num_assistant_tokens,
+                                config.assistant_confidence_threshold)
     return TokenLoop(strategy)

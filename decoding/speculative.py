@@ -67,6 +67,13 @@ def check_assistant(config, model) -> None:
     if config.num_beams > 1:
         raise ValueError("assistant_model speeds up greedy decoding and sampling, not beam search; pass num_beams=1 "
                          "or drop assistant_model")
+    tokens, threshold = config.num_assistant_tokens, config.assistant_confidence_threshold
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or not 1 <= tokens <= MAX_LOOKUP_TOKENS:
+        raise ValueError(f"num_assistant_tokens must be an int from 1 to {MAX_LOOKUP_TOKENS} (guesses per call at "
+                         f"most), got {tokens!r}")
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
+        raise ValueError(f"assistant_confidence_threshold must be a number from 0 to 1 (the assistant stops guessing "
+                         f"at a token it gives less; 0 never stops early), got {threshold!r}")
     ours, theirs = vocabulary_rows(model), vocabulary_rows(assistant)
     if ours != theirs:
         raise ValueError(f"assistant_model scores {theirs} tokens but the model {ours}: an assistant must share the "
@@ -142,11 +149,14 @@ class AssistantDrafts:
     """
 
     def __init__(self, assistant, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, max_length: int,
-                 sequences: torch.Tensor, processors: Sequence[Processor] = (), sampling: bool = False):
+                 sequences: torch.Tensor, processors: Sequence[Processor] = (), sampling: bool = False,
+                 confidence: float = 0.0):
         """input_ids, attention_mask: the call's input (the prompt, or what the encoders read);
         sequences: the target's rows before the first new token (one per sample of an input); an
-        encoder-decoder assistant starts from their start token, so both grow the same sequences."""
-        self.model, self.processors, self.sampling = assistant, processors, sampling
+        encoder-decoder assistant starts from their start token, so both grow the same sequences;
+        confidence: stop guessing after a guess the assistant gives less probability than this, in any
+        running row (transformers' assistant_confidence_threshold): the guesses after it are rarely kept."""
+        self.model, self.processors, self.sampling, self.confidence = assistant, processors, sampling, confidence
         mask = attention_mask if attention_mask is not None or assistant.config.is_encoder_decoder \
             else torch.ones_like(input_ids)
         start_id = int(sequences[0, 0]) if assistant.config.is_encoder_decoder else None
@@ -163,18 +173,25 @@ class AssistantDrafts:
         guesses, drawn_from, context = [], [], sequences
         for index in range(width):  # the call's processors guide the guesses too, as in transformers' assisted decoding
             scores = run_processors(self.processors, context, logits)
+            probabilities = torch.softmax(scores, dim=-1)
             if self.sampling:
-                drawn_from.append(torch.softmax(scores, dim=-1))
-                guesses.append(torch.multinomial(drawn_from[-1], 1).squeeze(1))
+                drawn_from.append(probabilities)
+                guesses.append(torch.multinomial(probabilities, 1).squeeze(1))
             else:
                 guesses.append(scores.argmax(dim=-1))
             context = torch.cat([context, guesses[-1][:, None]], dim=-1)
-            if index + 1 < width:
-                logits = decode_step(self.model, guesses[-1], self.state)
+            if index + 1 == width or self.unsure(probabilities, guesses[-1], running):
+                break
+            logits = decode_step(self.model, guesses[-1], self.state)
         self.read = sequences.shape[1]
         self.probabilities = torch.stack(drawn_from, dim=1) if self.sampling else None
         tokens = torch.stack(guesses, dim=1)
         return tokens, torch.ones_like(tokens, dtype=torch.bool)
+
+    def unsure(self, probabilities: torch.Tensor, guesses: torch.Tensor, running: torch.Tensor) -> bool:
+        """Whether a running row's guess has less probability than the confidence threshold."""
+        chosen = probabilities.gather(1, guesses[:, None]).squeeze(1)
+        return bool(((chosen < self.confidence) & running).any())
 
     def kept(self, length: int) -> None:
         """The sequences' first `length` tokens are settled: the assistant's cache keeps at most those."""

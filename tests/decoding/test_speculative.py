@@ -296,3 +296,30 @@ def test_a_seq2seq_runner_takes_its_int8_copy_as_the_assistant():
     text = "The old lighthouse keeper climbed the stairs"
     assert translator(text, max_new_tokens=12, num_beams=1, assistant_model="int8") == \
         translator(text, max_new_tokens=12, num_beams=1)
+
+
+def test_the_assistant_stops_guessing_at_a_guess_it_is_unsure_of():
+    model = tiny_model("gpt2")
+    input_ids, attention_mask = prompt_batch(model)
+    settings = dict(max_new_tokens=20, assistant_model=perturbed(model, 0.002), num_assistant_tokens=6)
+    plain = generate(model, input_ids, attention_mask, max_new_tokens=20)
+    bold = generate(model, input_ids, attention_mask, assistant_confidence_threshold=0.0, **settings)
+    careful = generate(model, input_ids, attention_mask, assistant_confidence_threshold=1.0, **settings)
+    assert torch.equal(bold.sequences, plain.sequences) and torch.equal(careful.sequences, plain.sequences)
+    # a threshold of 1 stops after every first guess (no guess is certain); 0 never stops early
+    guessing_calls = careful.speculation.calls
+    assert careful.speculation.proposed <= guessing_calls * input_ids.shape[0]
+    assert bold.speculation.proposed > careful.speculation.proposed
+
+
+@pytest.mark.parametrize("option, value", [("assistant_confidence_threshold", -0.1),
+                                           ("assistant_confidence_threshold", 1.5),
+                                           ("assistant_confidence_threshold", "high"),
+                                           ("assistant_confidence_threshold", True),
+                                           ("num_assistant_tokens", 0),
+                                           ("num_assistant_tokens", 2.5)])
+def test_bad_assistant_settings_are_named(option, value):
+    model = tiny_model("gpt2")
+    input_ids, attention_mask = prompt_batch(model)
+    with pytest.raises(ValueError, match=option):
+        generate(model, input_ids, attention_mask, max_new_tokens=3, assistant_model=model, **{option: value})
