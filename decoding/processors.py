@@ -184,10 +184,10 @@ def build_processors(config: DecodingConfig, *, prompt_length: int, max_length: 
     if c.bad_words_ids is not None:
         single, multi = _bad_word_groups(c.bad_words_ids, c.eos_ids, vocab_size, device)
         processors.append(lambda ids, s: apply_bad_words(s, ids, single, multi))
-    if min_length > 0 and len(eos):
-        processors.append(lambda ids, s: apply_min_length(s, ids.shape[-1], min_length, eos))
-    if c.min_new_tokens and len(eos):
-        min_total = prompt_length + c.min_new_tokens
+    # min_length and min_new_tokens (transformers' two processors, one after the other) both forbid
+    # EOS below a length: one check at the longer of the two gives the same scores with one copy less.
+    min_total = max(min_length, prompt_length + c.min_new_tokens if c.min_new_tokens else 0)
+    if min_total > 0 and len(eos):
         processors.append(lambda ids, s: apply_min_length(s, ids.shape[-1], min_total, eos))
     processors.extend(prefix_constraint_processors(c))
     if c.forced_bos_token_id is not None:
