@@ -102,7 +102,7 @@ def place_model(model: nn.Module, device=None, dtype="auto", many_rows: bool = T
     resolved_dtype = resolve_dtype(dtype, resolved_device)
     model.eval()
     if resolved_dtype == "int8":
-        model = quantize_linear_layers(model.to(torch.float32), engine=int8_engine(many_rows))
+        model = fuse_tanh_gelu(quantize_linear_layers(model.to(torch.float32), engine=int8_engine(many_rows)))
         release_weight_file_pages()
         release_freed_heap()
     else:
@@ -192,6 +192,24 @@ def release_freed_heap() -> None:
     libc = ctypes.CDLL(name) if name else None
     if libc is not None and hasattr(libc, "malloc_trim"):
         libc.malloc_trim(0)
+
+
+def fuse_tanh_gelu(model: nn.Module) -> nn.Module:
+    """Replace transformers' NewGELUActivation (GPT-2, T5 v1.1/flan-t5: the tanh approximation written as
+    seven tensor operations) by GELUTanh, the same formula in one fused torch kernel.
+
+    Why: in an int8 decoding step the activation is a cost of its own (GPT-2, 8 rows: 50 us against 23
+    per layer); the two differ by rounding only (2.4e-7 at most on unit-scale inputs), so only int8
+    models, which are not exact anyway, get it: float32 keeps transformers' own operations.
+    """
+    from transformers.activations import GELUTanh, NewGELUActivation
+
+    for name, child in list(model.named_children()):
+        if isinstance(child, NewGELUActivation):
+            setattr(model, name, GELUTanh())
+        else:
+            fuse_tanh_gelu(child)
+    return model
 
 
 def conv1d_to_linear(model: nn.Module) -> nn.Module:

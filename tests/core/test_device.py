@@ -178,3 +178,16 @@ def test_8_bit_activations_are_closer_to_float32_than_torchs_7_bit():
     reduced_error = (torch.ops.quantized.linear_dynamic(inputs, packed, reduce_range=True) - expected).abs().mean()
     full_error = (full(inputs) - expected).abs().mean()
     assert full_error < 0.75 * reduced_error
+
+
+def test_int8_models_run_the_fused_tanh_gelu_and_float32_keeps_transformers_own():
+    from transformers.activations import GELUTanh, NewGELUActivation
+
+    int8, _ = place_model(gpt2(), "cpu", "int8")
+    float32, _ = place_model(gpt2(), "cpu", "float32")
+    assert isinstance(int8.transformer.h[0].mlp.act, GELUTanh)
+    assert not any(isinstance(module, NewGELUActivation) for module in int8.modules())
+    assert isinstance(float32.transformer.h[0].mlp.act, NewGELUActivation)
+    inputs = torch.randn(4, 3072) * 3
+    torch.testing.assert_close(int8.transformer.h[0].mlp.act(inputs), float32.transformer.h[0].mlp.act(inputs),
+                               atol=1e-6, rtol=0)
