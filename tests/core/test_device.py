@@ -191,3 +191,17 @@ def test_int8_models_run_the_fused_tanh_gelu_and_float32_keeps_transformers_own(
     inputs = torch.randn(4, 3072) * 3
     torch.testing.assert_close(int8.transformer.h[0].mlp.act(inputs), float32.transformer.h[0].mlp.act(inputs),
                                atol=1e-6, rtol=0)
+
+
+def test_a_cpu_placement_keeps_freed_memory_for_reuse(monkeypatch):
+    calls = []
+    monkeypatch.setattr(core.device, "reuse_freed_memory", lambda: calls.append(True))
+    place_model(gpt2(), "cpu", "float32")
+    place_model(gpt2(), "cpu", "int8")
+    assert len(calls) == 2
+
+
+@pytest.mark.skipif(not hasattr(__import__("ctypes").CDLL(None), "mallopt"), reason="glibc's mallopt only")
+def test_glibc_takes_the_reuse_thresholds():
+    core.device.reuse_freed_memory.cache_clear()
+    assert core.device.reuse_freed_memory() is True
