@@ -164,9 +164,9 @@ def release_weight_file_pages() -> int:
     import ctypes
 
     maps = Path("/proc/self/maps")
-    if not maps.is_file():
+    libc = c_library()
+    if not maps.is_file() or libc is None or not hasattr(libc, "madvise"):
         return 0
-    libc = ctypes.CDLL(None)
     libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     released = 0
     for line in maps.read_text().splitlines():
@@ -185,15 +185,24 @@ def release_freed_heap() -> None:
     transposed, then quantized, then freed) the process stayed at the load's peak: 1.3 GB resident
     for a model whose int8 weights and float32 embedding take 170 MB. Linux/glibc only; elsewhere a no-op.
     """
-    import ctypes
-    import ctypes.util
     import gc
 
     gc.collect()
-    name = ctypes.util.find_library("c")
-    libc = ctypes.CDLL(name) if name else None
+    libc = c_library()
     if libc is not None and hasattr(libc, "malloc_trim"):
         libc.malloc_trim(0)
+
+
+@cache
+def c_library():
+    """The C library (ctypes), whose memory calls (madvise, malloc_trim, mallopt) nopipe makes; None if absent."""
+    import ctypes
+    import ctypes.util
+
+    try:  # where find_library cannot tell (no ldconfig), the process's own symbols hold the C library
+        return ctypes.CDLL(ctypes.util.find_library("c"))
+    except (OSError, TypeError):
+        return None
 
 
 def fuse_tanh_gelu(model: nn.Module) -> nn.Module:
@@ -231,11 +240,7 @@ def reuse_freed_memory() -> bool:
     the next, and 235-258 with both thresholds at 1 GiB. The cost: memory freed after a peak stays with
     the process (malloc_trim gives it back; nopipe calls it after quantizing). Linux/glibc only.
     """
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    libc = ctypes.CDLL(name) if name else None
+    libc = c_library()
     if libc is None or not hasattr(libc, "mallopt"):
         return False
     return bool(libc.mallopt(M_MMAP_THRESHOLD, REUSE_BYTES)) and bool(libc.mallopt(M_TRIM_THRESHOLD, REUSE_BYTES))
