@@ -67,10 +67,8 @@ def check_assistant(config, model) -> None:
     if config.num_beams > 1:
         raise ValueError("assistant_model speeds up greedy decoding and sampling, not beam search; pass num_beams=1 "
                          "or drop assistant_model")
-    tokens, threshold = config.num_assistant_tokens, config.assistant_confidence_threshold
-    if isinstance(tokens, bool) or not isinstance(tokens, int) or not 1 <= tokens <= MAX_LOOKUP_TOKENS:
-        raise ValueError(f"num_assistant_tokens must be an int from 1 to {MAX_LOOKUP_TOKENS} (guesses per call at "
-                         f"most), got {tokens!r}")
+    check_guess_count("num_assistant_tokens", config.num_assistant_tokens, "guesses per call at most")
+    threshold = config.assistant_confidence_threshold
     if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
         raise ValueError(f"assistant_confidence_threshold must be a number from 0 to 1 (the assistant stops guessing "
                          f"at a token it gives less; 0 never stops early), got {threshold!r}")
@@ -89,16 +87,19 @@ def vocabulary_rows(model) -> int | None:
 
 def check_prompt_lookup(config) -> None:
     """prompt_lookup_num_tokens: a positive int, without beams or a processor that runs the model."""
-    value = config.prompt_lookup_num_tokens
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LOOKUP_TOKENS:
-        raise ValueError(f"prompt_lookup_num_tokens must be an int from 1 to {MAX_LOOKUP_TOKENS} (tokens guessed per "
-                         f"step, e.g. 10), got {value!r}")
+    check_guess_count("prompt_lookup_num_tokens", config.prompt_lookup_num_tokens, "tokens guessed per step, e.g. 10")
     if config.num_beams > 1:
         raise ValueError(f"prompt_lookup_num_tokens speeds up greedy decoding, not beam search (num_beams="
                          f"{config.num_beams}); pass num_beams=1 or drop prompt_lookup_num_tokens")
     if config.guidance_scale not in (None, 1, 1.0):
         raise ValueError("prompt_lookup_num_tokens cannot be combined with guidance_scale (its unconditional pass "
                          "reads one token per step); drop one of them")
+
+
+def check_guess_count(name: str, value, meaning: str) -> None:
+    """A number of guesses (prompt_lookup_num_tokens, num_assistant_tokens): an int from 1 to MAX_LOOKUP_TOKENS."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LOOKUP_TOKENS:
+        raise ValueError(f"{name} must be an int from 1 to {MAX_LOOKUP_TOKENS} ({meaning}), got {value!r}")
 
 
 def lookup_draft(row: list[int], num_tokens: int, max_ngram: int = MAX_MATCHING_NGRAM) -> list[int]:
@@ -173,14 +174,15 @@ class AssistantDrafts:
         guesses, drawn_from, context = [], [], sequences
         for index in range(width):  # the call's processors guide the guesses too, as in transformers' assisted decoding
             scores = run_processors(self.processors, context, logits)
-            probabilities = torch.softmax(scores, dim=-1)
+            # the distribution over the vocabulary, only when a draw or the confidence stop reads it
+            probabilities = torch.softmax(scores, dim=-1) if self.sampling or self.confidence > 0 else None
             if self.sampling:
                 drawn_from.append(probabilities)
                 guesses.append(torch.multinomial(probabilities, 1).squeeze(1))
             else:
                 guesses.append(scores.argmax(dim=-1))
             context = torch.cat([context, guesses[-1][:, None]], dim=-1)
-            if index + 1 == width or self.unsure(probabilities, guesses[-1], running):
+            if index + 1 == width or (probabilities is not None and self.unsure(probabilities, guesses[-1], running)):
                 break
             logits = decode_step(self.model, guesses[-1], self.state)
         self.read = sequences.shape[1]
