@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.models import FIXTURES
 from benchmarks.workloads import CORPUS, mixed_texts
 
-FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "models"
 CLASSIFIERS = ("distilbert-sst2", "bert-stars", "roberta-emotion", "bert-multilabel")
 TAGGERS = ("bert-ner", "roberta-ner")
 SYSTEMS = ("int8", "bfloat16", "ONNX Runtime int8")
