@@ -16,7 +16,7 @@ class Sizes:
     tokens/s in float32 (bert-large about 70), and each encoder model runs about six passes over
     its texts (nopipe float32 and int8, the pipeline at its default and at its best batch size, the
     sweep, the single requests): 512 texts of ~150 tokens would take over 20 minutes for distilbert
-    alone. `FULL` keeps the specified length mix (5 to 300 tokens) and batch sizes, with 128 texts
+    alone. `FULL` keeps the issue's length mix (5 to 300 tokens) and batch sizes, with 128 texts
     (fewer for the bigger models, see `BenchModel.workload_share`) and 32 new tokens for the seq2seq
     tasks; in one process, one repetition each, the whole suite took 13 minutes (2026-12-02). Workers
     load every system of a workload anew and run 3 repetitions, so expect a few times that (not yet
