@@ -371,6 +371,16 @@ def test_agreement_on_the_trained_fixtures_compares_labels_with_float32s(tmp_pat
     assert rows["distilbert-sst2"].count("differ") == len(agreement.SYSTEMS)
 
 
+def test_summarization_lookup_keeps_greedys_tokens_and_reports_acceptance_and_verification_cost():
+    from benchmarks import summarization_lookup as lookup
+
+    plain = lookup.measure("generate-greedy", texts=2, new_tokens=12, threads=1, mode="fixtures")
+    guessed = lookup.measure("nopipe-lookup", texts=2, new_tokens=12, threads=1, mode="fixtures")
+    assert guessed["tokens"] == plain["tokens"] and [len(row) for row in plain["tokens"]] == [12, 12]
+    assert plain["acceptance"] is None and 0 <= guessed["acceptance"] <= 1
+    assert lookup.verification_cost(threads=1, mode="fixtures", repeats=2) > 0
+
+
 def test_agreement_shares_round_down():
     from benchmarks.agreement import share_down
 
