@@ -22,11 +22,11 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchmarks.worker import last_line_of_module, rotated
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "tests" / "fixtures" / "corpus.txt"
@@ -86,10 +86,8 @@ def measure_ray(system: str, model: str, source: Path, out: Path) -> float:
 
 
 def run_in_own_process(system: str, model: str, source: Path, out: Path) -> float:
-    command = [sys.executable, "-m", "benchmarks.batch_jobs", "--worker", system, "--model", model,
-               "--source", str(source), "--out", str(out)]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
-    return float(done.stdout.strip().splitlines()[-1])
+    return float(last_line_of_module("benchmarks.batch_jobs", "--worker", system, "--model", model,
+                                     "--source", str(source), "--out", str(out)))
 
 
 def main(argv=None) -> None:
@@ -113,7 +111,7 @@ def main(argv=None) -> None:
         write_dataset(source, args.rows)
         speeds = {system: [] for system in SYSTEMS}
         for repeat in range(args.repeats):
-            for system in SYSTEMS[repeat % len(SYSTEMS):] + SYSTEMS[:repeat % len(SYSTEMS)]:
+            for system in rotated(SYSTEMS, repeat):
                 speeds[system].append(run_in_own_process(system, args.model, source, Path(folder) / f"{system}.jsonl"))
     medians = {system: statistics.median(values) for system, values in speeds.items()}
     print(f"{args.rows} rows, model {args.model}, {args.repeats} interleaved repeats (rows/s: median, min-max)")

@@ -22,12 +22,10 @@ Every system decodes greedily with the same max_new_tokens; tokens/s counts new 
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from benchmarks.worker import last_line_of_module, rotated
+
 TEXT = ("The city council met on Tuesday evening and approved a budget of 4.2 million euros for the public "
         "libraries. The money will pay for longer opening hours on weekends, a new reading room for children "
         "in the north district, and the repair of the old library's roof, which has leaked since the storm "
@@ -86,10 +84,9 @@ def measure(system: str, batch: int, new_tokens: int, threads: int, workload: st
 
 
 def run_in_own_process(system: str, batch: int, new_tokens: int, threads: int, workload: str) -> dict:
-    command = [sys.executable, "-m", "benchmarks.speculative", "--worker", system, "--batch", str(batch),
-               "--new-tokens", str(new_tokens), "--threads", str(threads), "--workload", workload]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(last_line_of_module("benchmarks.speculative", "--worker", system, "--batch", str(batch),
+                                          "--new-tokens", str(new_tokens), "--threads", str(threads),
+                                          "--workload", workload))
 
 
 def main(argv=None) -> None:
@@ -111,7 +108,7 @@ def main(argv=None) -> None:
         for workload in workloads:
             runs = {system: [] for system in systems}
             for repeat in range(args.repeats):
-                for system in systems[repeat % len(systems):] + systems[:repeat % len(systems)]:
+                for system in rotated(systems, repeat):
                     runs[system].append(run_in_own_process(system, batch, args.new_tokens, args.threads, workload))
             report(f"batch {batch}, {workload}", runs)
 

@@ -19,11 +19,10 @@ repetition, the repetitions interleaved (A B C D, B C D A, ...); each text is su
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import time
 
-from benchmarks.speculative import LOOKUP, REPO
+from benchmarks.speculative import LOOKUP
+from benchmarks.worker import last_line_of_module, rotated
 
 SYSTEMS = ("nopipe-greedy", "nopipe-lookup", "generate-greedy", "generate-lookup")
 
@@ -109,9 +108,7 @@ def verification_cost(threads: int, mode: str = "real", guesses: int = LOOKUP, r
 
 
 def run_in_own_process(*arguments: str) -> dict:
-    command = [sys.executable, "-m", "benchmarks.summarization_lookup", *arguments]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(last_line_of_module("benchmarks.summarization_lookup", *arguments))
 
 
 def main(argv=None) -> None:
@@ -135,7 +132,7 @@ def main(argv=None) -> None:
         return
     runs = {system: [] for system in SYSTEMS}
     for repeat in range(args.repeats):
-        for system in SYSTEMS[repeat % len(SYSTEMS):] + SYSTEMS[:repeat % len(SYSTEMS)]:
+        for system in rotated(SYSTEMS, repeat):
             runs[system].append(run_in_own_process("--worker", system, *common))
     report(runs, run_in_own_process("--worker", "verification-cost", *common), args)
 

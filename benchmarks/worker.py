@@ -15,6 +15,8 @@ cannot be sent to another process, and the recipe is the one place that knows ho
 
 import multiprocessing
 import statistics
+import subprocess
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -109,7 +111,21 @@ def wait_ready(worker: Worker) -> None:
 def rounds(workers: list[Worker], case_name: str, repeats: int) -> list[list[Worker]]:
     """The order of each repetition of `case_name`: the workers that have that case, rotated by one each round."""
     having = [worker for worker in workers if any(case.name == case_name for case in worker.cases)]
-    return [having[index % len(having):] + having[:index % len(having)] for index in range(repeats)] if having else []
+    return [rotated(having, index) for index in range(repeats)] if having else []
+
+
+def rotated(items: list | tuple, round_index: int) -> list:
+    """`items` in the order of round `round_index` (A, B, C; then B, C, A; ...), so a slow minute falls on all."""
+    shift = round_index % len(items)
+    return list(items[shift:]) + list(items[:shift])
+
+
+def last_line_of_module(module: str, *arguments: str) -> str:
+    """Run `python -m module arguments` in a fresh process (the scripts whose systems each need one) and
+    return the last line it printed: the worker's result."""
+    command = [sys.executable, "-m", module, *arguments]
+    done = subprocess.run(command, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, check=True)
+    return done.stdout.strip().splitlines()[-1]
 
 
 def run_case(worker: Worker, case_name: str, first: bool) -> None:
