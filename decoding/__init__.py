@@ -16,6 +16,7 @@ Where things are, in the order a call meets them:
     lengths.py           max_new_tokens / max_length -> absolute lengths; prompt and output must fit
     memory.py            refuse a call whose cache cannot fit in the device's memory
     model_step.py        the model side: start (encoder, cache), prefill, decode_step
+    llama_step.py        a lean forward pass for Llama decoders (the model's modules, fewer operations)
     cache.py             the KV cache, preallocated; shared_cross_attention.py: one copy per input
     processor_chain.py   the processors of a call, in transformers' order
     processors.py, warpers.py, biases.py, encoder_processors.py, prefix_constraint.py,

@@ -8,7 +8,8 @@ attention mask and positions of a left-padded decoder-only batch, and the encode
 `prefill` and `decode_step` return float32 logits of the last position, `(rows, vocab)`, and
 keep the state ready for the next step. This mirrors what `generate()` builds in
 `_prepare_*`, `prepare_inputs_for_generation` and `_update_model_kwargs_for_generation`, written
-out for the two model families we decode.
+out for the two model families we decode. Llama decoders are computed by decoding/llama_step.py
+(their own modules, fewer operations around them); every other model by its own forward.
 """
 
 import inspect
@@ -18,6 +19,7 @@ from functools import cache
 import torch
 from transformers.cache_utils import Cache
 
+from decoding import llama_step
 from decoding.cache import new_cache
 
 
@@ -38,6 +40,7 @@ class ModelState:
     next_positions: torch.Tensor | None = None
     encoder_outputs: object = None
     keep_last_logits: bool = False  # the model accepts logits_to_keep=1 (skip the LM head on the prompt)
+    lean: bool = False  # decoding/llama_step.py computes the forward pass
 
 
 @cache
@@ -93,12 +96,14 @@ def start(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, *
         if attention_mask is not None:
             attention_mask = attention_mask.repeat_interleave(expand, dim=0)
     state = ModelState(new_cache(model, max_length), False, attention_mask=attention_mask, next_positions=positions,
-                       keep_last_logits=_accepts(type(model), "logits_to_keep"))
+                       keep_last_logits=_accepts(type(model), "logits_to_keep"), lean=llama_step.applies(model))
     return input_ids, state
 
 
 def _forward(model, tokens: torch.Tensor, state: ModelState, positions: torch.Tensor | None) -> torch.Tensor:
     """One model call on `tokens` (rows, n) -> float32 logits of the last position (rows, vocab)."""
+    if state.lean:
+        return llama_step.forward(model, tokens, state.cache, positions, state.attention_mask, last_only=True).float()
     if state.is_encoder_decoder:
         inputs = dict(decoder_input_ids=tokens, encoder_outputs=state.encoder_outputs,
                       attention_mask=state.attention_mask)
@@ -147,6 +152,8 @@ def decode_ahead(model, tokens: torch.Tensor, state: ModelState) -> torch.Tensor
     if state.next_positions is not None:
         positions = state.next_positions + torch.arange(count, device=tokens.device)
         state.next_positions = positions[:, -1:] + 1
+    if state.lean:
+        return llama_step.forward(model, tokens, state.cache, positions, state.attention_mask, last_only=False).float()
     if state.is_encoder_decoder:
         inputs = dict(decoder_input_ids=tokens, encoder_outputs=state.encoder_outputs, attention_mask=state.attention_mask)
     else:

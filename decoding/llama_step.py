@@ -1,0 +1,117 @@
+"""A lean forward pass for Llama decoders (LlamaForCausalLM: SmolLM2, Llama, TinyLlama...).
+
+Why: a decoding step at batch 1 reads every weight once, so its matrix products run at the machine's
+memory bandwidth; what transformers adds around them is eager work per layer (the mask builder,
+the attention-function registry, keyword plumbing, two casts in each RMSNorm). On SmolLM2-135M in
+float32 on this 2-core CPU that was ~9 ms of a ~33 ms step. This module computes the same layers
+with the same modules (so int8-quantized projections and bfloat16 weights work unchanged) and
+fewer operations: rotary embeddings on queries and keys in one pass, RMSNorm without casts in
+float32, the attention mask built once per call (not once per layer), and no output objects.
+
+The numbers are those of transformers' forward up to float rounding (the order of a few sums and
+products differs; `tests/decoding/test_llama_step.py` bounds the logits and checks the tokens); the
+tokens are the same as `generate()`'s on the parity suite.
+Used by decoding/model_step.py when `applies(model)`; every other model runs its own forward.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def applies(model) -> bool:
+    """Whether the lean pass can stand in for `model`'s forward: a plain LlamaForCausalLM on one device
+    whose attention is SDPA (eager attention, other kernels and offloaded weights keep their path)."""
+    from transformers import LlamaForCausalLM
+
+    config = model.config
+    return (type(model) is LlamaForCausalLM and getattr(model, "hf_device_map", None) is None
+            and getattr(config, "_attn_implementation", "sdpa") == "sdpa"
+            and not any(parameter.is_meta for parameter in model.parameters()))
+
+
+def forward(model, tokens: torch.Tensor, cache, positions: torch.Tensor, attention_mask: torch.Tensor | None,
+            last_only: bool) -> torch.Tensor:
+    """Logits for `tokens` (rows, n) after the cache's past: (rows, vocab) of the last position when
+    `last_only`, else (rows, n, vocab), in the model's dtype.
+
+    positions: (rows, n) position ids; attention_mask: (rows, past + n) 1 for real tokens, or None
+    when no row has padding. The cache receives each layer's new keys and values. The hidden states
+    stay (rows * n, hidden) between layers, so each product is one plain matrix product.
+    """
+    decoder = model.model
+    rows, count = tokens.shape
+    hidden = decoder.embed_tokens(tokens).view(rows * count, -1)
+    cos, sin = (part[:, None] for part in decoder.rotary_emb(hidden, positions))
+    mask = attention_bias(attention_mask, count, cache.get_seq_length())
+    for index, layer in enumerate(decoder.layers[: model.config.num_hidden_layers]):
+        normed = rms_norm(hidden, layer.input_layernorm)
+        hidden = hidden + attention(layer.self_attn, normed.view(rows, count, -1), cache, index, cos, sin, mask)
+        mlp = layer.mlp
+        normed = rms_norm(hidden, layer.post_attention_layernorm)
+        hidden = hidden + project(mlp.down_proj, mlp.act_fn(project(mlp.gate_proj, normed)) * project(mlp.up_proj, normed))
+    hidden = hidden.view(rows, count, -1)
+    if last_only:
+        hidden = hidden[:, -1]
+    return model.lm_head(rms_norm(hidden, decoder.norm))
+
+
+def project(linear, states: torch.Tensor) -> torch.Tensor:
+    """A projection: F.linear on a plain nn.Linear's weights (skipping the module call), else the module
+    itself (an int8 layer keeps its kernel)."""
+    if type(linear) is nn.Linear:
+        return F.linear(states, linear.weight, linear.bias)
+    return linear(states)
+
+
+def rms_norm(hidden: torch.Tensor, norm) -> torch.Tensor:
+    """LlamaRMSNorm's arithmetic (in float32, the result back in the input's dtype), without the two
+    casts when the input already is float32."""
+    if hidden.dtype == torch.float32:
+        return norm.weight * (hidden * torch.rsqrt(hidden.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon))
+    wide = hidden.float()
+    wide = wide * torch.rsqrt(wide.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon)
+    return norm.weight * wide.to(hidden.dtype)
+
+
+def attention(module, normed: torch.Tensor, cache, index: int, cos, sin, mask) -> torch.Tensor:
+    """One self-attention block on (rows, n, hidden): projections, rotary embeddings, cache update, SDPA,
+    output projection, returned as (rows * n, hidden)."""
+    rows, count, _ = normed.shape
+    head_dim = module.head_dim
+    query = project(module.q_proj, normed).view(rows, count, -1, head_dim)
+    key = project(module.k_proj, normed).view(rows, count, -1, head_dim)
+    heads = query.shape[2]
+    # Queries and keys rotate by the same angles: one pass over both.
+    rotated = rotate(torch.cat((query, key), dim=2).transpose(1, 2), cos, sin)
+    query, key = rotated[:, :heads], rotated[:, heads:]
+    value = project(module.v_proj, normed).view(rows, count, -1, head_dim).transpose(1, 2)
+    key, value = cache.update(key, value, index)
+    causal = mask is None and count > 1
+    output = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, is_causal=causal,
+                                            scale=module.scaling, enable_gqa=heads != key.shape[1])
+    return project(module.o_proj, output.transpose(1, 2).reshape(rows * count, -1))
+
+
+def rotate(states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding (transformers' apply_rotary_pos_emb) of (rows, heads, n, head_dim) states."""
+    first, second = states.chunk(2, dim=-1)
+    return states * cos + torch.cat((-second, first), dim=-1) * sin
+
+
+def attention_bias(attention_mask: torch.Tensor | None, count: int, past: int) -> torch.Tensor | None:
+    """The boolean (rows, 1, n, past + n) mask of who attends to whom, or None when SDPA's own causal
+    flag (a prompt without padding) or no mask at all (one token without padding) says it.
+
+    As in transformers' SDPA mask, a query with no allowed key (a padding position of a left-padded
+    prompt) keeps an all-False row, for which SDPA returns zeros: the padding positions then hold what
+    they hold in transformers' forward, which matters to int8 (a batch's activations share one scale).
+    """
+    if attention_mask is None and (count == 1 or past == 0):
+        return None
+    total = past + count
+    device = attention_mask.device if attention_mask is not None else None
+    allowed = torch.ones(count, total, dtype=torch.bool, device=device).tril(diagonal=past)[None, None]
+    if attention_mask is not None:
+        allowed = allowed & attention_mask[:, None, None, :].bool()
+    return allowed
