@@ -43,7 +43,7 @@ def forward(model, tokens: torch.Tensor, cache, positions: torch.Tensor, attenti
     rows, count = tokens.shape
     hidden = decoder.embed_tokens(tokens).view(rows * count, -1)
     cos, sin = (part[:, None] for part in decoder.rotary_emb(hidden, positions))
-    mask = attention_bias(attention_mask, count, cache.get_seq_length())
+    mask = attention_pattern(attention_mask, count, cache.get_seq_length(), hidden.device)
     for index, layer in enumerate(decoder.layers[: model.config.num_hidden_layers]):
         normed = rms_norm(hidden, layer.input_layernorm)
         hidden = hidden + attention(layer.self_attn, normed.view(rows, count, -1), cache, index, cos, sin, mask)
@@ -99,7 +99,7 @@ def rotate(states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.
     return states * cos + torch.cat((-second, first), dim=-1) * sin
 
 
-def attention_bias(attention_mask: torch.Tensor | None, count: int, past: int) -> torch.Tensor | None:
+def attention_pattern(attention_mask: torch.Tensor | None, count: int, past: int, device) -> torch.Tensor | None:
     """The boolean (rows, 1, n, past + n) mask of who attends to whom, or None when SDPA's own causal
     flag (a prompt without padding) or no mask at all (one token without padding) says it.
 
@@ -110,7 +110,6 @@ def attention_bias(attention_mask: torch.Tensor | None, count: int, past: int) -
     if attention_mask is None and (count == 1 or past == 0):
         return None
     total = past + count
-    device = attention_mask.device if attention_mask is not None else None
     allowed = torch.ones(count, total, dtype=torch.bool, device=device).tril(diagonal=past)[None, None]
     if attention_mask is not None:
         allowed = allowed & attention_mask[:, None, None, :].bool()
