@@ -100,21 +100,24 @@ def start(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, *
     return input_ids, state
 
 
-def _forward(model, tokens: torch.Tensor, state: ModelState, positions: torch.Tensor | None) -> torch.Tensor:
-    """One model call on `tokens` (rows, n) -> float32 logits of the last position (rows, vocab)."""
+def _forward(model, tokens: torch.Tensor, state: ModelState, positions: torch.Tensor | None,
+             last_only: bool = True) -> torch.Tensor:
+    """One model call on `tokens` (rows, n) -> float32 logits of the last position (rows, vocab), or of
+    every position (rows, n, vocab) when not `last_only`."""
     if state.lean:
-        return llama_step.forward(model, tokens, state.cache, positions, state.attention_mask, last_only=True).float()
+        return llama_step.forward(model, tokens, state.cache, positions, state.attention_mask, last_only).float()
     if state.is_encoder_decoder:
         inputs = dict(decoder_input_ids=tokens, encoder_outputs=state.encoder_outputs,
                       attention_mask=state.attention_mask)
     else:
         inputs = dict(input_ids=tokens, attention_mask=state.attention_mask, position_ids=positions)
-        if state.keep_last_logits:
+        if last_only and state.keep_last_logits:
             inputs["logits_to_keep"] = 1
     outputs = model(**inputs, cache=state.cache, use_cache=True, return_dict=True)
     state.cache = outputs.cache
+    logits = outputs.logits[:, -1, :] if last_only else outputs.logits
     # A copy in float32: sampling and beam scores are computed in float32 whatever the model dtype.
-    return outputs.logits[:, -1, :].to(copy=True, dtype=torch.float32)
+    return logits.to(copy=True, dtype=torch.float32)
 
 
 def prefill(model, sequences: torch.Tensor, state: ModelState) -> torch.Tensor:
@@ -152,15 +155,7 @@ def decode_ahead(model, tokens: torch.Tensor, state: ModelState) -> torch.Tensor
     if state.next_positions is not None:
         positions = state.next_positions + torch.arange(count, device=tokens.device)
         state.next_positions = positions[:, -1:] + 1
-    if state.lean:
-        return llama_step.forward(model, tokens, state.cache, positions, state.attention_mask, last_only=False).float()
-    if state.is_encoder_decoder:
-        inputs = dict(decoder_input_ids=tokens, encoder_outputs=state.encoder_outputs, attention_mask=state.attention_mask)
-    else:
-        inputs = dict(input_ids=tokens, attention_mask=state.attention_mask, position_ids=positions)
-    outputs = model(**inputs, cache=state.cache, use_cache=True, return_dict=True)
-    state.cache = outputs.cache
-    return outputs.logits.to(copy=True, dtype=torch.float32)
+    return _forward(model, tokens, state, positions, last_only=False)
 
 
 def rewind(state: ModelState, length: int) -> None:
