@@ -63,21 +63,21 @@ def measure(system: str, batch: int, new_tokens: int, threads: int, workload: st
     model, tokenizer = AutoModelForCausalLM.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
     encoded = prompts(tokenizer, batch, workload)
     ids, mask = encoded["input_ids"], encoded["attention_mask"]
-    settings = dict(max_new_tokens=new_tokens, do_sample=False)
+    settings = dict(do_sample=False)
     if system == "nopipe-int8-draft":
         import copy
 
         from core.device import place_model
 
         settings["assistant_model"] = place_model(copy.deepcopy(model), dtype="int8", many_rows=False)[0]
-    def decode(new_tokens: int):
-        """(sequences, acceptance rate or None) of one call of the system."""
+    def decode(count: int):
+        """(sequences, acceptance rate or None) of one call of the system making `count` new tokens."""
         with torch.inference_mode():
             if system == "generate-lookup":
                 return model.generate(ids, attention_mask=mask, prompt_lookup_num_tokens=LOOKUP,
-                                      **dict(settings, max_new_tokens=new_tokens)), None
+                                      max_new_tokens=count, **settings), None
             lookup = dict(prompt_lookup_num_tokens=LOOKUP) if system == "nopipe-lookup" else {}
-            result = generate(model, ids, mask, **dict(settings, max_new_tokens=new_tokens), **lookup)
+            result = generate(model, ids, mask, max_new_tokens=count, **settings, **lookup)
             return result.sequences, (result.speculation.rate if result.speculation else None)
 
     decode(WARM_UP_TOKENS)  # first-call costs (kernel selection, int8 packing warm-up) stay out of the clock

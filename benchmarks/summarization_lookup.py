@@ -93,14 +93,14 @@ def verification_cost(threads: int, mode: str = "real", guesses: int = LOOKUP, r
         def seconds(tokens: int) -> float:
             cache = new_cache(model, 32 + guesses + 1)
             model(encoder_outputs=encoder_output, attention_mask=encoded["attention_mask"],
-                  decoder_input_ids=start, past_key_values=cache, use_cache=True)
+                  decoder_input_ids=start, cache=cache, use_cache=True)
             step = torch.full((1, tokens), 5)
             times = []
             for _ in range(repeats):
                 cache.crop(32)
                 began = time.perf_counter()
                 model(encoder_outputs=encoder_output, attention_mask=encoded["attention_mask"],
-                      decoder_input_ids=step, past_key_values=cache, use_cache=True)
+                      decoder_input_ids=step, cache=cache, use_cache=True)
                 times.append(time.perf_counter() - began)
             return statistics.median(times)
 
