@@ -12,15 +12,15 @@ from benchmarks.models import MODELS, MODES
 class Sizes:
     """How big the workloads are.
 
-    The issue asks for 512 texts per encoder model. On 2 CPU cores distilbert reads about 600
+    The full-size workload is 512 texts per encoder model. On 2 CPU cores distilbert reads about 600
     tokens/s in float32 (bert-large about 70), and each encoder model runs about six passes over
     its texts (nopipe float32 and int8, the pipeline at its default and at its best batch size, the
     sweep, the single requests): 512 texts of ~150 tokens would take over 20 minutes for distilbert
-    alone. `FULL` keeps the issue's length mix (5 to 300 tokens) and batch sizes, with 128 texts
+    alone. `FULL` keeps the full-size length mix (5 to 300 tokens) and batch sizes, with 128 texts
     (fewer for the bigger models, see `BenchModel.workload_share`) and 32 new tokens for the seq2seq
     tasks; in one process, one repetition each, the whole suite took 13 minutes (2026-12-02). Workers
-    load every system of a workload anew and run 3 repetitions, so expect a few times that (not yet
-    measured). `--texts 512` gives the specified 512 texts.
+    load every system of a workload anew and run 3 repetitions: the first full run with workers took
+    about two hours (2026-12-04 15:52-17:57, README "The latest run"). `--texts 512` gives the 512 texts.
     Fewer texts make nopipe's length-sorted batches (32 texts each) pad more: with 128 texts about a
     quarter of the tokens it reads are padding, with 512 about a sixteenth, and 32 texts are one batch.
     """

@@ -17,7 +17,7 @@ ENCODER_ORT_INT8 = 1.2  # nopipe int8 / ONNX Runtime int8
 ENCODER_ORT_FLOAT32 = 1.0  # nopipe float32 / ONNX Runtime float32
 ENCODER_INT8_AGREEMENT = 0.99  # top-1 answers of nopipe int8 against float32
 INT8_MEMORY = 0.5  # nopipe int8's memory / float32's (at most)
-PIPELINE_FLOAT32 = 2.0  # encoders, x the pipeline at its best batch size (the earlier issue's)
+PIPELINE_FLOAT32 = 2.0  # encoders, x the pipeline at its best batch size (an earlier round's target, still held)
 PIPELINE_INT8 = 3.0
 PIPELINE_BFLOAT16 = 3.0  # encoders, nopipe dtype="bfloat16" (AMX where the CPU has it) x the pipeline (float32)
 BFLOAT16_AGREEMENT = 0.99  # top-1 answers of nopipe bfloat16 against float32
