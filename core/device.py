@@ -104,7 +104,9 @@ def place_model(model: nn.Module, device=None, dtype="auto", many_rows: bool = T
     if resolved_device.type == "cpu":
         reuse_freed_memory()
     if resolved_dtype == "int8":
-        model = fuse_tanh_gelu(quantize_linear_layers(model.to(torch.float32), engine=int8_engine(many_rows)))
+        engine = int8_engine(many_rows)
+        model = fuse_tanh_gelu(quantize_linear_layers(model.to(torch.float32), engine=engine))
+        join_llama_int8_projections(model, engine)
         release_weight_file_pages()
         release_freed_heap()
     else:
@@ -338,3 +340,42 @@ class FullRangeLinear(torch.ao.nn.quantized.dynamic.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.quantized.linear_dynamic(x, self._packed_params._packed_params, reduce_range=False).to(x.dtype)
+
+
+def join_llama_int8_projections(model: nn.Module, engine: str) -> None:
+    """Stack each layer's int8 q/k/v projections into one product, and gate/up into another, where the
+    lean Llama forward runs (decoding/joined_projections.py says why: three products fewer a layer)."""
+    from decoding import llama_step
+    from decoding.joined_projections import join_projections
+
+    if not llama_step.applies(model):
+        return
+    for layer in model.model.layers:
+        for module, names, joined_name in ((layer.self_attn, ("q_proj", "k_proj", "v_proj"), "qkv_proj"),
+                                           (layer.mlp, ("gate_proj", "up_proj"), "gate_up_proj")):
+            product = stacked_int8_linear([getattr(module, name) for name in names], engine)
+            if product is not None:
+                join_projections(module, names, joined_name, product)
+
+
+def stacked_int8_linear(linears: list[nn.Module], engine: str) -> nn.Module | None:
+    """One dynamic-int8 linear whose output is the outputs of `linears` (int8 linears of one input size)
+    side by side, packed for `engine`; None when they cannot be stacked exactly (not int8, a scale for
+    a whole matrix rather than per output channel, a bias on some only)."""
+    if not all(isinstance(linear, torch.ao.nn.quantized.dynamic.Linear) for linear in linears):
+        return None
+    weights, biases = zip(*(linear._packed_params._weight_bias() for linear in linears))
+    per_channel = (torch.per_channel_affine, torch.per_channel_symmetric)
+    if any(weight.qscheme() not in per_channel or weight.q_per_channel_axis() != 0 for weight in weights):
+        return None
+    if len({bias is None for bias in biases}) > 1:
+        return None
+    weight = torch._make_per_channel_quantized_tensor(
+        torch.cat([weight.int_repr() for weight in weights]),
+        torch.cat([weight.q_per_channel_scales() for weight in weights]),
+        torch.cat([weight.q_per_channel_zero_points() for weight in weights]), 0)
+    bias = None if biases[0] is None else torch.cat(biases)
+    stacked = type(linears[0])(weight.shape[1], weight.shape[0], dtype=torch.qint8)
+    with quantized_engine(engine):
+        stacked.set_weight_bias(weight, bias)
+    return stacked

@@ -6,7 +6,8 @@ the attention-function registry, keyword plumbing, two casts in each RMSNorm). O
 float32 on this 2-core CPU that was ~9 ms of a ~33 ms step. This module computes the same layers
 with the same modules (so int8-quantized projections and bfloat16 weights work unchanged) and
 fewer operations: rotary embeddings on queries and keys in one pass, RMSNorm without casts in
-float32, the attention mask built once per call (not once per layer), and no output objects.
+float32, the attention mask built once per call (not once per layer), and no output objects. An
+int8 model's q/k/v and gate/up projections are one product each (decoding/joined_projections.py).
 
 The numbers are those of transformers' forward up to float rounding (the order of a few sums and
 products differs; `tests/decoding/test_llama_step.py` bounds the logits and checks the tokens); the
@@ -17,6 +18,8 @@ Used by decoding/model_step.py when `applies(model)`; every other model runs its
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from decoding.joined_projections import joined_or_separate
 
 
 def applies(model) -> bool:
@@ -49,7 +52,8 @@ def forward(model, tokens: torch.Tensor, cache, positions: torch.Tensor, attenti
         hidden = hidden + attention(layer.self_attn, normed.view(rows, count, -1), cache, index, cos, sin, mask)
         mlp = layer.mlp
         normed = rms_norm(hidden, layer.post_attention_layernorm)
-        hidden = hidden + project(mlp.down_proj, mlp.act_fn(project(mlp.gate_proj, normed)) * project(mlp.up_proj, normed))
+        gate, up = joined_or_separate(mlp, "gate_up_proj", ("gate_proj", "up_proj"), normed, project)
+        hidden = hidden + project(mlp.down_proj, mlp.act_fn(gate) * up)
     hidden = hidden.view(rows, count, -1)
     if last_only:
         hidden = hidden[:, -1]
@@ -79,13 +83,14 @@ def attention(module, normed: torch.Tensor, cache, index: int, cos, sin, mask) -
     output projection, returned as (rows * n, hidden)."""
     rows, count, _ = normed.shape
     head_dim = module.head_dim
-    query = project(module.q_proj, normed).view(rows, count, -1, head_dim)
-    key = project(module.k_proj, normed).view(rows, count, -1, head_dim)
+    query, key, value = joined_or_separate(module, "qkv_proj", ("q_proj", "k_proj", "v_proj"), normed, project)
+    query = query.view(rows, count, -1, head_dim)
+    key = key.view(rows, count, -1, head_dim)
     heads = query.shape[2]
     # Queries and keys rotate by the same angles: one pass over both.
     rotated = rotate(torch.cat((query, key), dim=2).transpose(1, 2), cos, sin)
     query, key = rotated[:, :heads], rotated[:, heads:]
-    value = project(module.v_proj, normed).view(rows, count, -1, head_dim).transpose(1, 2)
+    value = value.view(rows, count, -1, head_dim).transpose(1, 2)
     key, value = cache.update(key, value, index)
     causal = mask is None and count > 1
     output = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, is_causal=causal,

@@ -1,0 +1,141 @@
+"""decoding/joined_projections.py with core/device.py's stacking: an int8 Llama's q/k/v and gate/up as
+one product each give the unjoined model's numbers bit for bit, in the lean forward and in the model's
+own, which computes each joined product once, also from several threads at a time."""
+
+import copy
+import threading
+
+import pytest
+import torch
+from test_llama_step import STEPS, both_forwards
+from tiny_models import prompt_batch
+from torch import nn
+from transformers import AutoModelForCausalLM
+
+from core.device import join_llama_int8_projections, place_model, quantize_linear_layers, stacked_int8_linear
+from decoding import llama_step
+from decoding.joined_projections import JoinedProjections, ProjectionPart
+from tests.paths import FIXTURES
+
+ENGINES = [engine for engine in ("x86", "onednn") if engine in torch.backends.quantized.supported_engines]
+
+
+def int8_llama(engine: str, joined: bool):
+    model = quantize_linear_layers(AutoModelForCausalLM.from_pretrained(FIXTURES / "llama").eval(), engine=engine)
+    if joined:
+        join_llama_int8_projections(model, engine)
+    return model
+
+
+def joined_products(model) -> list[JoinedProjections]:
+    return [module for module in model.modules() if isinstance(module, JoinedProjections)]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_joined_int8_model_gives_the_unjoined_models_logits_exactly(engine):
+    separate, joined = int8_llama(engine, joined=False), int8_llama(engine, joined=True)
+    assert len(joined_products(joined)) == 2 * joined.config.num_hidden_layers
+    input_ids, attention_mask = prompt_batch(joined, lengths=(7, 4, 6))
+    reference, _ = both_forwards(separate, input_ids, attention_mask, STEPS)
+    own, lean = both_forwards(joined, input_ids, attention_mask, STEPS)
+    for theirs, mine_own, mine_lean in zip(reference, own, lean):
+        assert torch.equal(mine_own, theirs)  # transformers' forward through the parts
+        assert torch.equal(mine_lean, theirs)  # padding positions included: they share the batch's scale
+
+
+def count_products(model) -> list[int]:
+    """Calls of the joined products, counted by forward hooks on them (removed by the caller)."""
+    calls = [0]
+    handles = [joined.product.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+               for joined in joined_products(model)]
+    return calls, handles
+
+
+def test_the_models_own_forward_computes_each_joined_product_once():
+    model = int8_llama(ENGINES[0], joined=True)
+    input_ids, attention_mask = prompt_batch(model)
+    calls, handles = count_products(model)
+    try:
+        with torch.inference_mode():
+            model(input_ids=input_ids, attention_mask=attention_mask)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert calls[0] == len(joined_products(model))
+    assert all(joined.last is None for joined in joined_products(model))  # the last part let go of the outputs
+
+
+def test_the_lean_forward_uses_the_joined_products():
+    model = int8_llama(ENGINES[0], joined=True)
+    input_ids, attention_mask = prompt_batch(model)
+    calls, handles = count_products(model)
+    try:
+        own, lean = both_forwards(model, input_ids, attention_mask, [])
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert calls[0] == 2 * len(joined_products(model))  # one forward of each kind
+    assert torch.equal(own[0], lean[0])
+
+
+def test_parts_give_right_outputs_when_threads_share_the_model():
+    """Each thread's parts reuse only a product made from their own input (one memo per joined module)."""
+    model = int8_llama(ENGINES[0], joined=True)
+    inputs = [prompt_batch(model, seed=seed) for seed in range(4)]
+    with torch.inference_mode():
+        expected = [model(input_ids=ids, attention_mask=mask).logits for ids, mask in inputs]
+    wrong, errors = [], []
+
+    def run(index: int):
+        try:
+            ids, mask = inputs[index]
+            for _ in range(15):
+                with torch.inference_mode():
+                    if not torch.equal(model(input_ids=ids, attention_mask=mask).logits, expected[index]):
+                        wrong.append(index)
+        except Exception as error:  # noqa: BLE001 - reported below, a thread's exception is otherwise lost
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and not wrong
+
+
+def test_stacked_int8_linear_equals_its_parts_with_biases():
+    torch.manual_seed(0)
+    parts = [nn.Linear(16, size) for size in (8, 4, 12)]
+    quantized = [quantize_linear_layers(nn.Sequential(part))[0] for part in parts]
+    stacked = stacked_int8_linear(quantized, ENGINES[0])
+    states = torch.randn(3, 16)
+    assert torch.equal(stacked(states), torch.cat([part(states) for part in quantized], dim=-1))
+
+
+def test_only_int8_per_channel_linears_with_the_same_bias_layout_are_stacked():
+    with_bias = quantize_linear_layers(nn.Sequential(nn.Linear(16, 8)))[0]
+    without = quantize_linear_layers(nn.Sequential(nn.Linear(16, 8, bias=False)))[0]
+    assert stacked_int8_linear([with_bias, without], ENGINES[0]) is None
+    assert stacked_int8_linear([nn.Linear(16, 8), nn.Linear(16, 8)], ENGINES[0]) is None
+
+
+def test_place_model_joins_int8_llama_only():
+    llama = place_model(AutoModelForCausalLM.from_pretrained(FIXTURES / "llama"), dtype="int8")[0]
+    assert isinstance(llama.model.layers[0].self_attn.q_proj, ProjectionPart)
+    assert llama_step.applies(llama)
+    gpt2 = place_model(AutoModelForCausalLM.from_pretrained(FIXTURES / "gpt2"), dtype="int8")[0]
+    assert not joined_products(gpt2)
+    float32 = place_model(AutoModelForCausalLM.from_pretrained(FIXTURES / "llama"), dtype="float32")[0]
+    assert not joined_products(float32)
+
+
+def test_a_joined_model_copies_with_its_parts_pointing_at_the_copy():
+    model = int8_llama(ENGINES[0], joined=True)
+    twin = copy.deepcopy(model)
+    attention = twin.model.layers[0].self_attn
+    assert attention.q_proj.joined is attention.qkv_proj
+    input_ids, attention_mask = prompt_batch(model)
+    with torch.inference_mode():
+        assert torch.equal(twin(input_ids=input_ids, attention_mask=attention_mask).logits,
+                           model(input_ids=input_ids, attention_mask=attention_mask).logits)
