@@ -106,8 +106,9 @@ def place_model(model: nn.Module, device=None, dtype="auto", many_rows: bool = T
     if resolved_dtype == "int8":
         engine = int8_engine(many_rows)
         model = fuse_tanh_gelu(quantize_linear_layers(model.to(torch.float32), engine=engine))
-        join_llama_int8_projections(model, engine)
         release_weight_file_pages()
+        release_freed_heap()
+        join_llama_int8_projections(model, engine)  # after the float32 pages went: they do not add up at the peak
         release_freed_heap()
     else:
         model = model.to(device=resolved_device, dtype=DTYPES[resolved_dtype])
