@@ -28,7 +28,7 @@ class JoinedProjections(nn.Module):
         super().__init__()
         self.product = product
         self.sizes = list(sizes)
-        self.last = None  # (input, outputs) for the parts still to come; see output_for
+        self.pending = None  # (input, outputs) for the parts still to come; see output_for
 
     def forward(self, states: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self.product(states).split(self.sizes, dim=-1)
@@ -37,14 +37,16 @@ class JoinedProjections(nn.Module):
         """The output of projection `index` on `states`, reusing the product of the call just before
         when it read this very tensor; the last part lets go of it.
 
-        Safe from threads: `last` is read once and replaced whole, and a part only reuses outputs made
-        from its own input object (another thread's call makes it compute the product again).
+        It assumes what transformers' forward does: the parts are called in order, on one tensor that
+        nobody changes in place between the calls. Safe from threads: `pending` is read once and
+        replaced whole, and a part only reuses outputs made from its own input object; when threads
+        interleave their calls on one layer, a part recomputes the product (right, only slower).
         """
-        last = self.last
-        if last is None or last[0] is not states:
-            last = (states, self(states))
-        self.last = None if index == len(self.sizes) - 1 else last
-        return last[1][index]
+        pending = self.pending
+        if pending is None or pending[0] is not states:
+            pending = (states, self(states))
+        self.pending = None if index == len(self.sizes) - 1 else pending
+        return pending[1][index]
 
 
 class ProjectionPart(nn.Module):
