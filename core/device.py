@@ -361,9 +361,11 @@ def join_llama_int8_projections(model: nn.Module, engine: str) -> None:
 
 def stacked_int8_linear(linears: list[nn.Module], engine: str) -> nn.Module | None:
     """One dynamic-int8 linear whose output is the outputs of `linears` (int8 linears of one input size)
-    side by side, packed for `engine`; None when they cannot be stacked exactly (not int8, a scale for
-    a whole matrix rather than per output channel, a bias on some only)."""
-    if not all(isinstance(linear, torch.ao.nn.quantized.dynamic.Linear) for linear in linears):
+    side by side, packed for `engine`; None when they cannot be stacked exactly (not all int8 linears of
+    one class, which sets how activations are quantized, and one input size; a scale for a whole matrix
+    rather than per output channel; a bias on some only)."""
+    kinds = {(type(linear), linear.in_features) for linear in linears}
+    if len(kinds) != 1 or not issubclass(type(linears[0]), torch.ao.nn.quantized.dynamic.Linear):
         return None
     weights, biases = zip(*(linear._packed_params._weight_bias() for linear in linears))
     per_channel = (torch.per_channel_affine, torch.per_channel_symmetric)

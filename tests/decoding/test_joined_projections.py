@@ -147,6 +147,18 @@ def test_only_int8_per_channel_linears_with_the_same_bias_layout_are_stacked():
     without = quantize_linear_layers(nn.Sequential(nn.Linear(16, 8, bias=False)))[0]
     assert stacked_int8_linear([with_bias, without], ENGINES[0]) is None
     assert stacked_int8_linear([nn.Linear(16, 8), nn.Linear(16, 8)], ENGINES[0]) is None
+    other_size = quantize_linear_layers(nn.Sequential(nn.Linear(12, 8)))[0]
+    assert stacked_int8_linear([with_bias, other_size], ENGINES[0]) is None
+
+
+def test_int8_linears_of_two_kinds_are_not_stacked(monkeypatch):
+    """8-bit and 7-bit activations quantize the same input differently: one product cannot stand for both."""
+    kinds = []
+    for vnni in (True, False):
+        monkeypatch.setattr(core.device, "cpu_has_vnni", lambda vnni=vnni: vnni)
+        kinds.append(quantize_linear_layers(nn.Sequential(nn.Linear(16, 8)))[0])
+    assert type(kinds[0]) is not type(kinds[1])
+    assert stacked_int8_linear(kinds, ENGINES[0]) is None
 
 
 def test_place_model_joins_int8_llama_only():
