@@ -17,6 +17,7 @@ Where things are, in the order a call meets them:
     memory.py            refuse a call whose cache cannot fit in the device's memory
     model_step.py        the model side: start (encoder, cache), prefill, decode_step
     llama_step.py        a lean forward pass for Llama decoders (the model's modules, fewer operations)
+    joined_projections.py  an int8 Llama's q/k/v and gate/up as one product each (exact)
     cache.py             the KV cache, preallocated; shared_cross_attention.py: one copy per input
     processor_chain.py   the processors of a call, in transformers' order
     processors.py, warpers.py, biases.py, encoder_processors.py, prefix_constraint.py,

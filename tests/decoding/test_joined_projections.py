@@ -7,7 +7,7 @@ import threading
 
 import pytest
 import torch
-from test_llama_step import STEPS, both_forwards
+from test_llama_step import STEPS, both_forwards, positions_of
 from tiny_models import prompt_batch
 from torch import nn
 from transformers import AutoModelForCausalLM
@@ -90,10 +90,6 @@ def test_the_lean_forward_uses_the_joined_products():
         for handle in product_handles + part_handles:
             handle.remove()
     assert products[0] == len(joined_products(model)) and part_calls[0] == 0  # the products, not the parts
-
-
-def positions_of(attention_mask: torch.Tensor) -> torch.Tensor:
-    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
 
 
 def test_a_part_called_on_another_tensor_computes_its_own_output():

@@ -15,13 +15,18 @@ from decoding.cache import new_cache
 from tests.paths import FIXTURES
 
 
+def positions_of(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids of a left-padded prompt (padding positions at 0), as the loop numbers them."""
+    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
+
+
 def both_forwards(model, input_ids, attention_mask, steps):
     """Logits of the model's forward and of the lean one, fed the same tokens: the prompt, then each of
     `steps` ((rows, n) tensors) after the cache. Returns two lists of (rows, n, vocab) tensors."""
     results = []
     for lean in (False, True):
         cache, mask, found = new_cache(model, 64), attention_mask, []
-        positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        positions = positions_of(attention_mask)
         for tokens in [input_ids, *steps]:
             if tokens is not input_ids:
                 mask = torch.cat([mask, mask.new_ones(tokens.shape)], dim=-1)
