@@ -10,9 +10,10 @@ encoder-decoder = decoder start token + new tokens, finished rows padded with th
 """
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
@@ -67,6 +68,9 @@ class Prepared:
     tracer: Tracer | None
     input_ids: torch.Tensor | None = None  # (batch, seq_len) the call's input: a prompt, or what the encoder read
     attention_mask: torch.Tensor | None = None  # its mask (decoder-only: given or inferred)
+    # row -> that row's own processors (generation.one_row_processors); None when a processor couples the
+    # rows (the caller's own, prefix_allowed_tokens_fn's batch ids, guidance's second pass)
+    row_processors: Callable[[int], list[Processor]] | None = None
 
 
 def check_inputs(model, input_ids, attention_mask) -> None:
@@ -151,15 +155,28 @@ def prepare(model, input_ids, attention_mask, *, tokenizer, logits_processors: S
     if not is_encoder_decoder and state.attention_mask is not None:
         # The repetition penalty ignores each row's left padding (its first real token is the mask's first 1).
         skip_before = (state.attention_mask != 0).int().argmax(dim=1)
-    processors = build_processors(config, prompt_length=start_length, max_length=lengths.max_length,
-                                  min_length=lengths.min_length, vocab_size=logits.shape[-1], device=device,
-                                  skip_before=skip_before, user_processors=list(logits_processors),
-                                  encoder_input_ids=input_ids, guidance=guidance_processor(model, config))
+    chain = partial(build_processors, config, prompt_length=start_length, max_length=lengths.max_length,
+                    min_length=lengths.min_length, vocab_size=logits.shape[-1], device=device)
+    guidance = guidance_processor(model, config)
+    processors = chain(skip_before=skip_before, user_processors=list(logits_processors), encoder_input_ids=input_ids,
+                       guidance=guidance)
+    coupled = bool(logits_processors) or guidance is not None or config.prefix_allowed_tokens_fn is not None
+    row_processors = None if coupled else partial(one_row_processors, chain, skip_before, input_ids,
+                                                  expand=sequences.shape[0] // input_ids.shape[0])
     stop = StopCriteria(lengths.max_length, config.eos_ids, config.stop_strings, tokenizer, device=device,
                         extra=check_stopping_criteria(stopping_criteria))
     stop = with_time_limit(stop, config.max_time, started)
     return Prepared(config, lengths, sequences, state, logits, processors, stop,
-                    with_recording(make_tracer(trace), config), input_ids, attention_mask)
+                    with_recording(make_tracer(trace), config), input_ids, attention_mask, row_processors)
+
+
+def one_row_processors(chain, skip_before: torch.Tensor | None, input_ids: torch.Tensor, row: int, *,
+                       expand: int) -> list[Processor]:
+    """The call's processors for row `row` alone, fed that row's sequence (1, len): what speculative
+    decoding runs when its rows reach different lengths. chain: build_processors with the call's settings."""
+    prompt = row // expand
+    return chain(skip_before=None if skip_before is None else skip_before[row:row + 1],
+                 encoder_input_ids=input_ids[prompt:prompt + 1])
 
 
 @torch.inference_mode()

@@ -119,11 +119,12 @@ class PromptLookup:
         acceptance = Acceptance()
         pad_token_id = call.config.effective_pad_token_id
         if rows_can_keep_their_own(call.state, call.processors, call.stop, pad_token_id, call.tracer,
-                                   rows=call.sequences.shape[0]):
+                                   rows=call.sequences.shape[0], row_processors=call.row_processors):
             sequences = per_row_speculation(model, call.sequences, call.state, call.logits, processors=call.processors,
                                             stop=call.stop, pad_token_id=pad_token_id,
                                             max_length=call.lengths.max_length, num_tokens=self.num_tokens,
-                                            choose=greedy_or_sample(call.config.do_sample), acceptance=acceptance)
+                                            choose=greedy_or_sample(call.config.do_sample), acceptance=acceptance,
+                                            row_processors=call.row_processors)
         else:
             sequences = last(self.steps(model, call, acceptance), call.sequences)
         return Found(sequences, speculation=acceptance)

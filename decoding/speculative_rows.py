@@ -10,11 +10,18 @@ take more than a quarter of it, each row's kept positions are gathered to the ri
 turns the holes into left padding (the layout of a padded prompt). Rows that finished leave the
 cache, a quarter of the batch at a time, so the model stops computing them.
 
-This applies when no row's answer depends on the others' lengths: a decoder-only model whose cache
-layers nopipe preallocates, processors that never read the sequences (the sampling warpers,
-suppress_tokens...), finished rows padded (EOS ids and a pad id), no trace and no stopping_criteria
-of the caller's (they may read the whole batch), prompt-lookup guesses. Otherwise the aligned loop
-runs; both give plain decoding's tokens. The number of guesses a call feeds is chosen for the most
+Processors that read only the scores (the sampling warpers, suppress_tokens...) run on every fed
+position at once. Those that read the sequence (no_repeat_ngram_size, min_new_tokens, the repetition
+penalty...) run row by row, on each row's own sequence, built for that row alone
+(generation.one_row_processors), position after position as the row walks its guesses: the work
+plain decoding does for each token it adds.
+
+This applies when no row's answer depends on the other rows: a decoder-only model whose cache layers
+nopipe preallocates, processors that can be built for one row (not the caller's own logits
+processors, prefix_allowed_tokens_fn, which is told the batch index, or guidance), finished rows
+padded (EOS ids and a pad id), no trace and no stopping_criteria of the caller's (they may read the
+whole batch), prompt-lookup guesses. Otherwise the aligned loop runs; both give plain decoding's
+tokens. The number of guesses a call feeds is chosen for the most
 tokens per cost (`GuessWidth`), not by transformers' +2/-1 schedule, which a batch would drag down to
 its least lucky row.
 """
@@ -38,13 +45,15 @@ EXTRA_POSITION_COST = 0.12
 
 
 def rows_can_keep_their_own(state: ModelState, processors: Sequence[Processor], stop: StopCriteria,
-                            pad_token_id: int | None, tracer, rows: int) -> bool:
-    """Whether a batch may accept guesses per row (the conditions in the module docstring)."""
+                            pad_token_id: int | None, tracer, rows: int, row_processors=None) -> bool:
+    """Whether a batch may accept guesses per row (the conditions in the module docstring).
+
+    row_processors: row -> that row's own processors, or None when the call's processors couple the rows."""
     layers = getattr(state.cache, "layers", None)
     return (rows > 1 and not state.is_encoder_decoder and tracer is None and stop.eos is not None
             and pad_token_id is not None and not stop.extra and bool(layers)
             and all(type(layer) is PreallocatedLayer for layer in layers)
-            and not any(reads_ids(processor) for processor in processors))
+            and (row_processors is not None or not any(reads_ids(processor) for processor in processors)))
 
 
 class Rows:
@@ -76,16 +85,22 @@ class Rows:
 
 def per_row_speculation(model, sequences: torch.Tensor, state: ModelState, logits: torch.Tensor, *,
                         processors: Sequence[Processor], stop: StopCriteria, pad_token_id: int, max_length: int,
-                        num_tokens: int, choose, acceptance: Acceptance | None = None) -> torch.Tensor:
+                        num_tokens: int, choose, acceptance: Acceptance | None = None,
+                        row_processors=None) -> torch.Tensor:
     """Prompt-lookup decoding of a batch, each row keeping its own guesses; returns plain decoding's sequences.
 
     sequences: (rows, start_len) the left-padded prompts after the prefill; logits: (rows, vocab).
+    row_processors: row -> that row's own processors, needed when a processor reads the sequences
+    (rows then have different lengths, so each row's scores are processed on its own sequence).
     """
     acceptance = acceptance if acceptance is not None else Acceptance()
     rows = Rows(sequences, stop, max_length, pad_token_id)
-    first = choose(run_processors(processors, sequences[:, :0], logits))
+    first = choose(run_processors(processors, sequences, logits))  # every row has the same length here
     for row, token in enumerate(first.tolist()):
         rows.append(row, token)
+    chains = None
+    if any(reads_ids(processor) for processor in processors):
+        chains = {row: row_processors(row) for row in range(len(rows.texts))}
     width = GuessWidth(len(rows.texts))
     active = list(range(len(rows.texts)))  # the rows in the cache, in its order
     while rows.running():
@@ -93,8 +108,10 @@ def per_row_speculation(model, sequences: torch.Tensor, state: ModelState, logit
         guesses = width.cut(found)
         fed = feed_tokens(rows, active, guesses, width=max(map(len, guesses.values())))
         ahead = decode_ahead(model, fed, state)  # (active rows, K + 1, vocab)
-        scores = run_processors(processors, fed[:, :0].repeat_interleave(fed.shape[1], 0), ahead.flatten(0, 1))
-        choices = dict(zip(active, choose(scores).view(fed.shape).tolist()))
+        if chains is None:
+            choices = choose_at_once(processors, ahead, active, choose)
+        else:
+            choices = {row: ProcessedRow(rows, row, ahead[active.index(row)], chains[row], choose) for row in guesses}
         kept = {row: walk_row(rows, row, choices[row], guesses[row]) for row in guesses}
         count(acceptance, guesses, kept)
         width.learn(guesses, kept)
@@ -155,18 +172,43 @@ def feed_tokens(rows: Rows, active: list[int], guesses: dict[int, list[int]], wi
     return torch.tensor(fed, dtype=torch.long, device=rows.buffer.device)
 
 
-def walk_row(rows: Rows, row: int, choices: list[int], guess: list[int]) -> int:
+def choose_at_once(processors: Sequence[Processor], ahead: torch.Tensor, active: list[int], choose) -> dict:
+    """Every fed position's token, processed and chosen in one batch (processors that read only the
+    scores). ahead: (active rows, K + 1, vocab) -> {row: [token at each position]}."""
+    rows, positions, vocab = ahead.shape
+    no_ids = torch.empty((rows * positions, 0), dtype=torch.long, device=ahead.device)
+    scores = run_processors(processors, no_ids, ahead.reshape(rows * positions, vocab))
+    return dict(zip(active, choose(scores).view(rows, positions).tolist()))
+
+
+class ProcessedRow:
+    """One row's token at each fed position, processed on demand on the row's own sequence (processors
+    that read it: no_repeat_ngram_size, min_new_tokens...), as plain decoding processes that row.
+    Position j is read after the row gained the guesses before it, so its sequence is the one plain
+    decoding would have there."""
+
+    def __init__(self, rows: Rows, row: int, logits: torch.Tensor, processors: Sequence[Processor], choose):
+        self.rows, self.row, self.logits, self.processors, self.choose = rows, row, logits, processors, choose
+
+    def __getitem__(self, position: int) -> int:
+        sequence = self.rows.buffer[self.row:self.row + 1, :len(self.rows.texts[self.row])]
+        scores = run_processors(self.processors, sequence, self.logits[position:position + 1])
+        return int(self.choose(scores)[0])
+
+
+def walk_row(rows: Rows, row: int, choices, guess: list[int]) -> int:
     """Append the row's choices while they confirm its guesses; returns how many guesses it kept.
 
-    choices[j] is the token chosen after the newest token and guesses 0..j-1. The choice at the
-    first guess that differs (or after the last guess) is the model's own next token, appended too.
+    choices[j] is the token chosen after the newest token and guesses 0..j-1, read in order. The
+    choice at the first guess that differs (or after the last guess) is the model's own next token,
+    appended too.
     """
-    for position, token in enumerate(choices):
-        if rows.append(row, token):
+    for position, guessed in enumerate(guess):
+        token = choices[position]
+        if rows.append(row, token) or token != guessed:
             return position
-        if position >= len(guess) or token != guess[position]:
-            return position
-    return len(choices) - 1
+    rows.append(row, choices[len(guess)])
+    return len(guess)
 
 
 def count(acceptance: Acceptance, guesses: dict[int, list[int]], kept: dict[int, int]) -> None:

@@ -175,6 +175,77 @@ def test_sampling_warpers_run_per_row_and_a_seed_repeats_the_draws():
     assert runs[0].speculation.accepted > 10, runs[0].speculation
 
 
+@pytest.fixture
+def processed_per_row(monkeypatch):
+    """Counts the positions whose scores were processed on their row's own sequence."""
+    calls = []
+    original = speculative_rows.ProcessedRow.__getitem__
+    monkeypatch.setattr(speculative_rows.ProcessedRow, "__getitem__",
+                        lambda self, position: (calls.append(position), original(self, position))[1])
+    return calls
+
+
+SEQUENCE_READERS = {  # processors that read each row's sequence (its tokens, or its length)
+    "repetition_penalty": dict(repetition_penalty=1.4),
+    "no_repeat_ngram_size": dict(no_repeat_ngram_size=4),
+    "min_new_tokens": dict(min_new_tokens=20),
+    "encoder_repetition_penalty": dict(encoder_repetition_penalty=1.5),
+    "encoder_no_repeat_ngram_size": dict(encoder_no_repeat_ngram_size=3),
+    "exponential_decay_length_penalty": dict(exponential_decay_length_penalty=(6, 1.6)),
+    "sequence_bias": dict(sequence_bias={(40, 41): -4.0, (57,): 3.0}),
+    "forced_eos_token_id": dict(forced_eos_token_id=2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SEQUENCE_READERS))
+def test_processors_that_read_the_sequence_run_per_row_and_give_plain_greedys_tokens(name, processed_per_row):
+    model = copying(tiny_model("llama"), boost=6.0)
+    input_ids, attention_mask = prompt_batch(model, lengths=(9, 4, 13, 7, 11))
+    input_ids = input_ids.clone()
+    input_ids[1, -PERIOD + 3] = 2  # row 1 copies the end-of-text id early: min_new_tokens holds it back
+    plain, guessed = plain_and_guessed(model, input_ids, attention_mask, max_new_tokens=30, do_sample=False,
+                                       **SEQUENCE_READERS[name])
+    assert torch.equal(plain.sequences, guessed.sequences)
+    assert processed_per_row and guessed.speculation.accepted > 10, guessed.speculation
+
+
+def test_each_row_s_own_processors_give_the_scores_the_batch_s_give_that_row():
+    """generation.one_row_processors: per-row state (the left padding the repetition penalty skips, the
+    prompt an encoder_* option reads, with two samples per prompt) goes with its row."""
+    from contextlib import ExitStack
+
+    from decoding.generation import prepare
+    from decoding.processors import run_processors
+
+    model = tiny_model("llama")
+    input_ids, attention_mask = prompt_batch(model, lengths=(9, 4, 13))
+    settings = dict(repetition_penalty=1.5, encoder_repetition_penalty=1.3, encoder_no_repeat_ngram_size=2,
+                    no_repeat_ngram_size=2, min_new_tokens=3, do_sample=True, top_k=0, temperature=0.7, num_return_sequences=2,
+                    max_new_tokens=5)
+    with ExitStack() as scope:
+        call = prepare(model, input_ids, attention_mask, tokenizer=None, logits_processors=(), strategy=None,
+                       trace=False, settings=settings, scope=scope)
+    generator = torch.Generator().manual_seed(0)
+    rows = call.sequences.shape[0]
+    sequences = torch.cat([call.sequences, torch.randint(3, 90, (rows, 2), generator=generator)], dim=1)
+    scores = torch.randn((rows, 96), generator=generator) * 4
+    batch = run_processors(call.processors, sequences, scores)
+    for row in range(rows):
+        own = run_processors(call.row_processors(row), sequences[row:row + 1], scores[row:row + 1])
+        assert torch.equal(own, batch[row:row + 1]), row
+
+
+def test_a_processor_told_the_batch_index_keeps_the_batch_aligned(processed_per_row):
+    """prefix_allowed_tokens_fn is called with each row's batch index, which a row alone would not have."""
+    model = copying(tiny_model("llama"), boost=6.0)
+    input_ids, attention_mask = prompt_batch(model, lengths=(9, 4, 13))
+    allowed = lambda batch_id, ids: list(range(3 + batch_id, 96))  # noqa: E731 (a different set per row)
+    plain, guessed = plain_and_guessed(model, input_ids, attention_mask, max_new_tokens=20, do_sample=False,
+                                       prefix_allowed_tokens_fn=allowed)
+    assert torch.equal(plain.sequences, guessed.sequences)
+    assert not processed_per_row and guessed.speculation.accepted > 0
+
+
 def test_the_conditions_for_per_row_guesses():
     from decoding.cache import new_cache
     from decoding.model_step import ModelState
@@ -187,6 +258,8 @@ def test_the_conditions_for_per_row_guesses():
     assert speculative_rows.rows_can_keep_their_own(state, [], stop, 0, None, rows=3)
     assert not speculative_rows.rows_can_keep_their_own(state, [], stop, 0, None, rows=1)
     assert not speculative_rows.rows_can_keep_their_own(state, [lambda ids, s: s], stop, 0, None, rows=3)
+    assert speculative_rows.rows_can_keep_their_own(state, [lambda ids, s: s], stop, 0, None, rows=3,
+                                                    row_processors=lambda row: [])
     assert not speculative_rows.rows_can_keep_their_own(state, [], StopCriteria(32, []), 0, None, rows=3)
     assert not speculative_rows.rows_can_keep_their_own(state, [], stop, None, None, rows=3)
     assert not speculative_rows.rows_can_keep_their_own(state, [], stop, 0, object(), rows=3)
@@ -212,23 +285,26 @@ def exact_probabilities(model, prompt: torch.Tensor, settings: dict, tokens: int
     return outcomes
 
 
-@pytest.mark.parametrize("loop", ["per row", "aligned"])
+@pytest.mark.parametrize("loop", ["per row", "per row, processed per row", "aligned"])
 def test_speculative_sampling_draws_from_the_models_distribution(loop):
     """3,000 rows of one periodic prompt in one call: the third token comes from a position fed with a
     guess in most rows (kept only when the second token drew the guess), and the first three tokens
-    follow the model's probabilities (chi-square over the 27 outcomes of top_k=3)."""
+    follow the model's probabilities (chi-square over the 27 outcomes of top_k=3). The repetition
+    penalty reads the sequences: each row's scores are then processed on the row's own."""
     model = copying(tiny_model("llama"), boost=8.0)
     prompt = torch.tensor([[11, 23, 35, 47, 59] * 3])
     settings = dict(do_sample=True, top_k=3, temperature=1.5)
+    if loop == "per row, processed per row":
+        settings["repetition_penalty"] = 1.2
     expected = exact_probabilities(model, prompt, settings, tokens=3)
     assert len(expected) == 27
     rows = 3000
-    processors = [] if loop == "per row" else [lambda ids, s: s]  # a processor that may read ids: aligned loop
+    processors = [lambda ids, s: s] if loop == "aligned" else []  # the caller's processor: the aligned loop
     model.history = {}
     torch.manual_seed(0)
     out = generate(model, prompt.repeat(rows, 1), max_new_tokens=3, prompt_lookup_num_tokens=4,
                    logits_processors=processors, **settings)
-    if loop == "per row":
+    if loop != "aligned":
         assert out.speculation.accepted > rows // 6, out.speculation  # guesses were really kept
     drawn = [tuple(row) for row in out.sequences[:, -3:].tolist()]
     chi_square = sum((drawn.count(outcome) - rows * p) ** 2 / (rows * p) for outcome, p in expected.items())
