@@ -19,7 +19,7 @@ from functools import cache
 import torch
 from transformers.cache_utils import Cache
 
-from decoding import llama_step
+from decoding import llama_step, row_positions
 from decoding.cache import new_cache
 
 
@@ -31,7 +31,10 @@ class ModelState:
         drops an all-ones mask so attention takes its unmasked fast path); encoder-decoder: the
         encoder's mask, one row per row of `encoder_outputs` (per input when the rows share the
         cross-attention), or None.
-    next_positions: decoder-only (rows, 1) positions of the next token; None for encoder-decoder.
+    next_positions: decoder-only (rows, 1) positions of the next token; encoder-decoder: None, or the
+        same while rows keep their own guesses (decoding/row_positions.py numbers the decoder's tokens).
+    decoder_mask: encoder-decoder, while rows keep their own guesses: (rows, cache length) the positions
+        of the decoder's cache each row attends to; None otherwise (all of them).
     """
 
     cache: Cache
@@ -41,6 +44,23 @@ class ModelState:
     encoder_outputs: object = None
     keep_last_logits: bool = False  # the model accepts logits_to_keep=1 (skip the LM head on the prompt)
     lean: bool = False  # decoding/llama_step.py computes the forward pass
+    decoder_mask: torch.Tensor | None = None
+
+    @property
+    def self_attention_mask(self) -> torch.Tensor | None:
+        """The mask over the self-attention cache (decoder-only: attention_mask; encoder-decoder: decoder_mask)."""
+        return self.decoder_mask if self.is_encoder_decoder else self.attention_mask
+
+    @self_attention_mask.setter
+    def self_attention_mask(self, mask: torch.Tensor | None) -> None:
+        if self.is_encoder_decoder:
+            self.decoder_mask = mask
+        else:
+            self.attention_mask = mask
+
+    @property
+    def self_attention_cache(self) -> Cache:
+        return self.cache.self_attention_cache if self.is_encoder_decoder else self.cache
 
 
 @cache
@@ -108,12 +128,19 @@ def _forward(model, tokens: torch.Tensor, state: ModelState, positions: torch.Te
         return llama_step.forward(model, tokens, state.cache, positions, state.attention_mask, last_only).float()
     if state.is_encoder_decoder:
         inputs = dict(decoder_input_ids=tokens, encoder_outputs=state.encoder_outputs,
-                      attention_mask=state.attention_mask)
+                      attention_mask=state.attention_mask, decoder_attention_mask=state.decoder_mask)
+        if positions is not None:
+            with row_positions.decoder_positions(model, positions):
+                return _logits(model(**inputs, cache=state.cache, use_cache=True, return_dict=True), state, last_only)
     else:
         inputs = dict(input_ids=tokens, attention_mask=state.attention_mask, position_ids=positions)
         if last_only and state.keep_last_logits:
             inputs["logits_to_keep"] = 1
-    outputs = model(**inputs, cache=state.cache, use_cache=True, return_dict=True)
+    return _logits(model(**inputs, cache=state.cache, use_cache=True, return_dict=True), state, last_only)
+
+
+def _logits(outputs, state: ModelState, last_only: bool) -> torch.Tensor:
+    """Keep the call's cache; a float32 copy of the last position's logits, or of every position's."""
     state.cache = outputs.cache
     logits = outputs.logits[:, -1, :] if last_only else outputs.logits
     # A copy in float32: sampling and beam scores are computed in float32 whatever the model dtype.
@@ -133,9 +160,7 @@ def prefill(model, sequences: torch.Tensor, state: ModelState) -> torch.Tensor:
 
 def decode_step(model, tokens: torch.Tensor, state: ModelState) -> torch.Tensor:
     """Feed the newest token of each row. tokens: (rows,) -> logits (rows, vocab) for the next one."""
-    if state.attention_mask is not None and not state.is_encoder_decoder:
-        ones = state.attention_mask.new_ones((state.attention_mask.shape[0], 1))
-        state.attention_mask = torch.cat([state.attention_mask, ones], dim=-1)
+    _attend_to_new(state, 1)
     positions = state.next_positions
     if positions is not None:
         state.next_positions = positions + 1
@@ -148,9 +173,8 @@ def decode_ahead(model, tokens: torch.Tensor, state: ModelState) -> torch.Tensor
     tokens: (rows, n) -> float32 logits (rows, n, vocab): position i holds the distribution of the
     token after tokens[:, i]. The cache and positions advance by n; `rewind` takes back what is not kept.
     """
-    rows, count = tokens.shape
-    if state.attention_mask is not None and not state.is_encoder_decoder:
-        state.attention_mask = torch.cat([state.attention_mask, state.attention_mask.new_ones((rows, count))], dim=-1)
+    count = tokens.shape[1]
+    _attend_to_new(state, count)
     positions = None
     if state.next_positions is not None:
         positions = state.next_positions + torch.arange(count, device=tokens.device)
@@ -158,14 +182,21 @@ def decode_ahead(model, tokens: torch.Tensor, state: ModelState) -> torch.Tensor
     return _forward(model, tokens, state, positions, last_only=False)
 
 
+def _attend_to_new(state: ModelState, count: int) -> None:
+    """Extend the self-attention mask, when there is one, over `count` newly fed positions."""
+    mask = state.self_attention_mask
+    if mask is not None:
+        state.self_attention_mask = torch.cat([mask, mask.new_ones((mask.shape[0], count))], dim=-1)
+
+
 def rewind(state: ModelState, length: int) -> None:
-    """Keep the first `length` positions of the cache (and of a decoder-only mask and positions)."""
-    cache = state.cache.self_attention_cache if state.is_encoder_decoder else state.cache
+    """Keep the first `length` positions of the cache (and of its mask and the positions)."""
+    cache = state.self_attention_cache
     taken_back = cache.get_seq_length() - length
     if taken_back <= 0:
         return
     cache.crop(length)
-    if state.attention_mask is not None and not state.is_encoder_decoder:
-        state.attention_mask = state.attention_mask[:, :length]
+    if state.self_attention_mask is not None:
+        state.self_attention_mask = state.self_attention_mask[:, :length]
     if state.next_positions is not None:
         state.next_positions = state.next_positions - taken_back

@@ -118,7 +118,7 @@ class PromptLookup:
     def __call__(self, model, call) -> Found:
         acceptance = Acceptance()
         pad_token_id = call.config.effective_pad_token_id
-        if rows_can_keep_their_own(call.state, call.processors, call.stop, pad_token_id, call.tracer,
+        if rows_can_keep_their_own(model, call.state, call.processors, call.stop, pad_token_id, call.tracer,
                                    rows=call.sequences.shape[0], row_processors=call.row_processors):
             sequences = per_row_speculation(model, call.sequences, call.state, call.logits, processors=call.processors,
                                             stop=call.stop, pad_token_id=pad_token_id,

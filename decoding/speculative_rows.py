@@ -16,8 +16,15 @@ penalty...) run row by row, on each row's own sequence, built for that row alone
 (generation.one_row_processors), position after position as the row walks its guesses: the work
 plain decoding does for each token it adds.
 
-This applies when no row's answer depends on the other rows: a decoder-only model whose cache layers
-nopipe preallocates, processors that can be built for one row (not the caller's own logits
+An encoder-decoder model's decoder takes no position ids: decoding/row_positions.py gives each row
+its own positions where the decoder reads them from a table (BART, mBART, Marian, Pegasus, M2M100),
+and for T5, whose attention measures distances between cache slots, the holes are closed after
+every call that leaves some. Rows that leave also take their encoder output and cross-attention
+cache with them.
+
+This applies when no row's answer depends on the other rows: a model whose self-attention cache
+layers nopipe preallocates (decoder-only, or encoder-decoder as above, each row with its own
+encoder output: not a sample sharing its input's), processors that can be built for one row (not the caller's own logits
 processors, prefix_allowed_tokens_fn, which is told the batch index, or guidance), finished rows
 padded (EOS ids and a pad id), no trace and no stopping_criteria of the caller's (they may read the
 whole batch), prompt-lookup guesses. Otherwise the aligned loop runs; both give plain decoding's
@@ -30,6 +37,7 @@ from collections.abc import Sequence
 
 import torch
 
+from decoding import row_positions
 from decoding.cache import PreallocatedLayer
 from decoding.model_step import ModelState, decode_ahead
 from decoding.processor_chain import reads_ids
@@ -44,16 +52,27 @@ HOLES_BEFORE_CLOSING = 0.25  # the share of the cache that may be holes before r
 EXTRA_POSITION_COST = 0.12
 
 
-def rows_can_keep_their_own(state: ModelState, processors: Sequence[Processor], stop: StopCriteria,
+def rows_can_keep_their_own(model, state: ModelState, processors: Sequence[Processor], stop: StopCriteria,
                             pad_token_id: int | None, tracer, rows: int, row_processors=None) -> bool:
     """Whether a batch may accept guesses per row (the conditions in the module docstring).
 
     row_processors: row -> that row's own processors, or None when the call's processors couple the rows."""
-    layers = getattr(state.cache, "layers", None)
-    return (rows > 1 and not state.is_encoder_decoder and tracer is None and stop.eos is not None
+    layers = getattr(state.self_attention_cache, "layers", None)
+    return (rows > 1 and tracer is None and stop.eos is not None
             and pad_token_id is not None and not stop.extra and bool(layers)
             and all(type(layer) is PreallocatedLayer for layer in layers)
+            and (not state.is_encoder_decoder or encoder_rows_can_leave(model, state, rows))
             and (row_processors is not None or not any(reads_ids(processor) for processor in processors)))
+
+
+def encoder_rows_can_leave(model, state: ModelState, rows: int) -> bool:
+    """An encoder-decoder model: its decoder can number each row's positions (decoding/row_positions.py)
+    and each row has its own encoder output (not one per input shared by its samples), so rows can leave."""
+    return row_positions.layout(model) is not None and encoder_output_rows(state) == rows
+
+
+def encoder_output_rows(state: ModelState) -> int:
+    return state.encoder_outputs["last_hidden_state"].shape[0]
 
 
 class Rows:
@@ -94,6 +113,7 @@ def per_row_speculation(model, sequences: torch.Tensor, state: ModelState, logit
     (rows then have different lengths, so each row's scores are processed on its own sequence).
     """
     acceptance = acceptance if acceptance is not None else Acceptance()
+    relative = begin_own_positions(model, state, sequences)
     rows = Rows(sequences, stop, max_length, pad_token_id)
     first = choose(run_processors(processors, sequences, logits))  # every row has the same length here
     for row, token in enumerate(first.tolist()):
@@ -115,7 +135,7 @@ def per_row_speculation(model, sequences: torch.Tensor, state: ModelState, logit
         kept = {row: walk_row(rows, row, choices[row], guesses[row]) for row in guesses}
         count(acceptance, guesses, kept)
         width.learn(guesses, kept)
-        keep_positions(state, kept, rows, active, fed_width=fed.shape[1])
+        keep_positions(state, kept, rows, active, fed_width=fed.shape[1], relative=relative)
         active = leave_finished(state, rows, active)
     return rows.sequences()
 
@@ -218,24 +238,47 @@ def count(acceptance: Acceptance, guesses: dict[int, list[int]], kept: dict[int,
     acceptance.tokens += max(kept.values()) + 1
 
 
-def keep_positions(state: ModelState, kept: dict[int, int], rows: Rows, active: list[int], fed_width: int) -> None:
+def begin_own_positions(model, state: ModelState, sequences: torch.Tensor) -> bool:
+    """Make an encoder-decoder state, after the decoder start token, ready for rows of their own: a
+    decoder mask, and positions for a decoder with a position table. True when the decoder measures
+    distances between cache slots instead (T5): then no row may keep holes between two calls."""
+    if not state.is_encoder_decoder:
+        return False
+    length = state.self_attention_cache.get_seq_length()
+    state.decoder_mask = torch.ones((sequences.shape[0], length), dtype=torch.long, device=sequences.device)
+    if row_positions.layout(model) == row_positions.RELATIVE:
+        return True
+    state.next_positions = torch.full((sequences.shape[0], 1), length, dtype=torch.long, device=sequences.device)
+    return False
+
+
+def keep_positions(state: ModelState, kept: dict[int, int], rows: Rows, active: list[int], fed_width: int,
+                   relative: bool = False) -> None:
     """After a call that fed `fed_width` positions: each running row keeps its newest token and the
-    guesses it kept; the rest become holes. The cache ends after the running row that kept the most."""
-    cache_length = state.cache.get_seq_length()
+    guesses it kept; the rest become holes. The cache ends after the running row that kept the most.
+    relative: the model reads distances between cache slots, so holes are closed at once."""
+    cache = state.self_attention_cache
+    cache_length = cache.get_seq_length()
     before = cache_length - fed_width
-    keep = [1 + kept[row] if not rows.finished[row] else 0 for row in active]
-    length = before + max(keep)
-    mask = state.attention_mask if state.attention_mask is not None else torch.ones(
+    keep = torch.tensor([1 + kept[row] if not rows.finished[row] else 0 for row in active], device=rows.buffer.device)
+    length = before + int(keep.max())
+    mask = state.self_attention_mask if state.self_attention_mask is not None else torch.ones(
         (len(keep), cache_length), dtype=torch.long, device=rows.buffer.device)
     mask = mask[:, :length].clone()
-    new = torch.arange(max(keep), device=mask.device)[None, :]
-    mask[:, before:] = (new < torch.tensor(keep, device=mask.device)[:, None]).long()
-    state.attention_mask = mask
-    state.next_positions = state.next_positions - fed_width + torch.tensor(keep, device=mask.device)[:, None]
-    for layer in state.cache.layers:
+    new = torch.arange(int(keep.max()), device=mask.device)[None, :]
+    mask[:, before:] = (new < keep[:, None]).long()
+    state.self_attention_mask = mask
+    if state.next_positions is not None:
+        state.next_positions = state.next_positions - fed_width + keep[:, None]
+    for layer in cache.layers:
         layer.crop(length)
-    if (mask == 0).sum() > HOLES_BEFORE_CLOSING * mask.numel():
+    if has_holes(mask) if relative else (mask == 0).sum() > HOLES_BEFORE_CLOSING * mask.numel():
         close_holes(state)
+
+
+def has_holes(mask: torch.Tensor) -> bool:
+    """Whether a row attends to a position after one it skips (left padding alone is no hole)."""
+    return bool(((mask.cummax(dim=1).values == 1) & (mask == 0)).any())
 
 
 def leave_finished(state: ModelState, rows: Rows, active: list[int]) -> list[int]:
@@ -245,20 +288,33 @@ def leave_finished(state: ModelState, rows: Rows, active: list[int]) -> list[int
     if not staying or len(active) - len(staying) < max(1, len(active) // 4):
         return active
     index = torch.tensor(staying, device=rows.buffer.device)
-    for layer in state.cache.layers:
+    for layer in state.self_attention_cache.layers:
         layer.keep_rows(index)
-    state.attention_mask = state.attention_mask.index_select(0, index)
-    state.next_positions = state.next_positions.index_select(0, index)
+    state.self_attention_mask = state.self_attention_mask.index_select(0, index)
+    if state.next_positions is not None:
+        state.next_positions = state.next_positions.index_select(0, index)
+    if state.is_encoder_decoder:
+        keep_encoder_rows(state, index)
     return [active[i] for i in staying]
+
+
+def keep_encoder_rows(state: ModelState, index: torch.Tensor) -> None:
+    """The encoder's side of rows leaving: its outputs, its mask and the cross-attention cache."""
+    for key, value in state.encoder_outputs.items():
+        if isinstance(value, torch.Tensor):
+            state.encoder_outputs[key] = value.index_select(0, index)
+    if state.attention_mask is not None:
+        state.attention_mask = state.attention_mask.index_select(0, index)
+    state.cache.cross_attention_cache.batch_select_indices(index)
 
 
 def close_holes(state: ModelState) -> None:
     """Gather each row's kept positions to the right end of the cache: holes become left padding."""
-    mask = state.attention_mask
+    mask = state.self_attention_mask
     kept = mask.sum(dim=1)
     length = int(kept.max())
     # Stable sort: holes (0) first, then the kept positions in their order; the last `length` are kept.
     order = torch.sort(mask, dim=1, stable=True).indices[:, -length:]
-    state.attention_mask = torch.gather(mask, 1, order)
-    for layer in state.cache.layers:
+    state.self_attention_mask = torch.gather(mask, 1, order)
+    for layer in state.self_attention_cache.layers:
         layer.gather_positions(order)

@@ -5,7 +5,7 @@ import copy
 
 import pytest
 import torch
-from tiny_models import prompt_batch, tiny_model
+from tiny_models import ENCODER_DECODER, prompt_batch, tiny_model
 
 from decoding import generate, speculative_rows
 
@@ -28,15 +28,48 @@ def copying(model, boost: float | tuple[float, ...]):
         def forward(self, input_ids=None, position_ids=None, **kwargs):
             outputs = base.forward(self, input_ids=input_ids, position_ids=position_ids, **kwargs)
             for row in range(input_ids.shape[0]):
-                seen = self.history.setdefault(row, {"boost": boosts[row % len(boosts)]})
-                for index, (token, position) in enumerate(zip(input_ids[row].tolist(), position_ids[row].tolist())):
-                    seen[position] = token
-                    copied = seen.get(position + 1 - PERIOD)
-                    if copied is not None:
-                        outputs.logits[row, index, copied] += seen["boost"]
+                boost_copies(self.history, row, boosts, input_ids[row], position_ids[row].tolist(), outputs.logits[row])
             return outputs
 
-    model.__class__ = Copying
+    return copying_model(model, Copying)
+
+
+def copying_seq2seq(model, boost: float | tuple[float, ...]):
+    """copying() for an encoder-decoder model, whose decoder takes no position ids: a row's position is
+    the number of cache positions its decoder mask attends to (all of them without a mask)."""
+    model = copy.deepcopy(model)
+    base = type(model)
+    boosts = boost if isinstance(boost, tuple) else (boost,)
+
+    class Copying(base):
+        def forward(self, *args, decoder_input_ids=None, decoder_attention_mask=None, cache=None, **kwargs):
+            before = cache.get_seq_length() if cache is not None else 0
+            outputs = base.forward(self, *args, decoder_input_ids=decoder_input_ids,
+                                   decoder_attention_mask=decoder_attention_mask, cache=cache, **kwargs)
+            fed = decoder_input_ids.shape[1]
+            for row in range(decoder_input_ids.shape[0]):
+                start = before if decoder_attention_mask is None else int(decoder_attention_mask[row, :before].sum())
+                boost_copies(self.history, row, boosts, decoder_input_ids[row], range(start, start + fed),
+                             outputs.logits[row])
+            return outputs
+
+    return copying_model(model, Copying)
+
+
+def boost_copies(history: dict, row: int, boosts: tuple, tokens: torch.Tensor, positions, logits: torch.Tensor):
+    """Record the row's fed tokens (and the model's logits) at their positions; raise the logit of the
+    token PERIOD positions back."""
+    seen = history.setdefault(row, {"boost": boosts[row % len(boosts)]})
+    for index, (token, position) in enumerate(zip(tokens.tolist(), positions)):
+        seen[position] = token
+        seen["logits", position] = logits[index].clone()
+        copied = seen.get(position + 1 - PERIOD)
+        if copied is not None:
+            logits[index, copied] += seen["boost"]
+
+
+def copying_model(model, copying_class):
+    model.__class__ = copying_class
     model.history = {}
     COPYING.append(model)
     return model
@@ -108,6 +141,115 @@ def test_rows_keep_their_own_guesses_and_give_plain_greedys_tokens(name, gathere
     speculation = guessed.speculation
     assert speculation.accepted > 20 and speculation.calls < 30, speculation
     assert gathered  # holes took over a quarter of the cache at least once, and were closed
+
+
+@pytest.fixture
+def walked_per_row(monkeypatch):
+    """Counts the calls after which rows kept their own numbers of guesses."""
+    calls = []
+    original = speculative_rows.keep_positions
+    monkeypatch.setattr(speculative_rows, "keep_positions", lambda *a, **k: (calls.append(1), original(*a, **k)))
+    return calls
+
+
+@pytest.mark.parametrize("name", ENCODER_DECODER)
+def test_encoder_decoder_rows_keep_their_own_guesses_and_give_plain_greedys_tokens(name, walked_per_row):
+    """BART and M2M100 number the decoder's positions from a table (read per row), Marian from a
+    sinusoid table, T5 measures distances between cache slots (its holes are closed after each call);
+    the fixtures' generation configs bring forced BOS / EOS and bad words, which read the sequences
+    (min_new_tokens too: the tiny M2M100 would end its rows after a few tokens)."""
+    model = copying_seq2seq(tiny_model(name), boost=6.0)
+    input_ids, attention_mask = prompt_batch(model, lengths=(9, 4, 13, 7, 11))
+    plain, guessed = plain_and_guessed(model, input_ids, attention_mask, max_new_tokens=40, min_new_tokens=25,
+                                       do_sample=False)
+    assert torch.equal(plain.sequences, guessed.sequences)
+    assert walked_per_row and guessed.speculation.accepted > 20 and guessed.speculation.calls < 30, guessed.speculation
+
+
+def tiny_seq2seq(name: str):
+    """The fixture architectures, and two more whose position tables decoding/row_positions.py reads."""
+    from tiny_models import _seq2seq_sizes
+    from transformers import (
+        GenerationConfig,
+        MBartConfig,
+        MBartForConditionalGeneration,
+        PegasusConfig,
+        PegasusForConditionalGeneration,
+    )
+
+    if name in ENCODER_DECODER:
+        return tiny_model(name)
+    torch.manual_seed(0)
+    if name == "mbart":
+        model = MBartForConditionalGeneration(MBartConfig(**_seq2seq_sizes(), pad_token_id=1, eos_token_id=2,
+                                                          decoder_start_token_id=2))
+        model.generation_config = GenerationConfig(eos_token_id=2, pad_token_id=1, decoder_start_token_id=2)
+    else:
+        model = PegasusForConditionalGeneration(PegasusConfig(**_seq2seq_sizes(), pad_token_id=0, eos_token_id=1,
+                                                              decoder_start_token_id=0))
+        model.generation_config = GenerationConfig(eos_token_id=1, pad_token_id=0, decoder_start_token_id=0)
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", ENCODER_DECODER + ("mbart", "pegasus"))
+def test_encoder_decoder_rows_see_at_each_position_the_logits_plain_decoding_sees(name, monkeypatch):
+    """Equal tokens say little where a tiny model repeats one token (Marian, T5 here): every position
+    a row kept must have had plain decoding's logits there, before the copying boost (a wrong position
+    number or a hole left in T5's cache changes them). A row that finished is fed filler tokens from
+    where its last call began (nobody reads them), so positions whose last token fed differs are skipped."""
+    monkeypatch.setattr(speculative_rows, "leave_finished", lambda state, rows, active: active)  # rows keep their place
+    model = copying_seq2seq(tiny_seq2seq(name), boost=(6.0, 2.0))
+    assert speculative_rows.row_positions.layout(model) is not None
+    input_ids, attention_mask = prompt_batch(model, lengths=(9, 4, 13, 7, 11))
+    histories = []
+    for extra in ({}, dict(prompt_lookup_num_tokens=6)):
+        model.history = {}
+        generate(model, input_ids, attention_mask, max_new_tokens=30, min_new_tokens=25, do_sample=False, **extra)
+        histories.append(model.history)
+    plain, guessed = histories
+    for row in range(input_ids.shape[0]):
+        compared = [position for position in range(25) if guessed[row][position] == plain[row][position]]
+        assert len(compared) >= 20, (row, compared)
+        for position in compared:
+            expected = plain[row]["logits", position]
+            torch.testing.assert_close(guessed[row]["logits", position], expected, rtol=0,
+                                       atol=1e-5 * float(expected.abs().max()), msg=f"row {row}, position {position}")
+
+
+def test_an_encoder_decoder_model_whose_positions_nopipe_cannot_number_keeps_the_aligned_loop():
+    from types import SimpleNamespace
+
+    unknown = SimpleNamespace(config=SimpleNamespace(model_type="unknown"),
+                              get_decoder=lambda: SimpleNamespace(embed_positions=torch.nn.Embedding(4, 2)))
+    assert speculative_rows.row_positions.layout(unknown) is None
+    assert speculative_rows.row_positions.layout(tiny_model("t5")) == speculative_rows.row_positions.RELATIVE
+    assert speculative_rows.row_positions.layout(tiny_model("bart")) == speculative_rows.row_positions.ABSOLUTE
+
+
+def test_row_positions_reach_only_the_calls_of_their_own_thread():
+    """A per-row call and plain calls share one model from two threads: the position hook reads a
+    context variable, so the plain calls give their sequential tokens."""
+    import threading
+
+    model = copy.deepcopy(tiny_model("bart"))
+    input_ids, attention_mask = prompt_batch(model, lengths=(9, 4, 13, 7))
+    settings = dict(max_new_tokens=24, min_new_tokens=20, do_sample=False)
+    expected = generate(model, input_ids, attention_mask, **settings).sequences
+    results = {"plain": [], "guessed": []}
+
+    def run(kind: str, extra: dict):
+        for _ in range(6):
+            results[kind].append(generate(model, input_ids, attention_mask, **settings, **extra).sequences)
+
+    threads = [threading.Thread(target=run, args=("plain", {})),
+               threading.Thread(target=run, args=("guessed", dict(prompt_lookup_num_tokens=4)))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results["plain"]) == len(results["guessed"]) == 6
+    for sequences in results["plain"] + results["guessed"]:
+        assert torch.equal(sequences, expected)
 
 
 def test_rows_keep_more_guesses_than_the_aligned_loop():
@@ -255,14 +397,14 @@ def test_the_conditions_for_per_row_guesses():
     state = ModelState(new_cache(model, 32), False)
     state.cache.layers = [speculative_rows.PreallocatedLayer(32)]
     stop = StopCriteria(32, [2])
-    assert speculative_rows.rows_can_keep_their_own(state, [], stop, 0, None, rows=3)
-    assert not speculative_rows.rows_can_keep_their_own(state, [], stop, 0, None, rows=1)
-    assert not speculative_rows.rows_can_keep_their_own(state, [lambda ids, s: s], stop, 0, None, rows=3)
-    assert speculative_rows.rows_can_keep_their_own(state, [lambda ids, s: s], stop, 0, None, rows=3,
+    assert speculative_rows.rows_can_keep_their_own(model, state, [], stop, 0, None, rows=3)
+    assert not speculative_rows.rows_can_keep_their_own(model, state, [], stop, 0, None, rows=1)
+    assert not speculative_rows.rows_can_keep_their_own(model, state, [lambda ids, s: s], stop, 0, None, rows=3)
+    assert speculative_rows.rows_can_keep_their_own(model, state, [lambda ids, s: s], stop, 0, None, rows=3,
                                                     row_processors=lambda row: [])
-    assert not speculative_rows.rows_can_keep_their_own(state, [], StopCriteria(32, []), 0, None, rows=3)
-    assert not speculative_rows.rows_can_keep_their_own(state, [], stop, None, None, rows=3)
-    assert not speculative_rows.rows_can_keep_their_own(state, [], stop, 0, object(), rows=3)
+    assert not speculative_rows.rows_can_keep_their_own(model, state, [], StopCriteria(32, []), 0, None, rows=3)
+    assert not speculative_rows.rows_can_keep_their_own(model, state, [], stop, None, None, rows=3)
+    assert not speculative_rows.rows_can_keep_their_own(model, state, [], stop, 0, object(), rows=3)
 
 
 # -- sampling: the accept/reject rule keeps the model's distribution ------------------------------------------
