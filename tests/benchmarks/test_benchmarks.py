@@ -381,6 +381,17 @@ def test_summarization_lookup_keeps_greedys_tokens_and_reports_acceptance_and_ve
     assert lookup.verification_cost(threads=1, mode="fixtures", repeats=2) > 0
 
 
+def test_summarization_lookup_in_batches_keeps_greedys_tokens_in_both_loops():
+    from benchmarks import summarization_lookup as lookup
+
+    plain = lookup.measure("generate-greedy", texts=3, new_tokens=10, threads=1, mode="fixtures", batch=2)
+    for system in ("nopipe-lookup", "nopipe-lookup-aligned"):
+        guessed = lookup.measure(system, texts=3, new_tokens=10, threads=1, mode="fixtures", batch=2)
+        assert guessed["tokens"] == plain["tokens"] and [len(row) for row in plain["tokens"]] == [10, 10, 10]
+        assert 0 <= guessed["acceptance"] <= 1
+    assert lookup.systems(2) == lookup.BATCH_SYSTEMS and "generate-lookup" not in lookup.BATCH_SYSTEMS
+
+
 def test_agreement_shares_round_down():
     from benchmarks.agreement import share_down
 
