@@ -16,7 +16,8 @@ number of new tokens.
 - `nopipe-greedy`, `nopipe-lookup`: `decoding.generate` (the loop the Summarizer runs), plain and
   with `prompt_lookup_num_tokens=10` (guesses from the article and the summary so far);
 - `generate-greedy`, `generate-lookup`: transformers' `model.generate()`, the same two settings
-  (its prompt lookup refuses batches, so batches run `generate-greedy` alone);
+  (its prompt lookup searches the summary so far alone, and refuses batches, so batches run
+  `generate-greedy` alone);
 - `nopipe-lookup-aligned` (batches): prompt lookup in the loop that moves the batch on by the fewest
   guesses any row kept, which a caller's own logits processor selects (it might read the whole
   batch); what every encoder-decoder batch ran before rows kept their own guesses.

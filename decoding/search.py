@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from decoding.beam_search import beam_search
-from decoding.speculative import Acceptance, AssistantDrafts, speculative_steps
+from decoding.speculative import Acceptance, AssistantDrafts, LookupDrafts, articles, speculative_steps
 from decoding.speculative_rows import per_row_speculation, rows_can_keep_their_own
 from decoding.token_loop import Strategy, decode_tokens, greedy_or_sample
 
@@ -113,7 +113,8 @@ class PromptLookup:
 
     def steps(self, model, call, acceptance: Acceptance | None = None) -> Iterator[torch.Tensor]:
         """The sequences after each new token, all rows kept aligned (streaming reads them)."""
-        return guessed_steps(model, call, self.num_tokens, source=None, acceptance=acceptance)
+        source = LookupDrafts(call_articles(model, call))
+        return guessed_steps(model, call, self.num_tokens, source=source, acceptance=acceptance)
 
     def __call__(self, model, call) -> Found:
         acceptance = Acceptance()
@@ -124,7 +125,7 @@ class PromptLookup:
                                             stop=call.stop, pad_token_id=pad_token_id,
                                             max_length=call.lengths.max_length, num_tokens=self.num_tokens,
                                             choose=greedy_or_sample(call.config.do_sample), acceptance=acceptance,
-                                            row_processors=call.row_processors)
+                                            row_processors=call.row_processors, articles=call_articles(model, call))
         else:
             sequences = last(self.steps(model, call, acceptance), call.sequences)
         return Found(sequences, speculation=acceptance)
@@ -147,6 +148,11 @@ class AssistedDecoding:
     def __call__(self, model, call) -> Found:
         acceptance = Acceptance()
         return Found(last(self.steps(model, call, acceptance), call.sequences), speculation=acceptance)
+
+
+def call_articles(model, call) -> list[list[int]]:
+    """Per row, what prompt lookup searches ahead of the row's text (speculative.articles)."""
+    return articles(model, call.input_ids, call.attention_mask, call.sequences.shape[0])
 
 
 def guessed_steps(model, call, num_tokens: int, source, acceptance: Acceptance | None):

@@ -116,10 +116,28 @@ def lookup_draft(row: list[int], num_tokens: int, max_ngram: int = MAX_MATCHING_
     return []
 
 
-def drafts(sequences: torch.Tensor, running: torch.Tensor, num_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(tokens (rows, K), valid (rows, K)) of each running row's guess, padded to the longest; K may be 0."""
+def articles(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, rows: int) -> list[list[int]]:
+    """What prompt lookup searches besides each row's own text: an encoder-decoder model's input (a
+    summary copies phrases of its article, which the decoder's text alone, all transformers searches,
+    does not hold), one list per row. Empty for decoder-only models, whose text starts with the prompt,
+    and for a decoder that writes another vocabulary than its encoder reads (Marian's
+    share_encoder_decoder_embeddings=False)."""
+    config = model.config
+    if not config.is_encoder_decoder or getattr(config, "share_encoder_decoder_embeddings", True) is False:
+        return [[] for _ in range(rows)]
+    mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
+    per_input = [ids[real.bool()].tolist() for ids, real in zip(input_ids, mask)]
+    expand = rows // len(per_input)  # samples per input
+    return [per_input[row // expand] for row in range(rows)]
+
+
+def drafts(sequences: torch.Tensor, running: torch.Tensor, num_tokens: int,
+           before: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tokens (rows, K), valid (rows, K)) of each running row's guess, padded to the longest; K may be 0.
+    before: per row, what the lookup searches ahead of the row's text (`articles`)."""
     rows = sequences.tolist()
-    guesses = [lookup_draft(row, num_tokens) if bool(running[index]) else [] for index, row in enumerate(rows)]
+    guesses = [lookup_draft(before[index] + row, num_tokens) if bool(running[index]) else []
+               for index, row in enumerate(rows)]
     width = max(map(len, guesses), default=0)
     tokens = torch.zeros((len(rows), width), dtype=torch.long, device=sequences.device)
     valid = torch.zeros((len(rows), width), dtype=torch.bool, device=sequences.device)
@@ -131,10 +149,13 @@ def drafts(sequences: torch.Tensor, running: torch.Tensor, num_tokens: int) -> t
 
 
 class LookupDrafts:
-    """Guesses from the text itself (prompt lookup)."""
+    """Guesses from the text itself (prompt lookup), and from an encoder-decoder model's input (`articles`)."""
+
+    def __init__(self, before: list[list[int]]):
+        self.before = before
 
     def propose(self, sequences: torch.Tensor, running: torch.Tensor, width: int):
-        return drafts(sequences, running, width)
+        return drafts(sequences, running, width, self.before)
 
     def kept(self, length: int) -> None:
         """Nothing to take back: the guesses are read from the sequences."""
@@ -203,18 +224,18 @@ class AssistantDrafts:
 
 def speculative_steps(model, sequences: torch.Tensor, state: ModelState, logits: torch.Tensor, *,
                       processors: Sequence[Processor], stop: StopCriteria, pad_token_id: int | None,
-                      num_tokens: int, choose=greedy, tracer=None, acceptance: Acceptance | None = None,
-                      source=None) -> Iterator[torch.Tensor]:
+                      num_tokens: int, source, choose=greedy, tracer=None,
+                      acceptance: Acceptance | None = None) -> Iterator[torch.Tensor]:
     """Decoding with guesses; yields the sequences (rows, len) after each token, as the token loop does.
 
     sequences: (rows, start_len) after the prefill; logits: (rows, vocab) for the first new token.
+    source: where guesses come from (LookupDrafts, AssistantDrafts).
     choose: greedy or sample (token_loop.py). With `sample`, each verified position draws its token
     from the model's distribution and a guess is kept when the draw equals it, which is the standard
     accept/reject rule for a guess proposed with certainty: the tokens are distributed as plain
     sampling's (and under one seed are drawn in the same order, one multinomial per position).
     """
     acceptance = acceptance if acceptance is not None else Acceptance()
-    source = source if source is not None else LookupDrafts()
     unfinished = torch.ones(sequences.shape[0], dtype=torch.long, device=sequences.device)
     fed = sequences.shape[1]  # positions in the cache (decoder-only: the prompt; encoder-decoder: the start token)
 

@@ -105,12 +105,13 @@ class Rows:
 def per_row_speculation(model, sequences: torch.Tensor, state: ModelState, logits: torch.Tensor, *,
                         processors: Sequence[Processor], stop: StopCriteria, pad_token_id: int, max_length: int,
                         num_tokens: int, choose, acceptance: Acceptance | None = None,
-                        row_processors=None) -> torch.Tensor:
+                        row_processors=None, articles: list[list[int]] | None = None) -> torch.Tensor:
     """Prompt-lookup decoding of a batch, each row keeping its own guesses; returns plain decoding's sequences.
 
     sequences: (rows, start_len) the left-padded prompts after the prefill; logits: (rows, vocab).
     row_processors: row -> that row's own processors, needed when a processor reads the sequences
     (rows then have different lengths, so each row's scores are processed on its own sequence).
+    articles: per row, what the lookup searches ahead of the row's text (speculative.articles).
     """
     acceptance = acceptance if acceptance is not None else Acceptance()
     relative = begin_own_positions(model, state, sequences)
@@ -124,7 +125,8 @@ def per_row_speculation(model, sequences: torch.Tensor, state: ModelState, logit
     width = GuessWidth(len(rows.texts))
     active = list(range(len(rows.texts)))  # the rows in the cache, in its order
     while rows.running():
-        found = {row: lookup_draft(rows.texts[row], num_tokens) for row in rows.running()}
+        found = {row: lookup_draft(articles[row] + rows.texts[row] if articles else rows.texts[row], num_tokens)
+                 for row in rows.running()}
         guesses = width.cut(found)
         fed = feed_tokens(rows, active, guesses, width=max(map(len, guesses.values())))
         ahead = decode_ahead(model, fed, state)  # (active rows, K + 1, vocab)

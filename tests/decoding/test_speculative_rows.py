@@ -56,6 +56,28 @@ def copying_seq2seq(model, boost: float | tuple[float, ...]):
     return copying_model(model, Copying)
 
 
+def copying_its_input(model, boost: float):
+    """An encoder-decoder model made to write its input back (the decoder's position p pushed towards the
+    input's token p, read from history[row]["article"]): a summary that copies its article."""
+    model = copy.deepcopy(model)
+    base = type(model)
+
+    class Copying(base):
+        def forward(self, *args, decoder_input_ids=None, decoder_attention_mask=None, cache=None, **kwargs):
+            before = cache.get_seq_length() if cache is not None else 0
+            outputs = base.forward(self, *args, decoder_input_ids=decoder_input_ids,
+                                   decoder_attention_mask=decoder_attention_mask, cache=cache, **kwargs)
+            for row in range(decoder_input_ids.shape[0]):
+                start = before if decoder_attention_mask is None else int(decoder_attention_mask[row, :before].sum())
+                article = self.history[row]["article"]
+                for index in range(decoder_input_ids.shape[1]):
+                    if start + index < len(article):
+                        outputs.logits[row, index, article[start + index]] += boost
+            return outputs
+
+    return copying_model(model, Copying)
+
+
 def boost_copies(history: dict, row: int, boosts: tuple, tokens: torch.Tensor, positions, logits: torch.Tensor):
     """Record the row's fed tokens (and the model's logits) at their positions; raise the logit of the
     token PERIOD positions back."""
@@ -250,6 +272,34 @@ def test_row_positions_reach_only_the_calls_of_their_own_thread():
     assert len(results["plain"]) == len(results["guessed"]) == 6
     for sequences in results["plain"] + results["guessed"]:
         assert torch.equal(sequences, expected)
+
+
+@pytest.mark.parametrize("rows", [1, 4])
+def test_prompt_lookup_in_an_encoder_decoder_model_searches_its_input(rows):
+    """A summary copies its article: the guesses come from the input as well as from the text so far
+    (transformers searches the decoder's text alone, where a copy of the input is not found)."""
+    model = copying_its_input(tiny_model("bart"), boost=8.0)
+    input_ids, attention_mask = prompt_batch(model, lengths=(17, 14, 16, 15)[:rows])
+    outputs = []
+    for extra in ({}, dict(prompt_lookup_num_tokens=6)):
+        model.history = {row: {"article": ids[real.bool()].tolist()}
+                         for row, (ids, real) in enumerate(zip(input_ids, attention_mask))}
+        outputs.append(generate(model, input_ids, attention_mask, max_new_tokens=13, min_new_tokens=13,
+                                do_sample=False, **extra))
+    plain, guessed = outputs
+    assert torch.equal(plain.sequences, guessed.sequences)
+    assert guessed.speculation.accepted >= 6 * rows and guessed.speculation.calls <= 8, guessed.speculation  # plain: 12
+
+
+def test_what_prompt_lookup_searches_besides_a_row_s_text():
+    from decoding.speculative import articles
+
+    input_ids, attention_mask = torch.tensor([[5, 6, 7], [8, 9, 1]]), torch.tensor([[1, 1, 1], [1, 1, 0]])
+    bart, marian = tiny_model("bart"), copy.deepcopy(tiny_model("marian"))
+    assert articles(bart, input_ids, attention_mask, rows=4) == [[5, 6, 7], [5, 6, 7], [8, 9], [8, 9]]
+    assert articles(tiny_model("llama"), input_ids, attention_mask, rows=2) == [[], []]  # its text holds the prompt
+    marian.config.share_encoder_decoder_embeddings = False  # a source vocabulary of its own
+    assert articles(marian, input_ids, attention_mask, rows=2) == [[], []]
 
 
 def test_rows_keep_more_guesses_than_the_aligned_loop():
