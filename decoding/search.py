@@ -151,7 +151,7 @@ class AssistedDecoding:
 
 
 def call_articles(model, call) -> list[list[int]]:
-    """Per row, what prompt lookup searches ahead of the row's text (speculative.articles)."""
+    """Per row, what prompt lookup searches besides the row's text (speculative.articles)."""
     return articles(model, call.input_ids, call.attention_mask, call.sequences.shape[0])
 
 

@@ -102,26 +102,35 @@ def check_guess_count(name: str, value, meaning: str) -> None:
         raise ValueError(f"{name} must be an int from 1 to {MAX_LOOKUP_TOKENS} ({meaning}), got {value!r}")
 
 
-def lookup_draft(row: list[int], num_tokens: int, max_ngram: int = MAX_MATCHING_NGRAM) -> list[int]:
+def lookup_draft(row: list[int], num_tokens: int, max_ngram: int = MAX_MATCHING_NGRAM,
+                 article: Sequence[int] = ()) -> list[int]:
     """Up to `num_tokens` tokens that followed the earliest earlier occurrence of the row's last n-gram
-    (the longest n <= max_ngram that matches), as transformers' prompt lookup proposes them."""
-    length = len(row)
-    for size in range(min(max_ngram, length - 1), 0, -1):
+    (the longest n <= max_ngram that matches), as transformers' prompt lookup proposes them; for an
+    n-gram the row's text does not repeat, what followed it in `article` (an encoder-decoder model's
+    input, `articles`), which transformers does not search."""
+    for size in range(min(max_ngram, len(row) - 1), 0, -1):
         tail = row[-size:]
-        for begin in range(length - size):
-            if row[begin:begin + size] == tail:
-                follows = row[begin + size:min(begin + size + num_tokens, length)]
-                if follows:
-                    return follows
+        follows = following(row, tail, num_tokens) or following(article, tail, num_tokens)
+        if follows:
+            return follows
+    return []
+
+
+def following(text: Sequence[int], tail: list[int], num_tokens: int) -> list[int]:
+    """The up to `num_tokens` tokens after the earliest occurrence of `tail` in `text` that has any."""
+    size = len(tail)
+    for begin in range(len(text) - size):
+        if list(text[begin:begin + size]) == tail:
+            return list(text[begin + size:begin + size + num_tokens])
     return []
 
 
 def articles(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, rows: int) -> list[list[int]]:
     """What prompt lookup searches besides each row's own text: an encoder-decoder model's input (a
     summary copies phrases of its article, which the decoder's text alone, all transformers searches,
-    does not hold), one list per row. Empty for decoder-only models, whose text starts with the prompt,
-    and for a decoder that writes another vocabulary than its encoder reads (Marian's
-    share_encoder_decoder_embeddings=False)."""
+    does not hold), one list per row; searched for an n-gram the row's text does not repeat. Empty
+    for decoder-only models, whose text starts with the prompt, and for a decoder that writes another
+    vocabulary than its encoder reads (Marian's share_encoder_decoder_embeddings=False)."""
     config = model.config
     if not config.is_encoder_decoder or getattr(config, "share_encoder_decoder_embeddings", True) is False:
         return [[] for _ in range(rows)]
@@ -134,9 +143,9 @@ def articles(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
 def drafts(sequences: torch.Tensor, running: torch.Tensor, num_tokens: int,
            before: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
     """(tokens (rows, K), valid (rows, K)) of each running row's guess, padded to the longest; K may be 0.
-    before: per row, what the lookup searches ahead of the row's text (`articles`)."""
+    before: per row, what the lookup searches besides the row's text (`articles`)."""
     rows = sequences.tolist()
-    guesses = [lookup_draft(before[index] + row, num_tokens) if bool(running[index]) else []
+    guesses = [lookup_draft(row, num_tokens, article=before[index]) if bool(running[index]) else []
                for index, row in enumerate(rows)]
     width = max(map(len, guesses), default=0)
     tokens = torch.zeros((len(rows), width), dtype=torch.long, device=sequences.device)

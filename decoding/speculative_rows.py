@@ -111,7 +111,7 @@ def per_row_speculation(model, sequences: torch.Tensor, state: ModelState, logit
     sequences: (rows, start_len) the left-padded prompts after the prefill; logits: (rows, vocab).
     row_processors: row -> that row's own processors, needed when a processor reads the sequences
     (rows then have different lengths, so each row's scores are processed on its own sequence).
-    articles: per row, what the lookup searches ahead of the row's text (speculative.articles).
+    articles: per row, what the lookup searches besides the row's text (speculative.articles).
     """
     acceptance = acceptance if acceptance is not None else Acceptance()
     relative = begin_own_positions(model, state, sequences)
@@ -125,7 +125,7 @@ def per_row_speculation(model, sequences: torch.Tensor, state: ModelState, logit
     width = GuessWidth(len(rows.texts))
     active = list(range(len(rows.texts)))  # the rows in the cache, in its order
     while rows.running():
-        found = {row: lookup_draft(articles[row] + rows.texts[row] if articles else rows.texts[row], num_tokens)
+        found = {row: lookup_draft(rows.texts[row], num_tokens, article=articles[row] if articles else ())
                  for row in rows.running()}
         guesses = width.cut(found)
         fed = feed_tokens(rows, active, guesses, width=max(map(len, guesses.values())))

@@ -121,6 +121,11 @@ def test_lookup_proposes_what_followed_the_last_ngram():
     assert lookup_draft([1, 2, 3, 4, 5, 9, 2], num_tokens=3) == [3, 4, 5]  # the 1-gram (2) when the 2-gram fails
     assert lookup_draft([1, 2, 3], num_tokens=4) == []
     assert lookup_draft([7, 8, 7], num_tokens=4) == [8, 7]  # never past the end of the text
+    article = [4, 1, 2, 6, 7, 8, 9]
+    assert lookup_draft([1, 2, 3, 4, 5, 1, 2], num_tokens=2, article=article) == [3, 4]  # the text's own first
+    assert lookup_draft([5, 6, 7], num_tokens=2, article=article) == [8, 9]  # the article's 2-gram
+    assert lookup_draft([5, 8, 3, 8], num_tokens=2, article=article) == [3, 8]  # the text's 1-gram before it
+    assert lookup_draft([5, 9], num_tokens=2, article=article) == []  # nothing follows the article's last token
 
 
 @pytest.mark.parametrize(("settings", "match"), [
