@@ -28,7 +28,7 @@ import json
 import statistics
 import time
 
-from benchmarks.speculative import LOOKUP
+from benchmarks.speculative import LOOKUP, keep_batch_aligned
 from benchmarks.worker import last_line_of_module, rotated
 
 SYSTEMS = ("nopipe-greedy", "nopipe-lookup", "generate-greedy", "generate-lookup")
@@ -38,11 +38,6 @@ BATCH_SYSTEMS = ("nopipe-greedy", "nopipe-lookup", "nopipe-lookup-aligned", "gen
 def systems(batch: int) -> tuple[str, ...]:
     return SYSTEMS if batch == 1 else BATCH_SYSTEMS
 
-
-def keep_batch_aligned(input_ids, scores):
-    """A caller's logits processor that changes nothing; being the caller's, it may read the whole batch,
-    so decoding.generate keeps the batch's rows aligned."""
-    return scores
 
 
 def load(threads: int, mode: str):

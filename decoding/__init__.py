@@ -27,7 +27,8 @@ Where things are, in the order a call meets them:
     speculative.py       speculative decoding (prompt lookup, an assistant): plain decoding's tokens
                          (greedy) or distribution (sampling), several per call
     speculative_rows.py  the same for a batch whose rows keep their own guesses; row_positions.py:
-                         each row's own decoder positions in an encoder-decoder model
+                         each row's own decoder positions in an encoder-decoder model;
+                         assistant_rows.py: an assistant's guesses for such a batch
     beam_search.py       beam search, step for step transformers' algorithm
     strategy_options.py  which strategy transformers 4.56 moved to the hub the settings ask for;
     moved_searches.py    those strategies as searches: contrastive.py, dola.py, diverse_beam.py,

@@ -26,9 +26,10 @@ from dataclasses import dataclass
 
 import torch
 
+from decoding.assistant_rows import AssistantGuesses
 from decoding.beam_search import beam_search
 from decoding.speculative import Acceptance, AssistantDrafts, LookupDrafts, articles, speculative_steps
-from decoding.speculative_rows import per_row_speculation, rows_can_keep_their_own
+from decoding.speculative_rows import LookupGuesses, cache_can_keep_rows, per_row_speculation, rows_can_keep_their_own
 from decoding.token_loop import Strategy, decode_tokens, greedy_or_sample
 
 
@@ -118,21 +119,17 @@ class PromptLookup:
 
     def __call__(self, model, call) -> Found:
         acceptance = Acceptance()
-        pad_token_id = call.config.effective_pad_token_id
-        if rows_can_keep_their_own(model, call.state, call.processors, call.stop, pad_token_id, call.tracer,
-                                   rows=call.sequences.shape[0], row_processors=call.row_processors):
-            sequences = per_row_speculation(model, call.sequences, call.state, call.logits, processors=call.processors,
-                                            stop=call.stop, pad_token_id=pad_token_id,
-                                            max_length=call.lengths.max_length, num_tokens=self.num_tokens,
-                                            choose=greedy_or_sample(call.config.do_sample), acceptance=acceptance,
-                                            row_processors=call.row_processors, articles=call_articles(model, call))
+        if rows_may_keep_their_own(model, call):
+            source = LookupGuesses(self.num_tokens, call.sequences.shape[0], call_articles(model, call))
+            sequences = guessed_per_row(model, call, source, acceptance)
         else:
             sequences = last(self.steps(model, call, acceptance), call.sequences)
         return Found(sequences, speculation=acceptance)
 
 
 class AssistedDecoding:
-    """An assistant model's guesses (decoding/speculative.py): greedy's tokens, or sampling's distribution."""
+    """An assistant model's guesses (decoding/speculative.py): greedy's tokens, or sampling's distribution.
+    A greedy batch whose rows may move on by different counts does (decoding/assistant_rows.py)."""
 
     def __init__(self, assistant, num_tokens: int = 20, confidence: float = 0.4):
         self.assistant, self.num_tokens, self.confidence = assistant, num_tokens, confidence
@@ -147,7 +144,34 @@ class AssistedDecoding:
 
     def __call__(self, model, call) -> Found:
         acceptance = Acceptance()
+        source = self.per_row_source(model, call) if not call.config.do_sample else None
+        if source is not None:
+            return Found(guessed_per_row(model, call, source, acceptance), speculation=acceptance)
         return Found(last(self.steps(model, call, acceptance), call.sequences), speculation=acceptance)
+
+    def per_row_source(self, model, call) -> AssistantGuesses | None:
+        """The assistant's guesses for rows that keep their own, when both caches allow it (greedy only)."""
+        if not rows_may_keep_their_own(model, call):
+            return None
+        source = AssistantGuesses(self.assistant, call.input_ids, call.attention_mask, call.sequences,
+                                  max_length=call.lengths.max_length + self.num_tokens + 1, processors=call.processors,
+                                  row_processors=call.row_processors, num_tokens=self.num_tokens,
+                                  confidence=self.confidence)
+        return source if cache_can_keep_rows(self.assistant, source.state, call.sequences.shape[0]) else None
+
+
+def rows_may_keep_their_own(model, call) -> bool:
+    """speculative_rows.rows_can_keep_their_own on a prepared call."""
+    return rows_can_keep_their_own(model, call.state, call.processors, call.stop, call.config.effective_pad_token_id,
+                                   call.tracer, rows=call.sequences.shape[0], row_processors=call.row_processors)
+
+
+def guessed_per_row(model, call, source, acceptance: Acceptance) -> torch.Tensor:
+    """The loop of decoding/speculative_rows.py on a prepared call."""
+    return per_row_speculation(model, call.sequences, call.state, call.logits, processors=call.processors,
+                               stop=call.stop, pad_token_id=call.config.effective_pad_token_id,
+                               max_length=call.lengths.max_length, choose=greedy_or_sample(call.config.do_sample),
+                               source=source, acceptance=acceptance, row_processors=call.row_processors)
 
 
 def call_articles(model, call) -> list[list[int]]:

@@ -27,8 +27,8 @@ layers nopipe preallocates (decoder-only, or encoder-decoder as above, each row 
 encoder output: not a sample sharing its input's), processors that can be built for one row (not the caller's own logits
 processors, prefix_allowed_tokens_fn, which is told the batch index, or guidance), finished rows
 padded (EOS ids and a pad id), no trace and no stopping_criteria of the caller's (they may read the
-whole batch), prompt-lookup guesses. Otherwise the aligned loop runs; both give plain decoding's
-tokens. The number of guesses a call feeds is chosen for the most
+whole batch), prompt-lookup guesses or a greedy assistant's (decoding/assistant_rows.py). Otherwise
+the aligned loop runs; both give plain decoding's tokens. The number of guesses a call feeds is chosen for the most
 tokens per cost (`GuessWidth`), not by transformers' +2/-1 schedule, which a batch would drag down to
 its least lucky row.
 """
@@ -57,12 +57,17 @@ def rows_can_keep_their_own(model, state: ModelState, processors: Sequence[Proce
     """Whether a batch may accept guesses per row (the conditions in the module docstring).
 
     row_processors: row -> that row's own processors, or None when the call's processors couple the rows."""
-    layers = getattr(state.self_attention_cache, "layers", None)
     return (rows > 1 and tracer is None and stop.eos is not None
-            and pad_token_id is not None and not stop.extra and bool(layers)
-            and all(type(layer) is PreallocatedLayer for layer in layers)
-            and (not state.is_encoder_decoder or encoder_rows_can_leave(model, state, rows))
+            and pad_token_id is not None and not stop.extra and cache_can_keep_rows(model, state, rows)
             and (row_processors is not None or not any(reads_ids(processor) for processor in processors)))
+
+
+def cache_can_keep_rows(model, state: ModelState, rows: int) -> bool:
+    """Whether the model's cache can hold holes per row: self-attention layers nopipe preallocates and,
+    for an encoder-decoder model, positions it can number per row and an encoder output per row."""
+    layers = getattr(state.self_attention_cache, "layers", None)
+    return (bool(layers) and all(type(layer) is PreallocatedLayer for layer in layers)
+            and (not state.is_encoder_decoder or encoder_rows_can_leave(model, state, rows)))
 
 
 def encoder_rows_can_leave(model, state: ModelState, rows: int) -> bool:
@@ -104,14 +109,13 @@ class Rows:
 
 def per_row_speculation(model, sequences: torch.Tensor, state: ModelState, logits: torch.Tensor, *,
                         processors: Sequence[Processor], stop: StopCriteria, pad_token_id: int, max_length: int,
-                        num_tokens: int, choose, acceptance: Acceptance | None = None,
-                        row_processors=None, articles: list[list[int]] | None = None) -> torch.Tensor:
-    """Prompt-lookup decoding of a batch, each row keeping its own guesses; returns plain decoding's sequences.
+                        choose, source, acceptance: Acceptance | None = None, row_processors=None) -> torch.Tensor:
+    """Speculative decoding of a batch, each row keeping its own guesses; returns plain decoding's sequences.
 
-    sequences: (rows, start_len) the left-padded prompts after the prefill; logits: (rows, vocab).
+    sequences: (rows, start_len) the prompts (or decoder start tokens) after the prefill; logits:
+    (rows, vocab). source: where the guesses come from (LookupGuesses, assistant_rows.AssistantGuesses).
     row_processors: row -> that row's own processors, needed when a processor reads the sequences
     (rows then have different lengths, so each row's scores are processed on its own sequence).
-    articles: per row, what the lookup searches besides the row's text (speculative.articles).
     """
     acceptance = acceptance if acceptance is not None else Acceptance()
     relative = begin_own_positions(model, state, sequences)
@@ -122,12 +126,9 @@ def per_row_speculation(model, sequences: torch.Tensor, state: ModelState, logit
     chains = None
     if any(reads_ids(processor) for processor in processors):
         chains = {row: row_processors(row) for row in range(len(rows.texts))}
-    width = GuessWidth(len(rows.texts))
     active = list(range(len(rows.texts)))  # the rows in the cache, in its order
     while rows.running():
-        found = {row: lookup_draft(rows.texts[row], num_tokens, article=articles[row] if articles else ())
-                 for row in rows.running()}
-        guesses = width.cut(found)
+        guesses = source.propose(rows, active)
         fed = feed_tokens(rows, active, guesses, width=max(map(len, guesses.values())))
         ahead = decode_ahead(model, fed, state)  # (active rows, K + 1, vocab)
         if chains is None:
@@ -136,10 +137,29 @@ def per_row_speculation(model, sequences: torch.Tensor, state: ModelState, logit
             choices = {row: ProcessedRow(rows, row, ahead[active.index(row)], chains[row], choose) for row in guesses}
         kept = {row: walk_row(rows, row, choices[row], guesses[row]) for row in guesses}
         count(acceptance, guesses, kept)
-        width.learn(guesses, kept)
+        source.learn(guesses, kept, rows, active)
         keep_positions(state, kept, rows, active, fed_width=fed.shape[1], relative=relative)
-        active = leave_finished(state, rows, active)
+        active = leave_finished(state, rows, active, also=source.states)
     return rows.sequences()
+
+
+class LookupGuesses:
+    """Prompt-lookup guesses, each row's cut to the width with the most expected tokens per cost."""
+
+    states = ()  # no cache of its own
+
+    def __init__(self, num_tokens: int, rows: int, articles: list[list[int]] | None = None):
+        """articles: per row, what the lookup searches besides the row's text (speculative.articles)."""
+        self.num_tokens, self.articles, self.width = num_tokens, articles, GuessWidth(rows)
+
+    def propose(self, rows: Rows, active: list[int]) -> dict[int, list[int]]:
+        """{running row: its guesses}."""
+        found = {row: lookup_draft(rows.texts[row], self.num_tokens, article=self.articles[row] if self.articles else ())
+                 for row in rows.running()}
+        return self.width.cut(found)
+
+    def learn(self, guesses: dict[int, list[int]], kept: dict[int, int], rows: Rows, active: list[int]) -> None:
+        self.width.learn(guesses, kept)
 
 
 class GuessWidth:
@@ -257,15 +277,21 @@ def begin_own_positions(model, state: ModelState, sequences: torch.Tensor) -> bo
 def keep_positions(state: ModelState, kept: dict[int, int], rows: Rows, active: list[int], fed_width: int,
                    relative: bool = False) -> None:
     """After a call that fed `fed_width` positions: each running row keeps its newest token and the
-    guesses it kept; the rest become holes. The cache ends after the running row that kept the most.
-    relative: the model reads distances between cache slots, so holes are closed at once."""
+    guesses it kept; the rest become holes. relative: see keep_fed."""
+    keep = [1 + kept[row] if not rows.finished[row] else 0 for row in active]
+    keep_fed(state, torch.tensor(keep, device=rows.buffer.device), fed_width, relative)
+
+
+def keep_fed(state: ModelState, keep: torch.Tensor, fed_width: int, relative: bool = False) -> None:
+    """Of the last `fed_width` positions of the cache, row i keeps its first keep[i] (rows,); the rest
+    become holes, and the cache ends after the row that kept the most. relative: the model reads
+    distances between cache slots, so holes are closed at once."""
     cache = state.self_attention_cache
     cache_length = cache.get_seq_length()
     before = cache_length - fed_width
-    keep = torch.tensor([1 + kept[row] if not rows.finished[row] else 0 for row in active], device=rows.buffer.device)
     length = before + int(keep.max())
     mask = state.self_attention_mask if state.self_attention_mask is not None else torch.ones(
-        (len(keep), cache_length), dtype=torch.long, device=rows.buffer.device)
+        (len(keep), cache_length), dtype=torch.long, device=keep.device)
     mask = mask[:, :length].clone()
     new = torch.arange(int(keep.max()), device=mask.device)[None, :]
     mask[:, before:] = (new < keep[:, None]).long()
@@ -283,13 +309,21 @@ def has_holes(mask: torch.Tensor) -> bool:
     return bool(((mask.cummax(dim=1).values == 1) & (mask == 0)).any())
 
 
-def leave_finished(state: ModelState, rows: Rows, active: list[int]) -> list[int]:
+def leave_finished(state: ModelState, rows: Rows, active: list[int], also: Sequence[ModelState] = ()) -> list[int]:
     """Take finished rows out of the cache once they are a quarter of it (a copy of the cache, so not one
-    by one): the model stops computing rows nobody reads. Returns the rows left, in cache order."""
+    by one): the model stops computing rows nobody reads. also: states whose rows leave with them (an
+    assistant's). Returns the rows left, in cache order."""
     staying = [index for index, row in enumerate(active) if not rows.finished[row]]
     if not staying or len(active) - len(staying) < max(1, len(active) // 4):
         return active
     index = torch.tensor(staying, device=rows.buffer.device)
+    for each in (state, *also):
+        keep_cache_rows(each, index)
+    return [active[i] for i in staying]
+
+
+def keep_cache_rows(state: ModelState, index: torch.Tensor) -> None:
+    """Keep these rows of the state's cache, mask, positions and encoder side, in this order."""
     for layer in state.self_attention_cache.layers:
         layer.keep_rows(index)
     state.self_attention_mask = state.self_attention_mask.index_select(0, index)
@@ -297,7 +331,6 @@ def leave_finished(state: ModelState, rows: Rows, active: list[int]) -> list[int
         state.next_positions = state.next_positions.index_select(0, index)
     if state.is_encoder_decoder:
         keep_encoder_rows(state, index)
-    return [active[i] for i in staying]
 
 
 def keep_encoder_rows(state: ModelState, index: torch.Tensor) -> None:

@@ -396,3 +396,20 @@ def test_agreement_shares_round_down():
     from benchmarks.agreement import share_down
 
     assert share_down(17135, 17142) == "99.9" and share_down(5, 5) == "100.0" and share_down(1, 3) == "33.3"
+
+
+def test_speculative_report_compares_every_system_with_plain_greedy(capsys):
+    from benchmarks import speculative
+
+    def run(speed, tokens, rate=None):
+        return {"tokens_per_s": speed, "acceptance": rate, "tokens": tokens}
+
+    runs = {"nopipe-greedy": [run(10.0, [[1, 2]]), run(12.0, [[1, 2]])],
+            "nopipe-int8-draft": [run(15.0, [[1, 2]], 0.5), run(15.0, [[1, 2]], 0.5)],
+            "nopipe-int8-draft-aligned": [run(11.0, [[1, 3]], 0.2), run(11.0, [[1, 3]], 0.2)]}
+    speculative.report("batch 8, repeat", runs)
+    printed = capsys.readouterr().out
+    assert "nopipe-int8-draft / nopipe-greedy 1.36x (same tokens: True)" in printed
+    assert "nopipe-int8-draft-aligned / nopipe-greedy 1.00x (same tokens: False)" in printed
+    assert "50% of guesses kept" in printed and "generate-lookup" not in printed
+    assert speculative.PARTS["int8-draft-batch"][0][1] == speculative.DRAFT_BATCH_SYSTEMS

@@ -107,8 +107,8 @@ def rows_that_leave_take_their_history(monkeypatch):
     cache (speculative_rows.leave_finished), the rows that stay move up, and so must their histories."""
     original = speculative_rows.leave_finished
 
-    def leave_finished(state, rows, active):
-        staying = original(state, rows, active)
+    def leave_finished(state, rows, active, also=()):
+        staying = original(state, rows, active, also)
         if staying is not active:
             LEFT.append(len(active) - len(staying))
             for model in COPYING:
@@ -219,7 +219,7 @@ def test_encoder_decoder_rows_see_at_each_position_the_logits_plain_decoding_see
     a row kept must have had plain decoding's logits there, before the copying boost (a wrong position
     number or a hole left in T5's cache changes them). A row that finished is fed filler tokens from
     where its last call began (nobody reads them), so positions whose last token fed differs are skipped."""
-    monkeypatch.setattr(speculative_rows, "leave_finished", lambda state, rows, active: active)  # rows keep their place
+    monkeypatch.setattr(speculative_rows, "leave_finished", lambda state, rows, active, also=(): active)  # stay in place
     model = copying_seq2seq(tiny_seq2seq(name), boost=(6.0, 2.0))
     assert speculative_rows.row_positions.layout(model) is not None
     input_ids, attention_mask = prompt_batch(model, lengths=(9, 4, 13, 7, 11))
@@ -300,6 +300,100 @@ def test_what_prompt_lookup_searches_besides_a_row_s_text():
     assert articles(tiny_model("llama"), input_ids, attention_mask, rows=2) == [[], []]  # its text holds the prompt
     marian.config.share_encoder_decoder_embeddings = False  # a source vocabulary of its own
     assert articles(marian, input_ids, attention_mask, rows=2) == [[], []]
+
+
+# -- an assistant's guesses, each row keeping its own -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama", "bart", "t5"])
+def test_an_assistant_s_rows_keep_their_own_guesses_and_give_plain_greedys_tokens(name, walked_per_row):
+    """The assistant copies well in some rows and badly in others (its own boost per row), so rows keep
+    different numbers of guesses; its cache keeps holes where they refused, as the target's does."""
+    make = copying if name in MODELS else copying_seq2seq
+    model = make(tiny_model(name), boost=6.0)
+    assistant = make(tiny_model(name), boost=(6.0, 0.0, 3.0))
+    input_ids, attention_mask = prompt_batch(model, lengths=(9, 4, 13, 7, 11))
+    outputs = []
+    for extra in ({}, dict(assistant_model=assistant, num_assistant_tokens=5, assistant_confidence_threshold=0)):
+        model.history, assistant.history = {}, {}
+        outputs.append(generate(model, input_ids, attention_mask, max_new_tokens=40, min_new_tokens=30,
+                                do_sample=False, **extra))
+    plain, assisted = outputs
+    assert torch.equal(plain.sequences, assisted.sequences)
+    assert walked_per_row and assisted.speculation.accepted > 40, assisted.speculation
+    assert bool(LEFT) == (name != "t5")  # rows left both caches (the tiny T5 writes every row to the end)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama", "bart", "t5"])
+def test_an_assistant_that_is_the_model_itself_has_every_guess_kept(name, monkeypatch):
+    """Its cache, holes and positions right, the assistant predicts each row exactly as the model does;
+    processors that read each row's text (min_new_tokens, the repetition penalty) guide it the same way.
+    A guess is refused only past the row's end."""
+    refused = []
+    walk = speculative_rows.walk_row
+
+    def walk_row(rows, row, choices, guess):
+        kept = walk(rows, row, choices, guess)
+        if kept < len(guess) and not rows.finished[row]:
+            refused.append((row, kept, guess))
+        return kept
+
+    monkeypatch.setattr(speculative_rows, "walk_row", walk_row)
+    make = copying if name in MODELS else copying_seq2seq
+    model = make(tiny_model(name), boost=(6.0, 2.0))
+    assistant = make(tiny_model(name), boost=(6.0, 2.0))
+    input_ids, attention_mask = prompt_batch(model, lengths=(9, 4, 13, 7, 11))
+    model.history, assistant.history = {}, {}
+    out = generate(model, input_ids, attention_mask, max_new_tokens=30, min_new_tokens=20, repetition_penalty=1.3,
+                   do_sample=False, assistant_model=assistant, num_assistant_tokens=5, assistant_confidence_threshold=0)
+    assert out.speculation.proposed > 50 and not refused, (out.speculation, refused)
+
+
+def test_the_assistant_reads_what_each_row_gained_and_gives_its_logits_after_the_newest_token():
+    """assistant_rows.AssistantGuesses.catch_up: rows gain different numbers of tokens (short rows are
+    filled, the fill becomes holes); each row's logits are the model's after its own text."""
+    from decoding.assistant_rows import AssistantGuesses
+    from decoding.stopping import StopCriteria
+
+    model = tiny_model("llama")
+    input_ids, attention_mask = prompt_batch(model, lengths=(9, 4, 13))
+    source = AssistantGuesses(model, input_ids, attention_mask, input_ids, max_length=40, processors=[],
+                              row_processors=None, num_tokens=3, confidence=0)
+    rows = speculative_rows.Rows(input_ids, StopCriteria(40, [2]), 40, pad_token_id=0)
+    for gained in ([[30], [31, 32], [33]], [[34, 35, 36], [37], [38, 39]]):
+        for row, tokens in enumerate(gained):
+            for token in tokens:
+                rows.append(row, token)
+        logits = source.catch_up(rows, active=[0, 1, 2])
+        for row in range(3):
+            text = torch.tensor([rows.texts[row]])
+            mask = torch.cat([attention_mask[row:row + 1], torch.ones((1, text.shape[1] - input_ids.shape[1]),
+                                                                        dtype=torch.long)], dim=1)
+            expected = model(input_ids=text, attention_mask=mask).logits[0, -1]
+            torch.testing.assert_close(logits[row], expected, atol=1e-4, rtol=1e-4)
+
+
+def test_an_assistant_s_guesses_follow_processors_that_read_each_row_s_text(walked_per_row):
+    model = copying(tiny_model("llama"), boost=6.0)
+    assistant = copying(tiny_model("llama"), boost=(6.0, 1.0))
+    input_ids, attention_mask = prompt_batch(model, lengths=(9, 4, 13, 7))
+    outputs = []
+    settings = dict(max_new_tokens=30, do_sample=False, no_repeat_ngram_size=4, repetition_penalty=1.2)
+    for extra in ({}, dict(assistant_model=assistant, num_assistant_tokens=4)):
+        model.history, assistant.history = {}, {}
+        outputs.append(generate(model, input_ids, attention_mask, **settings, **extra))
+    assert torch.equal(outputs[0].sequences, outputs[1].sequences)
+    assert walked_per_row and outputs[1].speculation.accepted > 10, outputs[1].speculation
+
+
+def test_a_sampling_assistant_keeps_the_batch_aligned(walked_per_row):
+    """A sampled guess is kept by a rule that needs its draw's distribution: the aligned loop keeps it."""
+    model = copying(tiny_model("llama"), boost=6.0)
+    assistant = copying(tiny_model("llama"), boost=6.0)
+    input_ids, attention_mask = prompt_batch(model, lengths=(9, 4, 13))
+    out = generate(model, input_ids, attention_mask, max_new_tokens=12, do_sample=True, top_k=4,
+                   assistant_model=assistant, num_assistant_tokens=3)
+    assert out.speculation.accepted > 0 and not walked_per_row
 
 
 def test_rows_keep_more_guesses_than_the_aligned_loop():

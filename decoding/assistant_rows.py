@@ -1,0 +1,113 @@
+"""An assistant model's guesses for a batch whose rows keep their own (decoding/speculative_rows.py).
+
+The assistant decodes on a cache of its own, all rows in one batch as the target does. After the
+target walked the guesses, each row of the assistant's cache keeps the guesses that row kept; the
+positions of the ones it refused become holes, as in the target's cache. At the next call each row
+first reads what its text gained since (the target's own token, and the last guess when it kept
+them all: one or two tokens), then every row writes the same number of guesses. The number follows
+transformers' schedule (+2 after a call in which every row kept every guess, -1 otherwise) and
+stops early after a guess the assistant is unsure of in any row (assistant_confidence_threshold).
+
+Greedy only: a sampled guess is kept by a rule that needs the distribution it was drawn from at
+every verified position, which the aligned loop (decoding/speculative.py) keeps.
+"""
+
+from collections.abc import Sequence
+
+import torch
+
+from decoding.model_step import decode_ahead, decode_step, prefill, start
+from decoding.processor_chain import reads_ids
+from decoding.processors import Processor, run_processors
+from decoding.speculative import next_width
+from decoding.speculative_rows import Rows, begin_own_positions, keep_fed
+
+
+class AssistantGuesses:
+    """The source of guesses per_row_speculation asks: propose(rows, active), then learn(...) what was kept."""
+
+    def __init__(self, assistant, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                 sequences: torch.Tensor, *, max_length: int, processors: Sequence[Processor], row_processors,
+                 num_tokens: int, confidence: float):
+        """input_ids, attention_mask: the call's input; sequences: the target's rows before the first new
+        token; processors, row_processors: the call's, which guide the guesses as in transformers'
+        assisted decoding (row_processors: row -> that row's own, used when a processor reads the text)."""
+        mask = attention_mask if attention_mask is not None or assistant.config.is_encoder_decoder \
+            else torch.ones_like(input_ids)
+        start_id = int(sequences[0, 0]) if assistant.config.is_encoder_decoder else None
+        expand = sequences.shape[0] // input_ids.shape[0]  # samples per input
+        prompt, self.state = start(assistant, input_ids, mask, expand=expand, decoder_start_token_id=start_id,
+                                   max_length=max_length, shared_cross_attention=False)
+        prefill(assistant, prompt, self.state)
+        self.relative = begin_own_positions(assistant, self.state, prompt)
+        self.model, self.processors, self.confidence = assistant, processors, confidence
+        self.chains = {}
+        if any(reads_ids(processor) for processor in processors):
+            self.chains = {row: row_processors(row) for row in range(sequences.shape[0])}
+        self.states = (self.state,)  # rows leave the assistant's cache with the target's
+        self.read = [prompt.shape[1]] * sequences.shape[0]  # each row's tokens in the assistant's cache
+        self.num_tokens = self.width = num_tokens
+        self.fed = 0  # guesses the last call fed to the assistant
+
+    def propose(self, rows: Rows, active: list[int]) -> dict[int, list[int]]:
+        """{running row: its guesses}, all of one length."""
+        logits = self.catch_up(rows, active)
+        running = [not rows.finished[row] for row in active]
+        guesses = {row: [] for row, runs in zip(active, running) if runs}
+        for step in range(self.width):
+            scores = self.processed(rows, active, guesses, logits)
+            tokens = scores.argmax(dim=-1)
+            for row, token in zip(active, tokens.tolist()):
+                if row in guesses:
+                    guesses[row].append(token)
+            if step + 1 == self.width or self.unsure(scores, tokens, running):
+                break
+            fed = [token if runs else rows.texts[row][-1] for row, token, runs in zip(active, tokens.tolist(), running)]
+            logits = decode_step(self.model, torch.tensor(fed, device=tokens.device), self.state)
+        self.fed = len(next(iter(guesses.values()))) - 1
+        return guesses
+
+    def catch_up(self, rows: Rows, active: list[int]) -> torch.Tensor:
+        """Feed each running row what its text gained since the assistant last read it (short rows and
+        finished ones filled with their newest token, which become holes). -> (active rows, vocab) the
+        assistant's logits after each row's newest token."""
+        unread = [rows.texts[row][self.read[row]:] if not rows.finished[row] else [] for row in active]
+        width = max(map(len, unread))
+        block = [tokens + [rows.texts[row][-1]] * (width - len(tokens)) for row, tokens in zip(active, unread)]
+        ahead = decode_ahead(self.model, torch.tensor(block, device=rows.buffer.device), self.state)
+        keep = torch.tensor([len(tokens) for tokens in unread], device=rows.buffer.device)
+        keep_fed(self.state, keep, width, self.relative)
+        for row, tokens in zip(active, unread):
+            self.read[row] += len(tokens)
+        return ahead[torch.arange(len(active)), (keep - 1).clamp(min=0)]
+
+    def processed(self, rows: Rows, active: list[int], guesses: dict[int, list[int]],
+                  logits: torch.Tensor) -> torch.Tensor:
+        """The call's processors on the assistant's logits (active rows, vocab), each running row's on its
+        text and guesses so far when a processor reads them."""
+        if not self.chains:
+            return run_processors(self.processors, logits.new_empty((len(active), 0), dtype=torch.long), logits)
+        scores = logits.clone()
+        for index, row in enumerate(active):
+            if row in guesses:
+                text = rows.buffer[row:row + 1, :len(rows.texts[row])]
+                text = torch.cat([text, text.new_tensor([guesses[row]])], dim=1)
+                scores[index:index + 1] = run_processors(self.chains[row], text, logits[index:index + 1])
+        return scores
+
+    def unsure(self, scores: torch.Tensor, tokens: torch.Tensor, running: list[bool]) -> bool:
+        """Whether a running row's guess has less probability than the confidence threshold."""
+        if self.confidence <= 0:
+            return False
+        chosen = torch.softmax(scores, dim=-1).gather(1, tokens[:, None]).squeeze(1)
+        return bool(((chosen < self.confidence) & torch.tensor(running, device=chosen.device)).any())
+
+    def learn(self, guesses: dict[int, list[int]], kept: dict[int, int], rows: Rows, active: list[int]) -> None:
+        """Each row's assistant cache keeps the guesses the row kept (of those fed to it); the schedule moves."""
+        if self.fed:
+            keep = [min(kept[row], self.fed) if row in guesses and not rows.finished[row] else 0 for row in active]
+            keep_fed(self.state, torch.tensor(keep, device=rows.buffer.device), self.fed, self.relative)
+            for row, count in zip(active, keep):
+                self.read[row] += count
+        self.width = next_width(self.width, self.num_tokens,
+                                all_kept=all(kept[row] == len(guess) for row, guess in guesses.items()))
