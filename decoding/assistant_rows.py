@@ -4,9 +4,9 @@ The assistant decodes on a cache of its own, all rows in one batch as the target
 target walked the guesses, each row of the assistant's cache keeps the guesses that row kept; the
 positions of the ones it refused become holes, as in the target's cache. At the next call each row
 first reads what its text gained since (the target's own token, and the last guess when it kept
-them all: one or two tokens), then every row writes the same number of guesses. The number follows
-transformers' schedule (+2 after a call in which every row kept every guess, -1 otherwise) and
-stops early after a guess the assistant is unsure of in any row (assistant_confidence_threshold).
+them all: one or two tokens), then the rows write their guesses. How many follows transformers'
+schedule (+2 after a call in which every row kept every guess, -1 otherwise); a row stops early
+after a guess the assistant is unsure of (assistant_confidence_threshold), the others go on.
 
 Greedy only: a sampled guess is kept by a rule that needs the distribution it was drawn from at
 every verified position, which the aligned loop (decoding/speculative.py) keeps.
@@ -47,24 +47,30 @@ class AssistantGuesses:
         self.states = (self.state,)  # rows leave the assistant's cache with the target's
         self.read = [prompt.shape[1]] * sequences.shape[0]  # each row's tokens in the assistant's cache
         self.num_tokens = self.width = num_tokens
-        self.fed = 0  # guesses the last call fed to the assistant
+        self.fed = {}  # per row, the guesses the last call fed to the assistant
 
     def propose(self, rows: Rows, active: list[int]) -> dict[int, list[int]]:
-        """{running row: its guesses}, all of one length."""
+        """{running row: its guesses}. A row stops after a guess the assistant is unsure of; the others go on."""
         logits = self.catch_up(rows, active)
-        running = [not rows.finished[row] for row in active]
-        guesses = {row: [] for row, runs in zip(active, running) if runs}
+        guessing = {row for row in active if not rows.finished[row]}
+        guesses = {row: [] for row in guessing}
+        self.fed = dict.fromkeys(guesses, 0)
         for step in range(self.width):
-            scores = self.processed(rows, active, guesses, logits)
+            scores = self.processed(rows, active, guessing, guesses, logits)
             tokens = scores.argmax(dim=-1)
-            for row, token in zip(active, tokens.tolist()):
-                if row in guesses:
+            unsure = self.unsure(scores, tokens)
+            wrote = set(guessing)
+            for index, (row, token) in enumerate(zip(active, tokens.tolist())):
+                if row in wrote:
                     guesses[row].append(token)
-            if step + 1 == self.width or self.unsure(scores, tokens, running):
+                    if unsure[index]:
+                        guessing.discard(row)
+            if step + 1 == self.width or not guessing:
                 break
-            fed = [token if runs else rows.texts[row][-1] for row, token, runs in zip(active, tokens.tolist(), running)]
+            for row in wrote:
+                self.fed[row] += 1
+            fed = [token if row in wrote else rows.texts[row][-1] for row, token in zip(active, tokens.tolist())]
             logits = decode_step(self.model, torch.tensor(fed, device=tokens.device), self.state)
-        self.fed = len(next(iter(guesses.values()))) - 1
         return guesses
 
     def catch_up(self, rows: Rows, active: list[int]) -> torch.Tensor:
@@ -81,32 +87,33 @@ class AssistantGuesses:
             self.read[row] += len(tokens)
         return ahead[torch.arange(len(active)), (keep - 1).clamp(min=0)]
 
-    def processed(self, rows: Rows, active: list[int], guesses: dict[int, list[int]],
+    def processed(self, rows: Rows, active: list[int], guessing: set[int], guesses: dict[int, list[int]],
                   logits: torch.Tensor) -> torch.Tensor:
-        """The call's processors on the assistant's logits (active rows, vocab), each running row's on its
+        """The call's processors on the assistant's logits (active rows, vocab), each guessing row's on its
         text and guesses so far when a processor reads them."""
         if not self.chains:
             return run_processors(self.processors, logits.new_empty((len(active), 0), dtype=torch.long), logits)
         scores = logits.clone()
         for index, row in enumerate(active):
-            if row in guesses:
+            if row in guessing:
                 text = rows.buffer[row:row + 1, :len(rows.texts[row])]
                 text = torch.cat([text, text.new_tensor([guesses[row]])], dim=1)
                 scores[index:index + 1] = run_processors(self.chains[row], text, logits[index:index + 1])
         return scores
 
-    def unsure(self, scores: torch.Tensor, tokens: torch.Tensor, running: list[bool]) -> bool:
-        """Whether a running row's guess has less probability than the confidence threshold."""
+    def unsure(self, scores: torch.Tensor, tokens: torch.Tensor) -> list[bool]:
+        """Per row, whether its guess has less probability than the confidence threshold."""
         if self.confidence <= 0:
-            return False
-        chosen = torch.softmax(scores, dim=-1).gather(1, tokens[:, None]).squeeze(1)
-        return bool(((chosen < self.confidence) & torch.tensor(running, device=chosen.device)).any())
+            return [False] * len(tokens)
+        return (torch.softmax(scores, dim=-1).gather(1, tokens[:, None]).squeeze(1) < self.confidence).tolist()
 
     def learn(self, guesses: dict[int, list[int]], kept: dict[int, int], rows: Rows, active: list[int]) -> None:
         """Each row's assistant cache keeps the guesses the row kept (of those fed to it); the schedule moves."""
-        if self.fed:
-            keep = [min(kept[row], self.fed) if row in guesses and not rows.finished[row] else 0 for row in active]
-            keep_fed(self.state, torch.tensor(keep, device=rows.buffer.device), self.fed, self.relative)
+        fed = max(self.fed.values())
+        if fed:
+            keep = [min(kept[row], self.fed[row]) if row in guesses and not rows.finished[row] else 0
+                    for row in active]
+            keep_fed(self.state, torch.tensor(keep, device=rows.buffer.device), fed, self.relative)
             for row, count in zip(active, keep):
                 self.read[row] += count
         self.width = next_width(self.width, self.num_tokens,

@@ -386,6 +386,31 @@ def test_an_assistant_s_guesses_follow_processors_that_read_each_row_s_text(walk
     assert walked_per_row and outputs[1].speculation.accepted > 10, outputs[1].speculation
 
 
+def test_an_unsure_row_stops_guessing_and_the_others_go_on(monkeypatch):
+    """assistant_confidence_threshold per row: the row the assistant cannot copy stops after a guess it
+    gives little probability, the rows it copies keep guessing in the same call."""
+    from decoding import assistant_rows
+
+    lengths = []
+    propose = assistant_rows.AssistantGuesses.propose
+
+    def recorded(self, rows, active):
+        guesses = propose(self, rows, active)
+        lengths.append(sorted({len(guess) for guess in guesses.values()}))
+        return guesses
+
+    monkeypatch.setattr(assistant_rows.AssistantGuesses, "propose", recorded)
+    model = copying(tiny_model("llama"), boost=8.0)
+    assistant = copying(tiny_model("llama"), boost=(8.0, 8.0, -8.0))  # row 2: pushed away from the copy
+    input_ids, attention_mask = prompt_batch(model, lengths=(9, 4, 13))
+    outputs = []
+    for extra in ({}, dict(assistant_model=assistant, num_assistant_tokens=6, assistant_confidence_threshold=0.9)):
+        model.history, assistant.history = {}, {}
+        outputs.append(generate(model, input_ids, attention_mask, max_new_tokens=30, do_sample=False, **extra))
+    assert torch.equal(outputs[0].sequences, outputs[1].sequences)
+    assert any(len(seen) > 1 for seen in lengths), lengths  # rows of one call guessed different numbers
+
+
 def test_a_sampling_assistant_keeps_the_batch_aligned(walked_per_row):
     """A sampled guess is kept by a rule that needs its draw's distribution: the aligned loop keeps it."""
     model = copying(tiny_model("llama"), boost=6.0)
