@@ -16,10 +16,10 @@ from collections.abc import Sequence
 
 import torch
 
-from decoding.model_step import decode_ahead, decode_step, prefill, start
+from decoding.model_step import decode_ahead, decode_step
 from decoding.processor_chain import reads_ids
 from decoding.processors import Processor, run_processors
-from decoding.speculative import next_width
+from decoding.speculative import next_width, start_assistant
 from decoding.speculative_rows import Rows, begin_own_positions, keep_fed
 
 
@@ -32,13 +32,7 @@ class AssistantGuesses:
         """input_ids, attention_mask: the call's input; sequences: the target's rows before the first new
         token; processors, row_processors: the call's, which guide the guesses as in transformers'
         assisted decoding (row_processors: row -> that row's own, used when a processor reads the text)."""
-        mask = attention_mask if attention_mask is not None or assistant.config.is_encoder_decoder \
-            else torch.ones_like(input_ids)
-        start_id = int(sequences[0, 0]) if assistant.config.is_encoder_decoder else None
-        expand = sequences.shape[0] // input_ids.shape[0]  # samples per input
-        prompt, self.state = start(assistant, input_ids, mask, expand=expand, decoder_start_token_id=start_id,
-                                   max_length=max_length, shared_cross_attention=False)
-        prefill(assistant, prompt, self.state)
+        prompt, self.state, _ = start_assistant(assistant, input_ids, attention_mask, sequences, max_length)
         self.relative = begin_own_positions(assistant, self.state, prompt)
         self.model, self.processors, self.confidence = assistant, processors, confidence
         self.chains = {}

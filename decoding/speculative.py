@@ -170,6 +170,20 @@ class LookupDrafts:
         """Nothing to take back: the guesses are read from the sequences."""
 
 
+def start_assistant(assistant, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, sequences: torch.Tensor,
+                    max_length: int) -> tuple[torch.Tensor, ModelState, torch.Tensor]:
+    """The assistant's own call: its prompt (or decoder start token) per row of `sequences`, its state
+    after the prefill, and its logits for the first new token. An encoder-decoder assistant starts from
+    the target's start token, so both grow the same sequences."""
+    mask = attention_mask if attention_mask is not None or assistant.config.is_encoder_decoder \
+        else torch.ones_like(input_ids)
+    start_id = int(sequences[0, 0]) if assistant.config.is_encoder_decoder else None
+    expand = sequences.shape[0] // input_ids.shape[0]  # samples per input
+    prompt, state = start(assistant, input_ids, mask, expand=expand, decoder_start_token_id=start_id,
+                          max_length=max_length, shared_cross_attention=False)
+    return prompt, state, prefill(assistant, prompt, state)
+
+
 class AssistantDrafts:
     """Guesses from a smaller model with the same vocabulary, decoding on its own cache.
 
@@ -188,13 +202,7 @@ class AssistantDrafts:
         confidence: stop guessing after a guess the assistant gives less probability than this, in any
         running row (transformers' assistant_confidence_threshold): the guesses after it are rarely kept."""
         self.model, self.processors, self.sampling, self.confidence = assistant, processors, sampling, confidence
-        mask = attention_mask if attention_mask is not None or assistant.config.is_encoder_decoder \
-            else torch.ones_like(input_ids)
-        start_id = int(sequences[0, 0]) if assistant.config.is_encoder_decoder else None
-        expand = sequences.shape[0] // input_ids.shape[0]  # samples per input
-        prompt, self.state = start(assistant, input_ids, mask, expand=expand, decoder_start_token_id=start_id,
-                                   max_length=max_length, shared_cross_attention=False)
-        self.logits = prefill(assistant, prompt, self.state)
+        prompt, self.state, self.logits = start_assistant(assistant, input_ids, attention_mask, sequences, max_length)
         self.read = prompt.shape[1]  # positions of the sequences in the assistant's cache
         self.probabilities = None
 
