@@ -30,9 +30,12 @@ class AssistantGuesses:
                  sequences: torch.Tensor, *, max_length: int, processors: Sequence[Processor], row_processors,
                  num_tokens: int, confidence: float):
         """input_ids, attention_mask: the call's input; sequences: the target's rows before the first new
-        token; processors, row_processors: the call's, which guide the guesses as in transformers'
-        assisted decoding (row_processors: row -> that row's own, used when a processor reads the text)."""
-        prompt, self.state, _ = start_assistant(assistant, input_ids, attention_mask, sequences, max_length)
+        token; max_length: the call's (the rows' longest); processors, row_processors: the call's, which
+        guide the guesses as in transformers' assisted decoding (row_processors: row -> that row's own,
+        used when a processor reads the text)."""
+        prompt, self.state, _ = start_assistant(assistant, input_ids, attention_mask, sequences,
+                                                max_length + num_tokens + 1)  # room for a call's guesses
+        self.state.last_position = max_length - 1
         self.relative = begin_own_positions(assistant, self.state, prompt)
         self.model, self.processors, self.confidence = assistant, processors, confidence
         self.chains = {}
@@ -46,10 +49,10 @@ class AssistantGuesses:
     def propose(self, rows: Rows, active: list[int]) -> dict[int, list[int]]:
         """{running row: its guesses}. A row stops after a guess the assistant is unsure of; the others go on."""
         logits = self.catch_up(rows, active)
-        guessing = {row for row in active if not rows.finished[row]}
-        guesses = {row: [] for row in guessing}
+        guesses = {row: [] for row in active if not rows.finished[row]}
+        guessing = {row for row in guesses if rows.room(row) > 0}
         self.fed = dict.fromkeys(guesses, 0)
-        for step in range(self.width):
+        for step in range(self.width if guessing else 0):
             scores = self.processed(rows, active, guessing, guesses, logits)
             tokens = scores.argmax(dim=-1)
             unsure = self.unsure(scores, tokens)
@@ -57,7 +60,7 @@ class AssistantGuesses:
             for index, (row, token) in enumerate(zip(active, tokens.tolist())):
                 if row in wrote:
                     guesses[row].append(token)
-                    if unsure[index]:
+                    if unsure[index] or len(guesses[row]) == rows.room(row):
                         guessing.discard(row)
             if step + 1 == self.width or not guessing:
                 break

@@ -78,7 +78,10 @@ class PreallocatedLayer(DynamicLayer):
 
     def gather_positions(self, order: torch.Tensor) -> None:
         """Row r keeps positions order[r] (rows, length), in that order: speculative decoding closes the
-        holes its rows left (decoding/speculative_rows.py)."""
+        holes its rows left (decoding/speculative_rows.py). A layer never filled (T5 makes one per
+        encoder layer, more than its decoder has) has nothing to gather."""
+        if not self.is_initialized:
+            return
         rows, heads, _, head_dim = self._buffers[0].shape
         index = order.to(self.device)[:, None, :, None].expand(rows, heads, order.shape[1], head_dim)
         for buffer in self._buffers:

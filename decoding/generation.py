@@ -146,7 +146,10 @@ def prepare(model, input_ids, attention_mask, *, tokenizer, logits_processors: S
     check_fits_in_memory(model, batch=input_ids.shape[0], expand=expand, max_length=lengths.max_length,
                          expanded_by="num_beams" if config.num_beams > 1 else "num_return_sequences")
     decoder_start = config.decoder_start_token_id if config.decoder_start_token_id is not None else config.bos_token_id
-    shared = scope.enter_context(sharing_cross_attention(model, config.share_cross_attention and expand > 1))
+    # Guesses feed several positions per call, which the shared kernel does not take (it reads one per row).
+    guessing = config.prompt_lookup_num_tokens is not None or config.assistant_model is not None
+    shared = scope.enter_context(sharing_cross_attention(model, config.share_cross_attention and expand > 1
+                                                         and not guessing))
     sequences, state = start(model, input_ids, attention_mask, expand=expand, decoder_start_token_id=decoder_start,
                              max_length=lengths.max_length, shared_cross_attention=shared)
     logits = prefill(model, sequences, state)

@@ -35,6 +35,9 @@ class ModelState:
         same while rows keep their own guesses (decoding/row_positions.py numbers the decoder's tokens).
     decoder_mask: encoder-decoder, while rows keep their own guesses: (rows, cache length) the positions
         of the decoder's cache each row attends to; None otherwise (all of them).
+    last_position: while rows keep their own guesses, the highest position a kept token can have
+        (max_length - 1); the filler a short or finished row is fed past it is numbered at most this,
+        so no position table is read past its end for a token nobody keeps.
     """
 
     cache: Cache
@@ -45,6 +48,7 @@ class ModelState:
     keep_last_logits: bool = False  # the model accepts logits_to_keep=1 (skip the LM head on the prompt)
     lean: bool = False  # decoding/llama_step.py computes the forward pass
     decoder_mask: torch.Tensor | None = None
+    last_position: int | None = None
 
     @property
     def self_attention_mask(self) -> torch.Tensor | None:
@@ -161,10 +165,7 @@ def prefill(model, sequences: torch.Tensor, state: ModelState) -> torch.Tensor:
 def decode_step(model, tokens: torch.Tensor, state: ModelState) -> torch.Tensor:
     """Feed the newest token of each row. tokens: (rows,) -> logits (rows, vocab) for the next one."""
     _attend_to_new(state, 1)
-    positions = state.next_positions
-    if positions is not None:
-        state.next_positions = positions + 1
-    return _forward(model, tokens[:, None], state, positions)
+    return _forward(model, tokens[:, None], state, _advance_positions(state, 1))
 
 
 def decode_ahead(model, tokens: torch.Tensor, state: ModelState) -> torch.Tensor:
@@ -175,11 +176,16 @@ def decode_ahead(model, tokens: torch.Tensor, state: ModelState) -> torch.Tensor
     """
     count = tokens.shape[1]
     _attend_to_new(state, count)
-    positions = None
-    if state.next_positions is not None:
-        positions = state.next_positions + torch.arange(count, device=tokens.device)
-        state.next_positions = positions[:, -1:] + 1
-    return _forward(model, tokens, state, positions, last_only=False)
+    return _forward(model, tokens, state, _advance_positions(state, count), last_only=False)
+
+
+def _advance_positions(state: ModelState, count: int) -> torch.Tensor | None:
+    """The positions of `count` newly fed tokens per row (rows, count), or None when the model numbers them."""
+    if state.next_positions is None:
+        return None
+    positions = state.next_positions + torch.arange(count, device=state.next_positions.device)
+    state.next_positions = positions[:, -1:] + 1
+    return positions if state.last_position is None else positions.clamp(max=state.last_position)
 
 
 def _attend_to_new(state: ModelState, count: int) -> None:

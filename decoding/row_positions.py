@@ -63,8 +63,21 @@ def install(module) -> None:
     """Hook the position module once (hooks are not part of the state dict; the module is unchanged)."""
     with _installing:
         if not getattr(module, "_nopipe_row_positions", False):
+            module.register_forward_pre_hook(numbered_from_zero, with_kwargs=True)
             module.register_forward_hook(own_positions, with_kwargs=True)
             module._nopipe_row_positions = True
+
+
+def numbered_from_zero(module, args, kwargs):
+    """The pre-hook: inside a `decoder_positions` block, the module's own lookup (numbered from the cache's
+    length, which counts the holes and can pass the table's end) reads positions 0..n-1 instead; its
+    output is replaced anyway (`own_positions`)."""
+    positions = _positions.get()
+    if positions is None:
+        return None
+    if type(module).__name__ in PADDED_TABLE_MODULES:  # (input_ids, inputs_embeds, cache_length)
+        return (*args[:2], 0), kwargs
+    return args, {**kwargs, "position_ids": torch.arange(positions.shape[1], device=positions.device)}
 
 
 def own_positions(module, args, kwargs, output):
@@ -76,5 +89,7 @@ def own_positions(module, args, kwargs, output):
         input_ids = args[0] if args else kwargs["input_ids"]
         real = input_ids.ne(module.padding_idx).long()
         index = (positions + 1) * real + module.padding_idx
+        if int(index.max()) >= module.weights.shape[0]:  # grown as the module grows it for plain decoding
+            module.make_weights(int(index.max()) + 1 + module.offset, module.embedding_dim, module.padding_idx)
         return module.weights.index_select(0, index.flatten()).view(*index.shape, -1).detach()
     return F.embedding(positions + getattr(module, "offset", 0), module.weight)

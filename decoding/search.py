@@ -154,7 +154,7 @@ class AssistedDecoding:
         if not rows_may_keep_their_own(model, call):
             return None
         source = AssistantGuesses(self.assistant, call.input_ids, call.attention_mask, call.sequences,
-                                  max_length=call.lengths.max_length + self.num_tokens + 1, processors=call.processors,
+                                  max_length=call.lengths.max_length, processors=call.processors,
                                   row_processors=call.row_processors, num_tokens=self.num_tokens,
                                   confidence=self.confidence)
         return source if cache_can_keep_rows(self.assistant, source.state, call.sequences.shape[0]) else None

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
+from decoding import row_positions
 from decoding.model_step import ModelState, decode_ahead, decode_step, prefill, rewind, start
 from decoding.processors import Processor, run_processors
 from decoding.stopping import StopCriteria
@@ -255,6 +256,10 @@ def speculative_steps(model, sequences: torch.Tensor, state: ModelState, logits:
     acceptance = acceptance if acceptance is not None else Acceptance()
     unfinished = torch.ones(sequences.shape[0], dtype=torch.long, device=sequences.device)
     fed = sequences.shape[1]  # positions in the cache (decoder-only: the prompt; encoder-decoder: the start token)
+    if state.is_encoder_decoder and row_positions.layout(model) == row_positions.ABSOLUTE:
+        # Each fed token numbered as one fed alone: M2M100 numbers a block by counting its tokens that are not
+        # the pad id, which differs once a pad is written mid-text (decoding/row_positions.py).
+        state.next_positions = torch.full((sequences.shape[0], 1), fed, dtype=torch.long, device=sequences.device)
 
     def append(sequences, unfinished, step_logits, chooser=choose):
         """One step on given logits, exactly as the token loop makes it."""
@@ -268,9 +273,10 @@ def speculative_steps(model, sequences: torch.Tensor, state: ModelState, logits:
     yield sequences
     width = num_tokens  # guesses per call: grows while they are all kept, shrinks when one is not
     while unfinished.max() > 0:
-        guesses, valid = source.propose(sequences, unfinished.bool(), width)
+        room = stop.max_length - sequences.shape[1] - 1  # a call keeps its guesses and one token more
+        guesses, valid = source.propose(sequences, unfinished.bool(), min(width, room)) if room > 0 else (None, None)
         acceptance.calls += 1
-        if guesses.shape[1] == 0:  # nothing to guess from: a plain step
+        if guesses is None or guesses.shape[1] == 0:  # nothing to guess from, or no room: a plain step
             step_logits = decode_step(model, last, state)
             fed += 1
             sequences, unfinished, last = append(sequences, unfinished, step_logits)

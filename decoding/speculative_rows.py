@@ -94,6 +94,10 @@ class Rows:
     def running(self) -> list[int]:
         return [row for row, done in enumerate(self.finished) if not done]
 
+    def room(self, row: int) -> int:
+        """How many guesses the row can still keep: a call adds them and one token of the model's own."""
+        return self.stop.max_length - len(self.texts[row]) - 1
+
     def append(self, row: int, token: int) -> bool:
         """Add a token to one row; True when the row has just finished."""
         text = self.texts[row]
@@ -119,6 +123,7 @@ def per_row_speculation(model, sequences: torch.Tensor, state: ModelState, logit
     """
     acceptance = acceptance if acceptance is not None else Acceptance()
     relative = begin_own_positions(model, state, sequences)
+    state.last_position = max_length - 1
     rows = Rows(sequences, stop, max_length, pad_token_id)
     first = choose(run_processors(processors, sequences, logits))  # every row has the same length here
     for row, token in enumerate(first.tolist()):
@@ -154,8 +159,8 @@ class LookupGuesses:
 
     def propose(self, rows: Rows, active: list[int]) -> dict[int, list[int]]:
         """{running row: its guesses}."""
-        found = {row: lookup_draft(rows.texts[row], self.num_tokens, article=self.articles[row] if self.articles else ())
-                 for row in rows.running()}
+        found = {row: lookup_draft(rows.texts[row], min(self.num_tokens, rows.room(row)),
+                                   article=self.articles[row] if self.articles else ()) for row in rows.running()}
         return self.width.cut(found)
 
     def learn(self, guesses: dict[int, list[int]], kept: dict[int, int], rows: Rows, active: list[int]) -> None:

@@ -421,6 +421,64 @@ def test_a_sampling_assistant_keeps_the_batch_aligned(walked_per_row):
     assert out.speculation.accepted > 0 and not walked_per_row
 
 
+def test_a_t5_whose_decoder_has_fewer_layers_than_its_encoder():
+    """T5's cache makes a layer per encoder layer, so the decoder's spare ones are never filled (ByT5: 12
+    encoder layers, 4 decoder ones); closing holes must pass them by."""
+    from transformers import GenerationConfig, T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(0)
+    model = T5ForConditionalGeneration(T5Config(vocab_size=96, d_model=32, d_kv=8, d_ff=64, num_layers=2,
+                                                num_decoder_layers=1, num_heads=2, initializer_factor=3.0,
+                                                pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)).eval()
+    model.generation_config = GenerationConfig(eos_token_id=1, pad_token_id=0, decoder_start_token_id=0)
+    model = copying_seq2seq(model, boost=(6.0, 2.0))
+    input_ids, attention_mask = prompt_batch(model, lengths=(9, 4, 13))
+    plain, guessed = plain_and_guessed(model, input_ids, attention_mask, max_new_tokens=20, do_sample=False)
+    assert torch.equal(plain.sequences, guessed.sequences)
+    assert guessed.speculation.accepted > 10, guessed.speculation
+
+
+def perturbed_copy(model, scale: float = 0.2):
+    """The same model with its weights moved a little: an assistant that is often, not always, right."""
+    assistant = copy.deepcopy(model)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for parameter in assistant.parameters():
+            parameter.add_(torch.randn_like(parameter) * scale * parameter.std())
+    return assistant
+
+
+@pytest.mark.parametrize("source", ["lookup", "assistant"])
+@pytest.mark.parametrize("rows", [1, 6])
+@pytest.mark.parametrize("name", ["gpt2", "bart", "marian", "m2m100"])
+def test_guesses_end_at_max_length_even_where_it_is_the_end_of_the_position_table(name, rows, source):
+    """max_length = the tiny models' 64 positions, every row running to it: a guess past it, a short or
+    finished row's filler numbered past it, or the model numbering a call from a cache that holds holes,
+    would read past the position table (M2M100's grows: it must give the same numbers)."""
+    model = tiny_model(name)
+    input_ids, attention_mask = prompt_batch(model, lengths=(9, 4, 13, 7, 11, 5)[:rows])
+    guesses = dict(prompt_lookup_num_tokens=6) if source == "lookup" else dict(
+        assistant_model=perturbed_copy(model), num_assistant_tokens=5, assistant_confidence_threshold=0)
+    settings = dict(max_length=64, min_length=64, do_sample=False)
+    plain = generate(model, input_ids, attention_mask, **settings)
+    guessed = generate(model, input_ids, attention_mask, **settings, **guesses)
+    assert torch.equal(plain.sequences, guessed.sequences) and plain.sequences.shape[1] == 64
+    assert guessed.speculation.accepted > 0, guessed.speculation
+
+
+def test_samples_of_an_encoder_decoder_input_with_guesses_repeat_under_a_seed():
+    """num_return_sequences with prompt lookup: the samples read their own copies of the encoder's output
+    (the shared cross-attention kernel reads one position per row), and keep their own guesses."""
+    model = tiny_model("bart")
+    input_ids, attention_mask = prompt_batch(model, lengths=(9, 4, 13))
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(5)
+        runs.append(generate(model, input_ids, attention_mask, do_sample=True, num_return_sequences=3,
+                             max_new_tokens=12, prompt_lookup_num_tokens=3))
+    assert runs[0].sequences.shape[0] == 9 and torch.equal(runs[0].sequences, runs[1].sequences)
+
+
 def test_rows_keep_more_guesses_than_the_aligned_loop():
     """A processor that reads the sequences sends the batch to the aligned loop, which keeps the fewest:
     here rows that copy all the time beside rows that rarely do."""
