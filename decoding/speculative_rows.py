@@ -23,14 +23,14 @@ every call that leaves some. Rows that leave also take their encoder output and 
 cache with them.
 
 This applies when no row's answer depends on the other rows: a model whose self-attention cache
-layers nopipe preallocates (decoder-only, or encoder-decoder as above, each row with its own
-encoder output: not a sample sharing its input's), processors that can be built for one row (not the caller's own logits
-processors, prefix_allowed_tokens_fn, which is told the batch index, or guidance), finished rows
-padded (EOS ids and a pad id), no trace and no stopping_criteria of the caller's (they may read the
-whole batch), prompt-lookup guesses or a greedy assistant's (decoding/assistant_rows.py). Otherwise
-the aligned loop runs; both give plain decoding's tokens. The number of guesses a call feeds is chosen for the most
-tokens per cost (`GuessWidth`), not by transformers' +2/-1 schedule, which a batch would drag down to
-its least lucky row.
+layers nopipe preallocates (decoder-only, or encoder-decoder as above, each row with its own encoder
+output), processors that can be built for one row (not the caller's own logits processors,
+prefix_allowed_tokens_fn, which is told the batch index, or guidance), finished rows padded (EOS
+ids and a pad id), no trace and no stopping_criteria of the caller's (they may read the whole
+batch), prompt-lookup guesses or a greedy assistant's (decoding/assistant_rows.py). Otherwise the
+aligned loop runs; both give plain decoding's tokens. The number of prompt-lookup guesses a call
+feeds is chosen for the most tokens per cost (`GuessWidth`), not by transformers' +2/-1 schedule,
+which a batch would drag down to its least lucky row.
 """
 
 from collections.abc import Sequence
