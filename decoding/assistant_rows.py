@@ -64,7 +64,8 @@ class AssistantGuesses:
                     guesses[row].append(token)
                     if len(guesses[row]) == rows.room(row):
                         guessing.discard(row)
-            if step + 1 == self.width or not guessing or any(doubt for row, doubt in zip(active, unsure) if row in wrote):
+            doubted = any(doubt for row, doubt in zip(active, unsure) if row in wrote)
+            if step + 1 == self.width or not guessing or doubted:
                 break
             for row in wrote:
                 self.fed[row] += 1
