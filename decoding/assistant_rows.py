@@ -8,8 +8,9 @@ them all: one or two tokens), then the rows write their guesses. How many follow
 schedule (+2 after a call in which every row kept every guess, -1 otherwise), and every row stops
 after a guess the assistant is unsure of in any row (assistant_confidence_threshold).
 
-Greedy only: a sampled guess is kept by a rule that needs the distribution it was drawn from at
-every verified position, which the aligned loop (decoding/speculative.py) keeps.
+Sampling: the assistant draws its guesses and keeps, per row, the distribution each was drawn from;
+the target keeps a guess with probability min(1, p/q), else replaces it by a draw from max(p - q, 0)
+(speculative.accept_or_resample), so every token is distributed as the target's own.
 """
 
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ import torch
 from decoding.model_step import decode_ahead, decode_step
 from decoding.processor_chain import reads_ids
 from decoding.processors import Processor, run_processors
-from decoding.speculative import next_width, start_assistant
+from decoding.speculative import accept_or_resample, next_width, start_assistant
 from decoding.speculative_rows import Rows, begin_own_positions, keep_fed
 
 
@@ -28,11 +29,12 @@ class AssistantGuesses:
 
     def __init__(self, assistant, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
                  sequences: torch.Tensor, *, max_length: int, processors: Sequence[Processor], row_processors,
-                 num_tokens: int, confidence: float):
+                 num_tokens: int, confidence: float, sampling: bool = False):
         """input_ids, attention_mask: the call's input; sequences: the target's rows before the first new
         token; max_length: the call's (the rows' longest); processors, row_processors: the call's, which
         guide the guesses as in transformers' assisted decoding (row_processors: row -> that row's own,
-        used when a processor reads the text)."""
+        used when a processor reads the text); sampling: draw the guesses, and keep each by the
+        speculative-sampling rule against the distribution it was drawn from (`verifier`)."""
         prompt, self.state, _ = start_assistant(assistant, input_ids, attention_mask, sequences,
                                                 max_length + num_tokens + 1)  # room for a call's guesses
         self.state.last_position = max_length - 1
@@ -45,6 +47,8 @@ class AssistantGuesses:
         self.read = [prompt.shape[1]] * sequences.shape[0]  # each row's tokens in the assistant's cache
         self.num_tokens = self.width = num_tokens
         self.fed = {}  # per row, the guesses the last call fed to the assistant
+        self.draws = sampling  # the target keeps each guess by the rule of its draw (`verifier`)
+        self.guessed, self.drawn_from = {}, {}  # sampling: the last call's guesses, the distributions drawn from
 
     def propose(self, rows: Rows, active: list[int]) -> dict[int, list[int]]:
         """{running row: its guesses}: every row stops after a guess the assistant is unsure of in any row.
@@ -54,14 +58,18 @@ class AssistantGuesses:
         guesses = {row: [] for row in active if not rows.finished[row]}
         guessing = {row for row in guesses if rows.room(row) > 0}
         self.fed = dict.fromkeys(guesses, 0)
+        self.drawn_from = {row: [] for row in guesses}
         for step in range(self.width if guessing else 0):
             scores = self.processed(rows, active, guessing, guesses, logits)
-            tokens = scores.argmax(dim=-1)
+            probabilities = torch.softmax(scores, dim=-1) if self.draws else None
+            tokens = torch.multinomial(probabilities, 1).squeeze(1) if self.draws else scores.argmax(dim=-1)
             unsure = self.unsure(scores, tokens)
             wrote = set(guessing)
-            for row, token in zip(active, tokens.tolist()):
+            for index, (row, token) in enumerate(zip(active, tokens.tolist())):
                 if row in wrote:
                     guesses[row].append(token)
+                    if self.draws:
+                        self.drawn_from[row].append(probabilities[index])
                     if len(guesses[row]) == rows.room(row):
                         guessing.discard(row)
             doubted = any(doubt for row, doubt in zip(active, unsure) if row in wrote)
@@ -71,7 +79,20 @@ class AssistantGuesses:
                 self.fed[row] += 1
             fed = [token if row in wrote else rows.texts[row][-1] for row, token in zip(active, tokens.tolist())]
             logits = decode_step(self.model, torch.tensor(fed, device=tokens.device), self.state)
+        self.guessed = guesses
         return guesses
+
+    def verifier(self, row: int):
+        """position -> how the target chooses at the row's sampled guess there (kept with probability
+        min(1, p/q), else replaced by a draw from max(p - q, 0)), or None after its last guess."""
+        drawn_from, guess = self.drawn_from[row], self.guessed[row]
+
+        def verify(position: int):
+            if position >= len(guess):
+                return None  # after the last guess: the model's own draw
+            token = torch.tensor([guess[position]], device=drawn_from[position].device)
+            return lambda scores: accept_or_resample(scores, token, drawn_from[position][None])
+        return verify
 
     def catch_up(self, rows: Rows, active: list[int]) -> torch.Tensor:
         """Feed each running row what its text gained since the assistant last read it (short rows and

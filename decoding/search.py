@@ -129,7 +129,7 @@ class PromptLookup:
 
 class AssistedDecoding:
     """An assistant model's guesses (decoding/speculative.py): greedy's tokens, or sampling's distribution.
-    A greedy batch whose rows may move on by different counts does (decoding/assistant_rows.py)."""
+    A batch whose rows may move on by different counts does (decoding/assistant_rows.py)."""
 
     def __init__(self, assistant, num_tokens: int = 20, confidence: float = 0.4):
         self.assistant, self.num_tokens, self.confidence = assistant, num_tokens, confidence
@@ -144,19 +144,19 @@ class AssistedDecoding:
 
     def __call__(self, model, call) -> Found:
         acceptance = Acceptance()
-        source = self.per_row_source(model, call) if not call.config.do_sample else None
+        source = self.per_row_source(model, call)
         if source is not None:
             return Found(guessed_per_row(model, call, source, acceptance), speculation=acceptance)
         return Found(last(self.steps(model, call, acceptance), call.sequences), speculation=acceptance)
 
     def per_row_source(self, model, call) -> AssistantGuesses | None:
-        """The assistant's guesses for rows that keep their own, when both caches allow it (greedy only)."""
+        """The assistant's guesses for rows that keep their own, when both caches allow it."""
         if not rows_may_keep_their_own(model, call):
             return None
         source = AssistantGuesses(self.assistant, call.input_ids, call.attention_mask, call.sequences,
                                   max_length=call.lengths.max_length, processors=call.processors,
                                   row_processors=call.row_processors, num_tokens=self.num_tokens,
-                                  confidence=self.confidence)
+                                  confidence=self.confidence, sampling=call.config.do_sample)
         return source if cache_can_keep_rows(self.assistant, source.state, call.sequences.shape[0]) else None
 
 

@@ -27,7 +27,7 @@ layers nopipe preallocates (decoder-only, or encoder-decoder as above, each row 
 output), processors that can be built for one row (not the caller's own logits processors,
 prefix_allowed_tokens_fn, which is told the batch index, or guidance), finished rows padded (EOS
 ids and a pad id), no trace and no stopping_criteria of the caller's (they may read the whole
-batch), prompt-lookup guesses or a greedy assistant's (decoding/assistant_rows.py). Otherwise the
+batch), prompt-lookup guesses or an assistant's (decoding/assistant_rows.py). Otherwise the
 aligned loop runs; both give plain decoding's tokens. The number of prompt-lookup guesses a call
 feeds is chosen for the most tokens per cost (`GuessWidth`), not by transformers' +2/-1 schedule,
 which a batch would drag down to its least lucky row.
@@ -136,10 +136,11 @@ def per_row_speculation(model, sequences: torch.Tensor, state: ModelState, logit
         guesses = source.propose(rows, active)
         fed = feed_tokens(rows, active, guesses, width=max(map(len, guesses.values())))
         ahead = decode_ahead(model, fed, state)  # (active rows, K + 1, vocab)
-        if chains is None:
+        if chains is None and not source.draws:
             choices = choose_at_once(processors, ahead, active, choose)
-        else:
-            choices = {row: ProcessedRow(rows, row, ahead[active.index(row)], chains[row], choose) for row in guesses}
+        else:  # a row's own processors, or guesses drawn from a distribution, each kept by the rule of its draw
+            choices = {row: ProcessedRow(rows, row, ahead[active.index(row)], chains[row] if chains else processors,
+                                         choose, source.verifier(row) if source.draws else None) for row in guesses}
         kept = {row: walk_row(rows, row, choices[row], guesses[row]) for row in guesses}
         count(acceptance, guesses, kept)
         source.learn(guesses, kept, rows, active)
@@ -152,6 +153,7 @@ class LookupGuesses:
     """Prompt-lookup guesses, each row's cut to the width with the most expected tokens per cost."""
 
     states = ()  # no cache of its own
+    draws = False  # guesses proposed with certainty: kept when the model's own choice equals them
 
     def __init__(self, num_tokens: int, rows: int, articles: list[list[int]] | None = None):
         """articles: per row, what the lookup searches besides the row's text (speculative.articles)."""
@@ -232,15 +234,19 @@ class ProcessedRow:
     """One row's token at each fed position, processed on demand on the row's own sequence (processors
     that read it: no_repeat_ngram_size, min_new_tokens...), as plain decoding processes that row.
     Position j is read after the row gained the guesses before it, so its sequence is the one plain
-    decoding would have there."""
+    decoding would have there. verify: position -> the chooser of a guess drawn from a distribution
+    (speculative.accept_or_resample), or None where `choose` picks the token."""
 
-    def __init__(self, rows: Rows, row: int, logits: torch.Tensor, processors: Sequence[Processor], choose):
-        self.rows, self.row, self.logits, self.processors, self.choose = rows, row, logits, processors, choose
+    def __init__(self, rows: Rows, row: int, logits: torch.Tensor, processors: Sequence[Processor], choose,
+                 verify=None):
+        self.rows, self.row, self.logits, self.processors = rows, row, logits, processors
+        self.choose, self.verify = choose, verify
 
     def __getitem__(self, position: int) -> int:
         sequence = self.rows.buffer[self.row:self.row + 1, :len(self.rows.texts[self.row])]
         scores = run_processors(self.processors, sequence, self.logits[position:position + 1])
-        return int(self.choose(scores)[0])
+        chooser = self.verify(position) if self.verify is not None else None
+        return int((chooser or self.choose)(scores)[0])
 
 
 def walk_row(rows: Rows, row: int, choices, guess: list[int]) -> int:

@@ -235,21 +235,26 @@ def perturbed(model, scale: float):
     return assistant
 
 
-def test_sampling_with_an_assistant_draws_from_the_models_distribution():
+@pytest.mark.parametrize("loop", ["per row", "aligned"])
+def test_sampling_with_an_assistant_draws_from_the_models_distribution(loop):
     """3,000 rows of one prompt: each verified position keeps the assistant's draw with probability
-    min(1, p/q) or draws from max(p - q, 0); the first three tokens follow the model's probabilities."""
+    min(1, p/q) or draws from max(p - q, 0); the first three tokens follow the model's probabilities,
+    in the loop where each row keeps its own guesses and in the aligned one (a caller's processor)."""
     from test_speculative_rows import CHI_SQUARE_26_DF_P001, exact_probabilities
 
     model = tiny_model("llama")
-    assistant = perturbed(model, 0.15)
+    assistant = perturbed(model, 0.05)  # its top 3 overlap the model's: guesses are kept and replaced
     prompt = torch.tensor([[11, 23, 35, 47, 59, 11, 23]])
     settings = dict(do_sample=True, top_k=3, temperature=1.5)
     expected = exact_probabilities(model, prompt, settings, tokens=3)
     assert len(expected) == 27
     rows = 3000
     torch.manual_seed(0)
+    processors = [lambda ids, s: s] if loop == "aligned" else []
     out = generate(model, prompt.repeat(rows, 1), max_new_tokens=3, assistant_model=assistant,
-                   num_assistant_tokens=2, **settings)
+                   num_assistant_tokens=2, logits_processors=processors, **settings)
+    if loop == "per row":  # (the aligned loop counts what every row kept)
+        assert rows // 6 < out.speculation.accepted < rows * 5 // 6, out.speculation
     drawn = [tuple(row) for row in out.sequences[:, -3:].tolist()]
     chi_square = sum((drawn.count(outcome) - rows * p) ** 2 / (rows * p) for outcome, p in expected.items())
     assert chi_square < CHI_SQUARE_26_DF_P001, chi_square

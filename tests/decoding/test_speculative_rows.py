@@ -419,14 +419,19 @@ def test_an_unsure_row_stops_every_row_s_guessing(monkeypatch):
     assert proposed[0.9] < 0.75 * proposed[0.0], proposed  # the unsure row cut the calls' guesses short
 
 
-def test_a_sampling_assistant_keeps_the_batch_aligned(walked_per_row):
-    """A sampled guess is kept by a rule that needs its draw's distribution: the aligned loop keeps it."""
+def test_a_sampling_assistant_s_rows_keep_their_own_guesses_and_a_seed_repeats_the_draws(walked_per_row):
     model = copying(tiny_model("llama"), boost=6.0)
-    assistant = copying(tiny_model("llama"), boost=6.0)
+    assistant = copying(tiny_model("llama"), boost=(6.0, 1.0))
     input_ids, attention_mask = prompt_batch(model, lengths=(9, 4, 13))
-    out = generate(model, input_ids, attention_mask, max_new_tokens=12, do_sample=True, top_k=4,
-                   assistant_model=assistant, num_assistant_tokens=3)
-    assert out.speculation.accepted > 0 and not walked_per_row
+    settings = dict(max_new_tokens=20, do_sample=True, top_k=4, repetition_penalty=1.2, assistant_model=assistant,
+                    num_assistant_tokens=3)
+    runs = []
+    for _ in range(2):
+        model.history, assistant.history = {}, {}
+        torch.manual_seed(4)
+        runs.append(generate(model, input_ids, attention_mask, **settings))
+    assert torch.equal(runs[0].sequences, runs[1].sequences)
+    assert walked_per_row and runs[0].speculation.accepted > 10, runs[0].speculation
 
 
 def test_a_t5_whose_decoder_has_fewer_layers_than_its_encoder():
