@@ -13,6 +13,7 @@ out for the two model families we decode. Llama decoders are computed by decodin
 """
 
 import inspect
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import cache
 
@@ -130,21 +131,18 @@ def _forward(model, tokens: torch.Tensor, state: ModelState, positions: torch.Te
     every position (rows, n, vocab) when not `last_only`."""
     if state.lean:
         return llama_step.forward(model, tokens, state.cache, positions, state.attention_mask, last_only).float()
+    numbering = nullcontext()
     if state.is_encoder_decoder:
         inputs = dict(decoder_input_ids=tokens, encoder_outputs=state.encoder_outputs,
                       attention_mask=state.attention_mask, decoder_attention_mask=state.decoder_mask)
-        if positions is not None:
-            with row_positions.decoder_positions(model, positions):
-                return _logits(model(**inputs, cache=state.cache, use_cache=True, return_dict=True), state, last_only)
+        if positions is not None:  # the decoder takes no position ids: decoding/row_positions.py gives them
+            numbering = row_positions.decoder_positions(model, positions)
     else:
         inputs = dict(input_ids=tokens, attention_mask=state.attention_mask, position_ids=positions)
         if last_only and state.keep_last_logits:
             inputs["logits_to_keep"] = 1
-    return _logits(model(**inputs, cache=state.cache, use_cache=True, return_dict=True), state, last_only)
-
-
-def _logits(outputs, state: ModelState, last_only: bool) -> torch.Tensor:
-    """Keep the call's cache; a float32 copy of the last position's logits, or of every position's."""
+    with numbering:
+        outputs = model(**inputs, cache=state.cache, use_cache=True, return_dict=True)
     state.cache = outputs.cache
     logits = outputs.logits[:, -1, :] if last_only else outputs.logits
     # A copy in float32: sampling and beam scores are computed in float32 whatever the model dtype.
@@ -175,8 +173,22 @@ def decode_ahead(model, tokens: torch.Tensor, state: ModelState) -> torch.Tensor
     token after tokens[:, i]. The cache and positions advance by n; `rewind` takes back what is not kept.
     """
     count = tokens.shape[1]
+    positions = _numbered_as_fed_alone(model, state, tokens)
     _attend_to_new(state, count)
-    return _forward(model, tokens, state, _advance_positions(state, count), last_only=False)
+    if positions is None:
+        positions = _advance_positions(state, count)
+    return _forward(model, tokens, state, positions, last_only=False)
+
+
+def _numbered_as_fed_alone(model, state: ModelState, tokens: torch.Tensor) -> torch.Tensor | None:
+    """An encoder-decoder decoder with a position table that numbers the fed tokens itself: positions as
+    if fed one at a time (rows, n). M2M100 numbers a block by counting its tokens that are not the pad
+    id, which differs once the model writes a pad mid-text. None where the state numbers them already."""
+    if not state.is_encoder_decoder or state.next_positions is not None or tokens.shape[1] == 1 \
+            or row_positions.layout(model) != row_positions.ABSOLUTE:
+        return None
+    start = state.self_attention_cache.get_seq_length()
+    return torch.arange(start, start + tokens.shape[1], device=tokens.device).expand(tokens.shape[0], -1)
 
 
 def _advance_positions(state: ModelState, count: int) -> torch.Tensor | None:

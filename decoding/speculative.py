@@ -26,7 +26,6 @@ from dataclasses import dataclass
 
 import torch
 
-from decoding import row_positions
 from decoding.model_step import ModelState, decode_ahead, decode_step, prefill, rewind, start
 from decoding.processors import Processor, run_processors
 from decoding.stopping import StopCriteria
@@ -256,10 +255,6 @@ def speculative_steps(model, sequences: torch.Tensor, state: ModelState, logits:
     acceptance = acceptance if acceptance is not None else Acceptance()
     unfinished = torch.ones(sequences.shape[0], dtype=torch.long, device=sequences.device)
     fed = sequences.shape[1]  # positions in the cache (decoder-only: the prompt; encoder-decoder: the start token)
-    if state.is_encoder_decoder and row_positions.layout(model) == row_positions.ABSOLUTE:
-        # Each fed token numbered as one fed alone: M2M100 numbers a block by counting its tokens that are not
-        # the pad id, which differs once a pad is written mid-text (decoding/row_positions.py).
-        state.next_positions = torch.full((sequences.shape[0], 1), fed, dtype=torch.long, device=sequences.device)
 
     def append(sequences, unfinished, step_logits, chooser=choose):
         """One step on given logits, exactly as the token loop makes it."""
