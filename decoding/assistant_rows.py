@@ -46,7 +46,7 @@ class AssistantGuesses:
         self.states = (self.state,)  # rows leave the assistant's cache with the target's
         self.read = [prompt.shape[1]] * sequences.shape[0]  # each row's tokens in the assistant's cache
         self.num_tokens = self.width = num_tokens
-        self.fed = {}  # per row, the guesses the last call fed to the assistant
+        self.fed = 0  # guessing steps the last call fed to the assistant (a row's first guesses, as many)
         self.draws = sampling  # the target keeps each guess by the rule of its draw (`verifier`)
         self.guessed, self.drawn_from = {}, {}  # sampling: the last call's guesses, the distributions drawn from
 
@@ -57,13 +57,13 @@ class AssistantGuesses:
         logits = self.catch_up(rows, active)
         guesses = {row: [] for row in active if not rows.finished[row]}
         guessing = {row for row in guesses if rows.room(row) > 0}
-        self.fed = dict.fromkeys(guesses, 0)
+        self.fed = 0
         self.drawn_from = {row: [] for row in guesses}
         for step in range(self.width if guessing else 0):
             scores = self.processed(rows, active, guessing, guesses, logits)
             probabilities = torch.softmax(scores, dim=-1) if self.draws else None
             tokens = torch.multinomial(probabilities, 1).squeeze(1) if self.draws else scores.argmax(dim=-1)
-            unsure = self.unsure(scores, tokens)
+            unsure = self.unsure(scores, tokens, probabilities)
             wrote = set(guessing)
             for index, (row, token) in enumerate(zip(active, tokens.tolist())):
                 if row in wrote:
@@ -75,8 +75,7 @@ class AssistantGuesses:
             doubted = any(doubt for row, doubt in zip(active, unsure) if row in wrote)
             if step + 1 == self.width or not guessing or doubted:
                 break
-            for row in wrote:
-                self.fed[row] += 1
+            self.fed += 1
             fed = [token if row in wrote else rows.texts[row][-1] for row, token in zip(active, tokens.tolist())]
             logits = decode_step(self.model, torch.tensor(fed, device=tokens.device), self.state)
         self.guessed = guesses
@@ -122,19 +121,19 @@ class AssistantGuesses:
                 scores[index:index + 1] = run_processors(self.chains[row], text, logits[index:index + 1])
         return scores
 
-    def unsure(self, scores: torch.Tensor, tokens: torch.Tensor) -> list[bool]:
-        """Per row, whether its guess has less probability than the confidence threshold."""
+    def unsure(self, scores: torch.Tensor, tokens: torch.Tensor, probabilities: torch.Tensor | None) -> list[bool]:
+        """Per row, whether its guess has less probability than the confidence threshold.
+        probabilities: softmax(scores) when the guesses were drawn from it already."""
         if self.confidence <= 0:
             return [False] * len(tokens)
-        return (torch.softmax(scores, dim=-1).gather(1, tokens[:, None]).squeeze(1) < self.confidence).tolist()
+        probabilities = probabilities if probabilities is not None else torch.softmax(scores, dim=-1)
+        return (probabilities.gather(1, tokens[:, None]).squeeze(1) < self.confidence).tolist()
 
     def learn(self, guesses: dict[int, list[int]], kept: dict[int, int], rows: Rows, active: list[int]) -> None:
         """Each row's assistant cache keeps the guesses the row kept (of those fed to it); the schedule moves."""
-        fed = max(self.fed.values())
-        if fed:
-            keep = [min(kept[row], self.fed[row]) if row in guesses and not rows.finished[row] else 0
-                    for row in active]
-            keep_fed(self.state, torch.tensor(keep, device=rows.buffer.device), fed, self.relative)
+        if self.fed:
+            keep = [min(kept[row], self.fed) if row in guesses and not rows.finished[row] else 0 for row in active]
+            keep_fed(self.state, torch.tensor(keep, device=rows.buffer.device), self.fed, self.relative)
             for row, count in zip(active, keep):
                 self.read[row] += count
         self.width = next_width(self.width, self.num_tokens,
