@@ -4,15 +4,17 @@ The assistant decodes on a cache of its own, all rows in one batch as the target
 target walked the guesses, each row of the assistant's cache keeps the guesses that row kept; the
 positions of the ones it refused become holes, as in the target's cache. At the next call each row
 first reads what its text gained since (the target's own token, and the last guess when it kept
-them all: one or two tokens), then the rows write their guesses. How many follows transformers'
-schedule (+2 after a call in which every row kept every guess, -1 otherwise), and every row stops
-after a guess the assistant is unsure of in any row (assistant_confidence_threshold).
+them all: one or two tokens), then the rows write their guesses: as many as give the batch the most
+tokens per cost (speculative.GuessWidth: each row's chance of keeping a guess, and in greedy decoding
+what an assistant step costs against the model's call, on the clock), and every row stops after a
+guess the assistant is unsure of in any row (assistant_confidence_threshold).
 
 Sampling: the assistant draws its guesses and keeps, per row, the distribution each was drawn from;
 the target keeps a guess with probability min(1, p/q), else replaces it by a draw from max(p - q, 0)
 (speculative.accept_or_resample), so every token is distributed as the target's own.
 """
 
+import time
 from collections.abc import Sequence
 
 import torch
@@ -20,7 +22,7 @@ import torch
 from decoding.model_step import decode_ahead, decode_step
 from decoding.processor_chain import reads_ids
 from decoding.processors import Processor, run_processors
-from decoding.speculative import accept_or_resample, next_width, start_assistant
+from decoding.speculative import ASSISTANT_PRIOR, GuessWidth, accept_or_resample, start_assistant
 from decoding.speculative_rows import Rows, begin_own_positions, keep_fed
 
 
@@ -45,7 +47,9 @@ class AssistantGuesses:
             self.chains = {row: row_processors(row) for row in range(sequences.shape[0])}
         self.states = (self.state,)  # rows leave the assistant's cache with the target's
         self.read = [prompt.shape[1]] * sequences.shape[0]  # each row's tokens in the assistant's cache
-        self.num_tokens = self.width = num_tokens
+        self.num_tokens, self.width = num_tokens, GuessWidth(sequences.shape[0], least=1,
+                                                                   prior=ASSISTANT_PRIOR)
+        self.seconds = 0.0  # the last proposal's, on the clock
         self.fed = 0  # guessing steps the last call fed to the assistant (a row's first guesses, as many)
         self.draws = sampling  # the target keeps each guess by the rule of its draw (`verifier`)
         self.guessed, self.drawn_from = {}, {}  # sampling: the last call's guesses, the distributions drawn from
@@ -54,12 +58,14 @@ class AssistantGuesses:
         """{running row: its guesses}: every row stops after a guess the assistant is unsure of in any row.
         (Letting the sure rows go on was measured slower on a mixed batch: 0.81x plain greedy against 0.87x;
         the batch needs as many calls as its least sure row, and each further guess costs an assistant step.)"""
+        started = time.perf_counter()
         logits = self.catch_up(rows, active)
         guesses = {row: [] for row in active if not rows.finished[row]}
         guessing = {row for row in guesses if rows.room(row) > 0}
+        width = self.width.best({row: min(self.num_tokens, rows.room(row)) for row in guessing})
         self.fed = 0
         self.drawn_from = {row: [] for row in guesses}
-        for step in range(self.width if guessing else 0):
+        for step in range(width):
             scores = self.processed(rows, active, guessing, guesses, logits)
             probabilities = torch.softmax(scores, dim=-1) if self.draws else None
             tokens = torch.multinomial(probabilities, 1).squeeze(1) if self.draws else scores.argmax(dim=-1)
@@ -73,12 +79,13 @@ class AssistantGuesses:
                     if len(guesses[row]) == rows.room(row):
                         guessing.discard(row)
             doubted = any(doubt for row, doubt in zip(active, unsure) if row in wrote)
-            if step + 1 == self.width or not guessing or doubted:
+            if step + 1 == width or not guessing or doubted:
                 break
             self.fed += 1
             fed = [token if row in wrote else rows.texts[row][-1] for row, token in zip(active, tokens.tolist())]
             logits = decode_step(self.model, torch.tensor(fed, device=tokens.device), self.state)
         self.guessed = guesses
+        self.seconds = time.perf_counter() - started
         return guesses
 
     def verifier(self, row: int):
@@ -129,12 +136,17 @@ class AssistantGuesses:
         probabilities = probabilities if probabilities is not None else torch.softmax(scores, dim=-1)
         return (probabilities.gather(1, tokens[:, None]).squeeze(1) < self.confidence).tolist()
 
-    def learn(self, guesses: dict[int, list[int]], kept: dict[int, int], rows: Rows, active: list[int]) -> None:
-        """Each row's assistant cache keeps the guesses the row kept (of those fed to it); the schedule moves."""
+    def learn(self, guesses: dict[int, list[int]], kept: dict[int, int], rows: Rows, active: list[int],
+              call_seconds: float) -> None:
+        """Each row's assistant cache keeps the guesses the row kept (of those fed to it); each row's chance
+        of keeping a guess, and in greedy decoding a guess's cost, are learned for the next width."""
         if self.fed:
             keep = [min(kept[row], self.fed) if row in guesses and not rows.finished[row] else 0 for row in active]
             keep_fed(self.state, torch.tensor(keep, device=rows.buffer.device), self.fed, self.relative)
             for row, count in zip(active, keep):
                 self.read[row] += count
-        self.width = next_width(self.width, self.num_tokens,
-                                all_kept=all(kept[row] == len(guess) for row, guess in guesses.items()))
+        guessed = {row: len(guess) for row, guess in guesses.items()}
+        self.width.learn(guessed, kept)
+        if not self.draws:
+            widest = max(guessed.values(), default=0)
+            self.width.clock(self.seconds, widest, call_seconds, widest)

@@ -114,8 +114,8 @@ class PromptLookup:
 
     def steps(self, model, call, acceptance: Acceptance | None = None) -> Iterator[torch.Tensor]:
         """The sequences after each new token, all rows kept aligned (streaming reads them)."""
-        source = LookupDrafts(call_articles(model, call))
-        return guessed_steps(model, call, self.num_tokens, source=source, acceptance=acceptance)
+        source = LookupDrafts(call_articles(model, call), self.num_tokens)
+        return guessed_steps(model, call, source=source, acceptance=acceptance)
 
     def __call__(self, model, call) -> Found:
         acceptance = Acceptance()
@@ -137,10 +137,10 @@ class AssistedDecoding:
     def steps(self, model, call, acceptance: Acceptance | None = None) -> Iterator[torch.Tensor]:
         """The sequences after each new token (streaming reads them)."""
         source = AssistantDrafts(self.assistant, call.input_ids, call.attention_mask,
-                                 call.lengths.max_length + self.num_tokens + 1, call.sequences,
+                                 call.lengths.max_length + self.num_tokens + 1, call.sequences, self.num_tokens,
                                  processors=call.processors, sampling=call.config.do_sample,
                                  confidence=self.confidence)
-        return guessed_steps(model, call, self.num_tokens, source=source, acceptance=acceptance)
+        return guessed_steps(model, call, source=source, acceptance=acceptance)
 
     def __call__(self, model, call) -> Found:
         acceptance = Acceptance()
@@ -179,10 +179,10 @@ def call_articles(model, call) -> list[list[int]]:
     return articles(model, call.input_ids, call.attention_mask, call.sequences.shape[0])
 
 
-def guessed_steps(model, call, num_tokens: int, source, acceptance: Acceptance | None):
+def guessed_steps(model, call, source, acceptance: Acceptance | None):
     """The guess-and-verify loop of decoding/speculative.py on a prepared call."""
     return speculative_steps(model, call.sequences, call.state, call.logits, processors=call.processors,
-                             stop=call.stop, pad_token_id=call.config.effective_pad_token_id, num_tokens=num_tokens,
+                             stop=call.stop, pad_token_id=call.config.effective_pad_token_id,
                              choose=greedy_or_sample(call.config.do_sample), tracer=call.tracer, acceptance=acceptance,
                              source=source)
 

@@ -16,11 +16,15 @@ distributed as the model's own (`accept_or_resample`).
 Batches stay aligned here: a step keeps the guesses that every running row accepted (the fewest),
 so all rows keep one length, one cache length and one position; the cache is then cut back to the
 kept tokens (decoding/speculative_rows.py lets rows keep their own, where it can). The number of
-guesses adapts as transformers' "heuristic" schedule does: +2 after a call that kept them all, -1
-after one that did not, within 1..K, so a batch whose rows rarely agree stops paying for long
-guesses. `Acceptance` counts what was proposed and kept.
+prompt-lookup guesses adapts as transformers' "heuristic" schedule does: +2 after a call that kept
+them all, -1 after one that did not, within 1..K, so a batch whose rows rarely agree stops paying
+for long guesses. An assistant's guesses cost a step of the assistant each, so their number is
+chosen for the most expected tokens per cost (`GuessWidth`): an int8 copy that agrees four times in
+five writes one or two a call, one that agrees 99 times in 100 writes them all. `Acceptance` counts
+what was proposed and kept.
 """
 
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -48,7 +52,108 @@ class Acceptance:
         return self.accepted / self.proposed if self.proposed else 0.0
 
 
+# What one more fed position costs, as a share of a one-position call. Measured on this project's CPU
+# (SmolLM2-135M, 2 cores, cache of 200): +11.5% per position at batch 1 and at batch 8 alike. A GPU
+# pays less, so this choice errs on the side of shorter guesses there.
+EXTRA_POSITION_COST = 0.12
+
+
+class GuessWidth:
+    """How many guesses a call feeds: the number that gives the most tokens per unit of cost.
+
+    Every row is fed the same number of positions, so one row's long guess costs the whole batch.
+    Each row's chance of keeping its next guess is learned from what it kept so far (kept guesses
+    against refused ones, recent calls weighing most); a row expects 1 + a + a^2 + ... tokens from
+    n guesses, and a call of n guesses costs call + (position + guess) * n: the model's call, one more
+    position fed to it, and writing one guess. Without a clock: a call is 1, a position
+    EXTRA_POSITION_COST, a guess nothing (prompt lookup). An assistant's guesses cost a step each, so
+    greedy decoding (whose tokens do not depend on the widths) prices all three in seconds from the
+    calls it made (`clock`). Sampling stays off the clock, so a seeded run draws the same numbers on
+    any machine.
+    """
+
+    DECAY = 0.8  # the weight of a call's evidence after each later call
+
+    def __init__(self, rows: int, least: int = 0, prior: tuple[float, float] = (0.5, 1.0)):
+        """least: the fewest guesses a call feeds when it can (1 for an assistant: a call without
+        guesses would learn nothing, and the assistant would have to catch up anyway); prior: the
+        chance of keeping a guess before any was fed, and its weight in refusals."""
+        chance, weight = prior
+        self.kept = [chance / (1 - chance) * weight] * rows
+        self.refused = [weight] * rows
+        self.least = least
+        self.floor = 0  # after a call in which every row kept every guess: its width
+        self.call, self.position, self.guess = 1.0, EXTRA_POSITION_COST, 0.0
+        self.call_seconds = {}  # width fed -> seconds of the model's call (recent calls weighing most)
+
+    def chance(self, row: int) -> float:
+        return self.kept[row] / (self.kept[row] + self.refused[row])
+
+    def cut(self, found: dict[int, list[int]]) -> dict[int, list[int]]:
+        """Each row's guesses cut to the width with the most expected tokens per cost."""
+        best = self.best({row: len(guess) for row, guess in found.items()})
+        return {row: guess[:best] for row, guess in found.items()}
+
+    def best(self, lengths: dict[int, int]) -> int:
+        """The width with the most expected tokens per cost, for rows that can guess up to `lengths` tokens;
+        after a call whose guesses were all kept, not narrower than it while that width beats a call
+        without guesses (the line priced from few calls would otherwise narrow a run of right guesses,
+        and each call more costs one of the model)."""
+        longest = max(lengths.values(), default=0)
+        narrowest = min(self.least, longest)
+        floor = min(self.floor, longest)
+        if self.tokens_per_cost(lengths, floor) > self.tokens_per_cost(lengths, 0):
+            narrowest = max(narrowest, floor)
+        return max(range(narrowest, longest + 1), key=lambda width: self.tokens_per_cost(lengths, width))
+
+    def tokens_per_cost(self, lengths: dict[int, int], width: int) -> float:
+        expected = 0.0
+        for row, length in lengths.items():
+            chance, reach = self.chance(row), 1.0
+            expected += 1.0
+            for _ in range(min(width, length)):
+                reach *= chance
+                expected += reach
+        return expected / (self.call + (self.position + self.guess) * width)
+
+    def learn(self, guessed: dict[int, int], kept: dict[int, int]) -> None:
+        """guessed, kept: per row, how many guesses it was fed and how many it kept."""
+        self.floor = max(guessed.values(), default=0) if all(kept[row] == guessed[row] for row in guessed) else 0
+        for row, count in guessed.items():
+            if count:
+                self.kept[row] = self.kept[row] * self.DECAY + kept[row]
+                self.refused[row] = self.refused[row] * self.DECAY + (kept[row] < count)
+
+    def clock(self, guess_seconds: float, guesses: int, call_seconds: float, width: int) -> None:
+        """Price a call, a fed position and a guess in seconds, from one call: `guesses` guesses written
+        in guess_seconds, and the model's call over 1 + width positions in call_seconds."""
+        if guesses:
+            self.guess = self.recent(self.guess if self.call_seconds else None, guess_seconds / guesses)
+        self.call_seconds[width] = self.recent(self.call_seconds.get(width), call_seconds)
+        self.call, self.position = call_line(self.call_seconds)
+
+    def recent(self, before: float | None, now: float) -> float:
+        return now if before is None else before * self.DECAY + now * (1 - self.DECAY)
+
+
+def call_line(call_seconds: dict[int, float]) -> tuple[float, float]:
+    """(seconds of a call, seconds per guess it is fed) fitted to the calls' seconds per width (a model's
+    call is far from proportional to its positions: SmolLM2 float32 on 2 cores, 30 ms for 1 to 3, 57 ms
+    for 7, 71 ms for 20). From one width alone, a position is priced at EXTRA_POSITION_COST of a call."""
+    widths, seconds = list(call_seconds), list(call_seconds.values())
+    if len(widths) == 1:
+        call = seconds[0] / (1 + EXTRA_POSITION_COST * widths[0])
+        return call, EXTRA_POSITION_COST * call
+    mean_width, mean_seconds = sum(widths) / len(widths), sum(seconds) / len(seconds)
+    spread = sum((width - mean_width) ** 2 for width in widths)
+    slope = max(0.0, sum((w - mean_width) * (t - mean_seconds) for w, t in zip(widths, seconds)) / spread)
+    return max(mean_seconds - slope * mean_width, min(seconds) / 2), slope
+
+
 MAX_LOOKUP_TOKENS = 1024
+# An assistant's chance of a kept guess before any was fed (SmolLM2's int8 copy: 0.8-0.99), weighing a
+# fifth of one refused guess, so that one call's evidence outweighs it.
+ASSISTANT_PRIOR = (0.97, 0.2)
 
 
 def check_assistant(config, model) -> None:
@@ -158,13 +263,18 @@ def drafts(sequences: torch.Tensor, running: torch.Tensor, num_tokens: int,
 
 
 class LookupDrafts:
-    """Guesses from the text itself (prompt lookup), and from an encoder-decoder model's input (`articles`)."""
+    """Guesses from the text itself (prompt lookup), and from an encoder-decoder model's input (`articles`),
+    as many as transformers' "heuristic" schedule allows: +2 after a call that kept them all, -1 after one
+    that did not, within 1..num_tokens."""
 
-    def __init__(self, before: list[list[int]]):
-        self.before = before
+    def __init__(self, before: list[list[int]], num_tokens: int):
+        self.before, self.num_tokens, self.width = before, num_tokens, num_tokens
 
-    def propose(self, sequences: torch.Tensor, running: torch.Tensor, width: int):
-        return drafts(sequences, running, width, self.before)
+    def propose(self, sequences: torch.Tensor, running: torch.Tensor, room: int):
+        return drafts(sequences, running, min(self.width, room), self.before)
+
+    def learn(self, guessed: int, kept: int, call_seconds: float) -> None:
+        self.width = next_width(self.width, self.num_tokens, all_kept=kept == guessed)
 
     def kept(self, length: int) -> None:
         """Nothing to take back: the guesses are read from the sequences."""
@@ -188,14 +298,16 @@ class AssistantDrafts:
     """Guesses from a smaller model with the same vocabulary, decoding on its own cache.
 
     At each call the assistant first reads the tokens the sequences gained since its last call, then
-    writes `width` tokens; `kept(length)` takes its cache back to the tokens the target kept. With
-    `sampling`, it draws its guesses and keeps the distributions it drew them from in `probabilities`
-    (rows, width, vocab), which the target's accept/reject rule needs.
+    writes up to `num_tokens` tokens, as many as give the most tokens per cost (`GuessWidth`: the
+    batch's chance of keeping a guess, and in greedy decoding what an assistant step costs against
+    the model's call, on the clock); `kept(length)` takes its cache back to the tokens the target
+    kept. With `sampling`, it draws its guesses and keeps the distributions it drew them from in
+    `probabilities` (rows, width, vocab), which the target's accept/reject rule needs.
     """
 
     def __init__(self, assistant, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, max_length: int,
-                 sequences: torch.Tensor, processors: Sequence[Processor] = (), sampling: bool = False,
-                 confidence: float = 0.0):
+                 sequences: torch.Tensor, num_tokens: int, processors: Sequence[Processor] = (),
+                 sampling: bool = False, confidence: float = 0.0):
         """input_ids, attention_mask: the call's input (the prompt, or what the encoders read);
         sequences: the target's rows before the first new token (one per sample of an input); an
         encoder-decoder assistant starts from their start token, so both grow the same sequences;
@@ -205,8 +317,14 @@ class AssistantDrafts:
         prompt, self.state, self.logits = start_assistant(assistant, input_ids, attention_mask, sequences, max_length)
         self.read = prompt.shape[1]  # positions of the sequences in the assistant's cache
         self.probabilities = None
+        # the batch moves on as one; an assistant is expected to be mostly right (transformers starts at
+        # num_assistant_tokens guesses), so the widths start wide and narrow if it is not
+        self.num_tokens, self.width = num_tokens, GuessWidth(1, least=1, prior=ASSISTANT_PRIOR)
+        self.seconds = 0.0  # the last proposal's, on the clock
 
-    def propose(self, sequences: torch.Tensor, running: torch.Tensor, width: int):
+    def propose(self, sequences: torch.Tensor, running: torch.Tensor, room: int):
+        started = time.perf_counter()
+        width = self.width.best({0: min(self.num_tokens, room)})
         new = sequences[:, self.read:]
         logits = decode_ahead(self.model, new, self.state)[:, -1] if new.shape[1] else self.logits
         guesses, drawn_from, context = [], [], sequences
@@ -226,7 +344,14 @@ class AssistantDrafts:
         self.read = sequences.shape[1]
         self.probabilities = torch.stack(drawn_from, dim=1) if self.sampling else None
         tokens = torch.stack(guesses, dim=1)
+        self.seconds = time.perf_counter() - started
         return tokens, torch.ones_like(tokens, dtype=torch.bool)
+
+    def learn(self, guessed: int, kept: int, call_seconds: float) -> None:
+        """What the batch kept of the guesses; greedy also learns their cost from the clock."""
+        self.width.learn({0: guessed}, {0: kept})
+        if not self.sampling:
+            self.width.clock(self.seconds, guessed, call_seconds, guessed)
 
     def unsure(self, probabilities: torch.Tensor, guesses: torch.Tensor, running: torch.Tensor) -> bool:
         """Whether a running row's guess has less probability than the confidence threshold."""
@@ -241,7 +366,7 @@ class AssistantDrafts:
 
 def speculative_steps(model, sequences: torch.Tensor, state: ModelState, logits: torch.Tensor, *,
                       processors: Sequence[Processor], stop: StopCriteria, pad_token_id: int | None,
-                      num_tokens: int, source, choose=greedy, tracer=None,
+                      source, choose=greedy, tracer=None,
                       acceptance: Acceptance | None = None) -> Iterator[torch.Tensor]:
     """Decoding with guesses; yields the sequences (rows, len) after each token, as the token loop does.
 
@@ -266,10 +391,9 @@ def speculative_steps(model, sequences: torch.Tensor, state: ModelState, logits:
 
     sequences, unfinished, last = append(sequences, unfinished, logits)
     yield sequences
-    width = num_tokens  # guesses per call: grows while they are all kept, shrinks when one is not
     while unfinished.max() > 0:
         room = stop.max_length - sequences.shape[1] - 1  # a call keeps its guesses and one token more
-        guesses, valid = source.propose(sequences, unfinished.bool(), min(width, room)) if room > 0 else (None, None)
+        guesses, valid = source.propose(sequences, unfinished.bool(), room) if room > 0 else (None, None)
         acceptance.calls += 1
         if guesses is None or guesses.shape[1] == 0:  # nothing to guess from, or no room: a plain step
             step_logits = decode_step(model, last, state)
@@ -278,7 +402,9 @@ def speculative_steps(model, sequences: torch.Tensor, state: ModelState, logits:
             yield sequences
             acceptance.tokens += 1
             continue
+        started = time.perf_counter()
         ahead = decode_ahead(model, torch.cat([last[:, None], guesses], dim=1), state)  # (rows, K + 1, vocab)
+        call_seconds = time.perf_counter() - started
         running = unfinished.bool()
         acceptance.proposed += int(valid[running].sum())
         kept = 0
@@ -291,7 +417,7 @@ def speculative_steps(model, sequences: torch.Tensor, state: ModelState, logits:
                                                  verifier(source, guesses, kept, choose))
             yield sequences
         acceptance.accepted += kept * int(running.sum())
-        width = next_width(width, num_tokens, all_kept=kept == guesses.shape[1])
+        source.learn(guesses.shape[1], kept, call_seconds)
         acceptance.tokens += kept + 1
         fed += 1 + kept  # the last token fed before, and the guesses kept
         rewind(state, fed)

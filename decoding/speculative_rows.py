@@ -33,6 +33,7 @@ feeds is chosen for the most tokens per cost (`GuessWidth`), not by transformers
 which a batch would drag down to its least lucky row.
 """
 
+import time
 from collections.abc import Sequence
 
 import torch
@@ -42,14 +43,10 @@ from decoding.cache import PreallocatedLayer
 from decoding.model_step import ModelState, decode_ahead
 from decoding.processor_chain import reads_ids
 from decoding.processors import Processor, run_processors
-from decoding.speculative import Acceptance, lookup_draft
+from decoding.speculative import Acceptance, GuessWidth, lookup_draft
 from decoding.stopping import StopCriteria
 
 HOLES_BEFORE_CLOSING = 0.25  # the share of the cache that may be holes before rows are gathered to the right
-# What one more fed position costs, as a share of a one-position call. Measured on this project's CPU
-# (SmolLM2-135M, 2 cores, cache of 200): +11.5% per position at batch 1 and at batch 8 alike. A GPU
-# pays less, so this choice errs on the side of shorter guesses there.
-EXTRA_POSITION_COST = 0.12
 
 
 def rows_can_keep_their_own(model, state: ModelState, processors: Sequence[Processor], stop: StopCriteria,
@@ -135,7 +132,9 @@ def per_row_speculation(model, sequences: torch.Tensor, state: ModelState, logit
     while rows.running():
         guesses = source.propose(rows, active)
         fed = feed_tokens(rows, active, guesses, width=max(map(len, guesses.values())))
+        started = time.perf_counter()
         ahead = decode_ahead(model, fed, state)  # (active rows, K + 1, vocab)
+        call_seconds = time.perf_counter() - started
         if chains is None and not source.draws:
             choices = choose_at_once(processors, ahead, active, choose)
         else:  # a row's own processors, or guesses drawn from a distribution, each kept by the rule of its draw
@@ -143,7 +142,7 @@ def per_row_speculation(model, sequences: torch.Tensor, state: ModelState, logit
                                          choose, source.verifier(row) if source.draws else None) for row in guesses}
         kept = {row: walk_row(rows, row, choices[row], guesses[row]) for row in guesses}
         count(acceptance, guesses, kept)
-        source.learn(guesses, kept, rows, active)
+        source.learn(guesses, kept, rows, active, call_seconds)
         keep_positions(state, kept, rows, active, fed_width=fed.shape[1], relative=relative)
         active = leave_finished(state, rows, active, also=source.states)
     return rows.sequences()
@@ -165,50 +164,9 @@ class LookupGuesses:
                                    article=self.articles[row] if self.articles else ()) for row in rows.running()}
         return self.width.cut(found)
 
-    def learn(self, guesses: dict[int, list[int]], kept: dict[int, int], rows: Rows, active: list[int]) -> None:
-        self.width.learn(guesses, kept)
-
-
-class GuessWidth:
-    """How many guesses a call feeds: the number that gives the most tokens per unit of cost.
-
-    Every row is fed the same number of positions, so one row's long guess costs the whole batch.
-    Each row's chance of keeping its next guess is learned from what it kept so far (kept guesses
-    against refused ones, recent calls weighing most); a row expects 1 + a + a^2 + ... tokens from
-    n guesses, and a call of n guesses costs 1 + EXTRA_POSITION_COST * n. Deterministic (no clock),
-    so a seeded sampling run draws the same numbers again.
-    """
-
-    DECAY = 0.8  # the weight of a call's evidence after each later call
-
-    def __init__(self, rows: int):
-        self.kept = [1.0] * rows  # a prior of one kept and one refused guess: a chance of 1/2
-        self.refused = [1.0] * rows
-
-    def chance(self, row: int) -> float:
-        return self.kept[row] / (self.kept[row] + self.refused[row])
-
-    def cut(self, found: dict[int, list[int]]) -> dict[int, list[int]]:
-        """Each row's guesses cut to the width with the most expected tokens per cost."""
-        longest = max(map(len, found.values()), default=0)
-        best = max(range(longest + 1), key=lambda width: self.tokens_per_cost(found, width))
-        return {row: guess[:best] for row, guess in found.items()}
-
-    def tokens_per_cost(self, found: dict[int, list[int]], width: int) -> float:
-        expected = 0.0
-        for row, guess in found.items():
-            chance, reach = self.chance(row), 1.0
-            expected += 1.0
-            for _ in range(min(width, len(guess))):
-                reach *= chance
-                expected += reach
-        return expected / (1.0 + EXTRA_POSITION_COST * width)
-
-    def learn(self, guesses: dict[int, list[int]], kept: dict[int, int]) -> None:
-        for row, guess in guesses.items():
-            if guess:
-                self.kept[row] = self.kept[row] * self.DECAY + kept[row]
-                self.refused[row] = self.refused[row] * self.DECAY + (kept[row] < len(guess))
+    def learn(self, guesses: dict[int, list[int]], kept: dict[int, int], rows: Rows, active: list[int],
+              call_seconds: float) -> None:
+        self.width.learn({row: len(guess) for row, guess in guesses.items()}, kept)
 
 
 def feed_tokens(rows: Rows, active: list[int], guesses: dict[int, list[int]], width: int) -> torch.Tensor:

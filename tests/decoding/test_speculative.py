@@ -333,3 +333,119 @@ def test_bad_assistant_settings_are_named(option, value):
     input_ids, attention_mask = prompt_batch(model)
     with pytest.raises(ValueError, match=option):
         generate(model, input_ids, attention_mask, max_new_tokens=3, assistant_model=model, **{option: value})
+
+
+# -- how many guesses an assistant writes per call ---------------------------------------------------------
+
+def test_the_width_grows_while_guesses_are_kept_and_shrinks_to_the_least_when_refused():
+    from decoding.speculative import GuessWidth
+
+    width = GuessWidth(1, least=1)
+    for _ in range(6):
+        width.learn({0: 8}, {0: 8})
+    assert width.best({0: 8}) == 8 and width.best({0: 3}) == 3  # never more than a row can guess
+    for _ in range(15):  # (the evidence of older calls fades by DECAY a call)
+        width.learn({0: 8}, {0: 0})
+    assert width.best({0: 8}) == 1
+    width.guess = 0.5  # a guess that rarely pays costs more than it brings ...
+    assert width.best({0: 8}) == 1
+    width.least = 0  # ... so, where a call may feed none (prompt lookup), it feeds none
+    assert width.best({0: 8}) == 0
+
+
+def test_the_clock_prices_a_call_a_position_and_a_guess_in_seconds():
+    from decoding.speculative import EXTRA_POSITION_COST, GuessWidth
+
+    width = GuessWidth(1, least=1)
+    width.clock(guess_seconds=1.0, guesses=4, call_seconds=2.0 * (1 + EXTRA_POSITION_COST * 4), width=4)
+    assert width.guess == pytest.approx(0.25)  # one width seen: a position at EXTRA_POSITION_COST of a call
+    assert (width.call, width.position) == pytest.approx((2.0, 2.0 * EXTRA_POSITION_COST))
+    width.clock(guess_seconds=2.0, guesses=4, call_seconds=3.0, width=10)  # two widths: the line through them
+    assert width.guess == pytest.approx(0.8 * 0.25 + 0.2 * 0.5)
+    slope = (3.0 - 2.0 * (1 + EXTRA_POSITION_COST * 4)) / 6
+    assert (width.call, width.position) == pytest.approx((3.0 - 10 * slope, slope))
+    for _ in range(5):
+        width.learn({0: 8}, {0: 7})  # a guess is kept ~7 times in 8
+    cheap = width.best({0: 8})
+    width.guess = 3 * width.call  # a guess costing three calls of the model: one guess at most
+    assert cheap > 2 and width.best({0: 8}) == 1
+
+
+def test_a_call_that_kept_every_guess_is_not_followed_by_a_narrower_one_while_guessing_pays():
+    from decoding.speculative import GuessWidth
+
+    width = GuessWidth(1, least=1, prior=(0.97, 0.2))
+    width.call, width.position, width.guess = 1.0, 0.1, 0.6  # the most tokens per cost at about 12 guesses
+    width.learn({0: 19}, {0: 19})
+    assert width.best({0: 20}) >= 19
+    width.learn({0: 19}, {0: 18})
+    assert width.best({0: 20}) < 19  # a guess refused: priced again
+    width.learn({0: 19}, {0: 19})
+    width.guess = 3.0  # now no width beats a call without guesses: the floor goes
+    assert width.best({0: 20}) == 1
+
+
+class ModelClock:
+    """A clock that moves only while a model runs: each call of a model adds the seconds given for it."""
+
+    def __init__(self, seconds: dict):
+        self.now = 0.0
+        self.hooks = [model.register_forward_hook(lambda *_, cost=cost: self.advance(cost))
+                      for model, cost in seconds.items()]
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def remove(self) -> None:
+        for hook in self.hooks:
+            hook.remove()
+
+
+def clocked(monkeypatch, seconds: dict) -> ModelClock:
+    """The speculative loops read `clock` instead of the machine's clock."""
+    from decoding import assistant_rows, speculative, speculative_rows
+
+    clock = ModelClock(seconds)
+    for module in (speculative, speculative_rows, assistant_rows):
+        monkeypatch.setattr(module, "time", clock)
+    return clock
+
+
+@pytest.mark.parametrize("lengths", [(9,), (9, 4, 13)])  # one row, and a batch whose rows keep their own guesses
+def test_greedy_writes_fewer_guesses_when_the_assistants_step_costs_more(monkeypatch, lengths):
+    model = tiny_model("gpt2")
+    input_ids, attention_mask = prompt_batch(model, lengths=lengths)
+    assistant = perturbed(model, 0.002)
+    plain = generate(model, input_ids, attention_mask, max_new_tokens=30)
+    per_call = {}
+    for assistant_seconds in (0.01, 3.0):  # a model call takes 1 s
+        clock = clocked(monkeypatch, {model: 1.0, assistant: assistant_seconds})
+        out = generate(model, input_ids, attention_mask, max_new_tokens=30, assistant_model=assistant,
+                       num_assistant_tokens=8, assistant_confidence_threshold=0)
+        clock.remove()
+        assert torch.equal(out.sequences, plain.sequences)
+        assert clock.now > 0  # the clock was read
+        per_call[assistant_seconds] = out.speculation.proposed / out.speculation.calls / len(lengths)
+        if assistant_seconds == 3.0:  # once priced (after the first call), one guess a call
+            assert out.speculation.proposed <= len(lengths) * (8 + out.speculation.calls - 1), out.speculation
+    assert per_call[0.01] > 3 > 2 > per_call[3.0], per_call
+
+
+@pytest.mark.parametrize("lengths", [(9,), (9, 4, 13)])
+def test_sampling_with_an_assistant_draws_the_same_under_a_seed_whatever_the_clock(monkeypatch, lengths):
+    """Sampling does not price guesses on the clock: a seeded run draws the same numbers on any machine."""
+    model = tiny_model("gpt2")
+    input_ids, attention_mask = prompt_batch(model, lengths=lengths)
+    assistant = perturbed(model, 0.002)
+    runs = []
+    for assistant_seconds in (0.01, 3.0):
+        clock = clocked(monkeypatch, {model: 1.0, assistant: assistant_seconds})
+        torch.manual_seed(3)
+        runs.append(generate(model, input_ids, attention_mask, max_new_tokens=30, do_sample=True, top_k=5,
+                             assistant_model=assistant, num_assistant_tokens=8, assistant_confidence_threshold=0))
+        clock.remove()
+    assert torch.equal(runs[0].sequences, runs[1].sequences)
+    assert runs[0].speculation.accepted > 5, runs[0].speculation

@@ -389,9 +389,13 @@ def test_an_assistant_s_guesses_follow_processors_that_read_each_row_s_text(walk
 def test_an_unsure_row_stops_every_row_s_guessing(monkeypatch):
     """assistant_confidence_threshold: after a guess the assistant gives little probability in one row,
     no row guesses further in that call (a batch needs as many calls as its least sure row, so the sure
-    rows' further guesses would cost assistant steps for little: measured in benchmarks.speculative)."""
+    rows' further guesses would cost assistant steps for little: measured in benchmarks.speculative).
+    Every call may write num_assistant_tokens guesses here, so that only the threshold cuts them short
+    (the width chooser would narrow them too, for the refusing row: tested below)."""
     from decoding import assistant_rows
+    from decoding.speculative import GuessWidth
 
+    monkeypatch.setattr(GuessWidth, "best", lambda self, lengths: max(lengths.values(), default=0))
     lengths = []
     propose = assistant_rows.AssistantGuesses.propose
 
