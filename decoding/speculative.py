@@ -79,8 +79,9 @@ class GuessWidth:
         guesses would learn nothing, and the assistant would have to catch up anyway); prior: the
         chance of keeping a guess before any was fed, and its weight in refusals."""
         chance, weight = prior
-        self.kept = [chance / (1 - chance) * weight] * rows
-        self.refused = [weight] * rows
+        self.prior = (chance / (1 - chance) * weight, weight)  # (kept, refused)
+        self.kept = [self.prior[0]] * rows
+        self.refused = [self.prior[1]] * rows
         self.least = least
         self.floor = 0  # after a call in which every row kept every guess: its width
         self.call, self.position, self.guess = 1.0, EXTRA_POSITION_COST, 0.0
@@ -90,8 +91,14 @@ class GuessWidth:
         return self.kept[row] / (self.kept[row] + self.refused[row])
 
     def cut(self, found: dict[int, list[int]]) -> dict[int, list[int]]:
-        """Each row's guesses cut to the width with the most expected tokens per cost."""
+        """Each row's guesses cut to the width with the most expected tokens per cost. When that is none,
+        the evidence of the rows that had a guess fades towards the prior, so that a row which refused
+        its guesses for a while is tried again later (its text may start copying)."""
         best = self.best({row: len(guess) for row, guess in found.items()})
+        if best == 0:
+            for row in (row for row, guess in found.items() if guess):
+                self.kept[row] = self.kept[row] * self.DECAY + self.prior[0] * (1 - self.DECAY)
+                self.refused[row] = self.refused[row] * self.DECAY + self.prior[1] * (1 - self.DECAY)
         return {row: guess[:best] for row, guess in found.items()}
 
     def best(self, lengths: dict[int, int]) -> int:

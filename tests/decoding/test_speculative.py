@@ -353,6 +353,20 @@ def test_the_width_grows_while_guesses_are_kept_and_shrinks_to_the_least_when_re
     assert width.best({0: 8}) == 0
 
 
+def test_a_row_that_stopped_guessing_is_tried_again_later():
+    """Prompt lookup: a row whose guesses were refused call after call is fed none (no width pays) ...
+    but not for ever: its text may start copying later."""
+    from decoding.speculative import GuessWidth
+
+    width = GuessWidth(2)
+    for _ in range(15):
+        width.learn({0: 4, 1: 4}, {0: 0, 1: 0})
+    found = {0: [1, 2, 3, 4], 1: []}
+    cuts = [width.cut(found)[0] for _ in range(12)]
+    assert cuts[0] == [] and any(cuts), cuts
+    assert width.chance(1) < 0.1  # a row without a guess keeps its evidence
+
+
 def test_the_clock_prices_a_call_a_position_and_a_guess_in_seconds():
     from decoding.speculative import EXTRA_POSITION_COST, GuessWidth
 
