@@ -16,7 +16,8 @@ Where things are, in the order a call meets them:
     lengths.py           max_new_tokens / max_length -> absolute lengths; prompt and output must fit
     memory.py            refuse a call whose cache cannot fit in the device's memory
     model_step.py        the model side: start (encoder, cache), prefill, decode_step
-    llama_step.py        a lean forward pass for Llama decoders (the model's modules, fewer operations)
+    llama_step.py, gpt2_step.py   lean forward passes for Llama and GPT-2 decoders (the model's modules,
+                         fewer operations); lean_layers.py: what they share, and which model takes which
     joined_projections.py  an int8 Llama's q/k/v and gate/up as one product each (exact)
     cache.py             the KV cache, preallocated; shared_cross_attention.py: one copy per input
     processor_chain.py   the processors of a call, in transformers' order

@@ -17,9 +17,9 @@ Used by decoding/model_step.py when `applies(model)`; every other model runs its
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from decoding.joined_projections import joined_or_separate
+from decoding.lean_layers import attention_pattern, project, runs_on_one_device_with_sdpa
 
 
 def applies(model) -> bool:
@@ -27,10 +27,7 @@ def applies(model) -> bool:
     whose attention is SDPA (eager attention, other kernels and offloaded weights keep their path)."""
     from transformers import LlamaForCausalLM
 
-    config = model.config
-    return (type(model) is LlamaForCausalLM and getattr(model, "hf_device_map", None) is None
-            and getattr(config, "_attn_implementation", "sdpa") == "sdpa"
-            and not any(parameter.is_meta for parameter in model.parameters()))
+    return type(model) is LlamaForCausalLM and runs_on_one_device_with_sdpa(model)
 
 
 def forward(model, tokens: torch.Tensor, cache, positions: torch.Tensor, attention_mask: torch.Tensor | None,
@@ -58,14 +55,6 @@ def forward(model, tokens: torch.Tensor, cache, positions: torch.Tensor, attenti
     if last_only:
         hidden = hidden[:, -1]
     return model.lm_head(rms_norm(hidden, decoder.norm))
-
-
-def project(linear, states: torch.Tensor) -> torch.Tensor:
-    """A projection: F.linear on a plain nn.Linear's weights (skipping the module call), else the module
-    itself (an int8 layer keeps its kernel)."""
-    if type(linear) is nn.Linear:
-        return F.linear(states, linear.weight, linear.bias)
-    return linear(states)
 
 
 def rms_norm(hidden: torch.Tensor, norm) -> torch.Tensor:
@@ -102,20 +91,3 @@ def rotate(states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.
     """Rotary embedding (transformers' apply_rotary_pos_emb) of (rows, heads, n, head_dim) states."""
     first, second = states.chunk(2, dim=-1)
     return states * cos + torch.cat((-second, first), dim=-1) * sin
-
-
-def attention_pattern(attention_mask: torch.Tensor | None, count: int, past: int, device) -> torch.Tensor | None:
-    """The boolean (rows, 1, n, past + n) mask of who attends to whom, or None when SDPA's own causal
-    flag (a prompt without padding) or no mask at all (one token without padding) says it.
-
-    As in transformers' SDPA mask, a query with no allowed key (a padding position of a left-padded
-    prompt) keeps an all-False row, for which SDPA returns zeros: the padding positions then hold what
-    they hold in transformers' forward, which matters to int8 (a batch's activations share one scale).
-    """
-    if attention_mask is None and (count == 1 or past == 0):
-        return None
-    total = past + count
-    allowed = torch.ones(count, total, dtype=torch.bool, device=device).tril(diagonal=past)[None, None]
-    if attention_mask is not None:
-        allowed = allowed & attention_mask[:, None, None, :].bool()
-    return allowed

@@ -8,20 +8,23 @@ attention mask and positions of a left-padded decoder-only batch, and the encode
 `prefill` and `decode_step` return float32 logits of the last position, `(rows, vocab)`, and
 keep the state ready for the next step. This mirrors what `generate()` builds in
 `_prepare_*`, `prepare_inputs_for_generation` and `_update_model_kwargs_for_generation`, written
-out for the two model families we decode. Llama decoders are computed by decoding/llama_step.py
-(their own modules, fewer operations around them); every other model by its own forward.
+out for the two model families we decode. Llama and GPT-2 decoders are computed by a lean pass
+(decoding/llama_step.py, decoding/gpt2_step.py: their own modules, fewer operations around them);
+every other model by its own forward.
 """
 
 import inspect
 from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import cache
+from types import ModuleType
 
 import torch
 from transformers.cache_utils import Cache
 
-from decoding import llama_step, row_positions
+from decoding import row_positions
 from decoding.cache import new_cache
+from decoding.lean_layers import lean_pass_for
 
 
 @dataclass
@@ -47,7 +50,7 @@ class ModelState:
     next_positions: torch.Tensor | None = None
     encoder_outputs: object = None
     keep_last_logits: bool = False  # the model accepts logits_to_keep=1 (skip the LM head on the prompt)
-    lean: bool = False  # decoding/llama_step.py computes the forward pass
+    lean: ModuleType | None = None  # the lean pass (llama_step, gpt2_step) that computes the forward, if any
     decoder_mask: torch.Tensor | None = None
     last_position: int | None = None
 
@@ -121,7 +124,7 @@ def start(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, *
         if attention_mask is not None:
             attention_mask = attention_mask.repeat_interleave(expand, dim=0)
     state = ModelState(new_cache(model, max_length), False, attention_mask=attention_mask, next_positions=positions,
-                       keep_last_logits=_accepts(type(model), "logits_to_keep"), lean=llama_step.applies(model))
+                       keep_last_logits=_accepts(type(model), "logits_to_keep"), lean=lean_pass_for(model))
     return input_ids, state
 
 
@@ -129,8 +132,8 @@ def _forward(model, tokens: torch.Tensor, state: ModelState, positions: torch.Te
              last_only: bool = True) -> torch.Tensor:
     """One model call on `tokens` (rows, n) -> float32 logits of the last position (rows, vocab), or of
     every position (rows, n, vocab) when not `last_only`."""
-    if state.lean:
-        return llama_step.forward(model, tokens, state.cache, positions, state.attention_mask, last_only).float()
+    if state.lean is not None:
+        return state.lean.forward(model, tokens, state.cache, positions, state.attention_mask, last_only).float()
     numbering = nullcontext()
     if state.is_encoder_decoder:
         inputs = dict(decoder_input_ids=tokens, encoder_outputs=state.encoder_outputs,

@@ -133,7 +133,10 @@ class GuessWidth:
 
     def clock(self, guess_seconds: float, guesses: int, call_seconds: float, width: int) -> None:
         """Price a call, a fed position and a guess in seconds, from one call: `guesses` guesses written
-        in guess_seconds, and the model's call over 1 + width positions in call_seconds."""
+        in guess_seconds, and the model's call over 1 + width positions in call_seconds. A call timed at
+        no seconds (a clock too coarse to see it) leaves the prices as they were."""
+        if call_seconds <= 0:
+            return
         if guesses:
             self.guess = self.recent(self.guess if self.call_seconds else None, guess_seconds / guesses)
         self.call_seconds[width] = self.recent(self.call_seconds.get(width), call_seconds)

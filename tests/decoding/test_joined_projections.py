@@ -7,7 +7,7 @@ import threading
 
 import pytest
 import torch
-from test_llama_step import STEPS, both_forwards, positions_of
+from test_lean_passes import STEPS, both_forwards, positions_of
 from tiny_models import prompt_batch
 from torch import nn
 from transformers import AutoModelForCausalLM

@@ -19,7 +19,8 @@ from tiny_models import (
 )
 
 import decoding.shared_cross_attention as shared_cross_attention
-from decoding import generate, llama_step
+from decoding import generate, model_step
+from decoding.lean_layers import lean_pass_for
 
 GREEDY_CASES = {
     "plain": dict(max_new_tokens=10),
@@ -95,12 +96,12 @@ def test_beam_search_matches_generate(arch, case, monkeypatch):
                          **settings)
     actual = generate(model, input_ids, attention_mask, share_cross_attention=False, **settings)
     assert_same_tokens(expected.sequences, actual.sequences)
-    if llama_step.applies(model):
-        # The lean Llama forward rounds a few sums in another order: the same tokens, scores within float32
+    if lean_pass_for(model) is not None:
+        # The lean forward (Llama, GPT-2) rounds a few sums in another order: the same tokens, scores within float32
         # rounding (1e-5, or 1.3e-6 of scores that a negative length penalty makes large); transformers' own
         # forward, run by the same loop, still gives generate()'s scores to the bit.
         torch.testing.assert_close(actual.sequences_scores, expected.sequences_scores, rtol=1.3e-6, atol=1e-5)
-        monkeypatch.setattr(llama_step, "applies", lambda model: False)
+        monkeypatch.setattr(model_step, "lean_pass_for", lambda model: None)
         actual = generate(model, input_ids, attention_mask, share_cross_attention=False, **settings)
         assert_same_tokens(expected.sequences, actual.sequences)
     torch.testing.assert_close(actual.sequences_scores, expected.sequences_scores, rtol=0, atol=0)
@@ -178,7 +179,7 @@ def test_decoder_only_feeds_the_prompt_once_then_one_token_per_step(arch):
     model = tiny_model(arch)
     input_ids, attention_mask = prompt_batch(model)
     widths = []
-    # The input embeddings see every token the model is fed, whichever forward pass runs (llama_step's or the model's).
+    # The input embeddings see every token the model is fed, whichever forward pass runs (a lean pass's or the model's).
     hook = model.get_input_embeddings().register_forward_hook(lambda module, args, output: widths.append(args[0].shape[1]))
     try:
         generate(model, input_ids, attention_mask, max_new_tokens=5, min_new_tokens=5)

@@ -385,6 +385,18 @@ def test_the_clock_prices_a_call_a_position_and_a_guess_in_seconds():
     assert cheap > 2 and width.best({0: 8}) == 1
 
 
+def test_a_call_the_clock_timed_at_no_seconds_leaves_the_prices_as_they_were():
+    """A clock too coarse to see a call must not price calls at nothing (every width's cost would be 0)."""
+    from decoding.speculative import GuessWidth
+
+    width = GuessWidth(1, least=1)
+    width.clock(guess_seconds=0.0, guesses=3, call_seconds=0.0, width=3)
+    assert (width.call, width.position, width.guess) == (GuessWidth(1).call, GuessWidth(1).position, 0.0)
+    width.clock(guess_seconds=1.0, guesses=4, call_seconds=2.0, width=4)
+    width.clock(guess_seconds=0.0, guesses=4, call_seconds=0.0, width=8)
+    assert width.call > 0 and width.guess == pytest.approx(0.25) and width.best({0: 8}) >= 1
+
+
 def test_a_call_that_kept_every_guess_is_not_followed_by_a_narrower_one_while_guessing_pays():
     from decoding.speculative import GuessWidth
 
@@ -400,11 +412,12 @@ def test_a_call_that_kept_every_guess_is_not_followed_by_a_narrower_one_while_gu
 
 
 class ModelClock:
-    """A clock that moves only while a model runs: each call of a model adds the seconds given for it."""
+    """A clock that moves only while a model runs: each call of a model adds the seconds given for it.
+    A call is seen at the model's input embeddings, which its own forward and a lean pass both call."""
 
     def __init__(self, seconds: dict):
         self.now = 0.0
-        self.hooks = [model.register_forward_hook(lambda *_, cost=cost: self.advance(cost))
+        self.hooks = [model.get_input_embeddings().register_forward_hook(lambda *_, cost=cost: self.advance(cost))
                       for model, cost in seconds.items()]
 
     def advance(self, seconds: float) -> None:
