@@ -147,9 +147,17 @@ def _forward(model, tokens: torch.Tensor, state: ModelState, positions: torch.Te
     with numbering:
         outputs = model(**inputs, cache=state.cache, use_cache=True, return_dict=True)
     state.cache = outputs.cache
-    logits = outputs.logits[:, -1, :] if last_only else outputs.logits
-    # A copy in float32: sampling and beam scores are computed in float32 whatever the model dtype.
-    return logits.to(copy=True, dtype=torch.float32)
+    return float32_logits(outputs.logits, last_only)
+
+
+def float32_logits(logits: torch.Tensor, last_only: bool) -> torch.Tensor:
+    """The model's logits (rows, n, vocab) in float32 (sampling and beam scores are computed in float32
+    whatever the model dtype), of the last position when `last_only`. A slice of several positions is
+    copied, so that it does not keep every position's logits alive; a step's own logits are not (a beam
+    step's are 64 x 59k floats: a copy costs ~0.5 ms of a ~40 ms step)."""
+    if last_only:
+        logits = logits[:, -1, :] if logits.shape[1] == 1 else logits[:, -1, :].clone()
+    return logits.float()
 
 
 def prefill(model, sequences: torch.Tensor, state: ModelState) -> torch.Tensor:

@@ -80,16 +80,17 @@ def apply_bad_words(scores: torch.Tensor, input_ids: torch.Tensor, single_ids: t
     single_ids: (n,) one-token sequences, always banned. multi: groups of same-length sequences as
     (prefixes (m, k), last_tokens (m,)); a last token is banned in the rows whose ids end with its prefix.
     """
-    banned = torch.zeros_like(scores, dtype=torch.bool)
-    banned[:, single_ids] = True
+    # One copy of the scores (a beam step's are 64 x 59k floats): the single ids by index, then the
+    # multi-token sequences' last tokens, written into that copy.
+    scores = scores.index_fill(1, single_ids, -math.inf)
     for prefixes, last_tokens in multi:
         if prefixes.shape[1] > input_ids.shape[1]:
             continue
         matching = (input_ids[:, None, -prefixes.shape[1]:] == prefixes).all(dim=-1)  # (rows, m)
         # index_add, not indexed assignment: two sequences may share their last token.
         hits = torch.zeros_like(scores).index_add_(1, last_tokens, matching.to(scores.dtype))
-        banned |= hits > 0
-    return scores.masked_fill(banned, -math.inf)
+        scores.masked_fill_(hits > 0, -math.inf)
+    return scores
 
 
 def apply_min_length(scores: torch.Tensor, length: int, min_length: int, eos_ids: torch.Tensor) -> torch.Tensor:
