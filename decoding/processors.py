@@ -182,13 +182,21 @@ def build_processors(config: DecodingConfig, *, prompt_length: int, max_length: 
     if c.no_repeat_ngram_size > 0:
         processors.append(lambda ids, s: apply_no_repeat_ngram(s, ids, c.no_repeat_ngram_size))
     processors.extend(encoder_ngram_processors(c, encoder_input_ids))
-    if c.bad_words_ids is not None:
-        single, multi = _bad_word_groups(c.bad_words_ids, c.eos_ids, vocab_size, device)
-        processors.append(lambda ids, s: apply_bad_words(s, ids, single, multi))
     # min_length and min_new_tokens (transformers' two processors, one after the other) both forbid
     # EOS below a length: one check at the longer of the two gives the same scores with one copy less.
     min_total = max(min_length, prompt_length + c.min_new_tokens if c.min_new_tokens else 0)
-    if min_total > 0 and len(eos):
+    holds_eos_back = min_total > 0 and len(eos) > 0
+    if c.bad_words_ids is not None:
+        single, multi = _bad_word_groups(c.bad_words_ids, c.eos_ids, vocab_size, device)
+        if holds_eos_back:
+            # The next processor bans EOS while the text is short: banned here with the bad words instead,
+            # into the same copy of the scores (same scores, one vocabulary-wide copy a step less).
+            while_short = torch.cat((single, eos))
+            processors.append(lambda ids, s: apply_bad_words(s, ids, while_short if ids.shape[-1] < min_total else single,
+                                                             multi))
+        else:
+            processors.append(lambda ids, s: apply_bad_words(s, ids, single, multi))
+    elif holds_eos_back:
         processors.append(lambda ids, s: apply_min_length(s, ids.shape[-1], min_total, eos))
     processors.extend(prefix_constraint_processors(c))
     if c.forced_bos_token_id is not None:

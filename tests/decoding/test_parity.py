@@ -78,6 +78,8 @@ BEAM_CASES = {
                              no_repeat_ngram_size=2),
     "min_new_tokens_rep_penalty": dict(num_beams=2, max_new_tokens=10, min_new_tokens=5, repetition_penalty=1.4),
     "forced_bos_eos": dict(num_beams=3, max_new_tokens=8, forced_bos_token_id=9, forced_eos_token_id=[10, 11]),
+    "bad_words_min_new_tokens": dict(num_beams=3, max_new_tokens=10, min_new_tokens=5,
+                                     bad_words_ids=[[40], [41], [50, 51]]),
 }
 
 

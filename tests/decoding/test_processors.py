@@ -91,6 +91,21 @@ def test_min_length(seed, length, min_length, eos):
 
 
 @EXAMPLES
+@given(seed=seeds, length=lengths, bad_words_ids=bad_word_lists, min_length=st.integers(1, 14),
+       eos=st.sampled_from([2, [2, 4]]))
+def test_bad_words_and_min_length_together(seed, length, bad_words_ids, min_length, eos):
+    """nopipe bans EOS below min_length in the bad words' processor (one copy of the scores, not two)."""
+    scores, input_ids = random_scores(seed), random_ids(seed, length)
+    eos_ids = [eos] if isinstance(eos, int) else eos
+    if all(len(seq) == 1 and seq[0] in eos_ids for seq in bad_words_ids):
+        bad_words_ids = bad_words_ids + [[5]]  # transformers drops single EOS entries; keep one real entry
+    expected = hf.NoBadWordsLogitsProcessor(bad_words_ids, eos_token_id=eos)(input_ids, scores.clone())
+    expected = hf.MinLengthLogitsProcessor(min_length, eos)(input_ids, expected)
+    assert_same_scores(expected, ours(input_ids, scores, bad_words_ids=bad_words_ids, min_length=min_length,
+                                      eos_token_id=eos))
+
+
+@EXAMPLES
 @given(seed=seeds, prompt_length=st.integers(1, 6), new=st.integers(0, 6), min_new_tokens=st.integers(1, 5),
        eos=st.sampled_from([3, [3, 9]]))
 def test_min_new_tokens(seed, prompt_length, new, min_new_tokens, eos):
