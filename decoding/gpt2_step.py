@@ -19,17 +19,17 @@ import torch
 import torch.nn.functional as F
 from transformers.activations import GELUTanh, NewGELUActivation
 
-from decoding.lean_layers import attention_pattern, project, runs_on_one_device_with_sdpa
+from decoding.lean_layers import attention_pattern, lean_pass_can_run, project
 
 
 def applies(model) -> bool:
     """Whether the lean pass can stand in for `model`'s forward: a plain GPT2LMHeadModel without
-    cross-attention, on one device, whose attention is SDPA (eager attention, which 4.x's
-    `reorder_and_upcast_attn` changes, and offloaded weights keep their path)."""
+    cross-attention, in eval mode, on one device, with SDPA attention and no hooks the pass would skip
+    (`lean_pass_can_run`; eager attention, which 4.x's `reorder_and_upcast_attn` changes, keeps its path)."""
     from transformers import GPT2LMHeadModel
 
     return (type(model) is GPT2LMHeadModel and not model.config.add_cross_attention
-            and runs_on_one_device_with_sdpa(model))
+            and lean_pass_can_run(model))
 
 
 def forward(model, tokens: torch.Tensor, cache, positions: torch.Tensor, attention_mask: torch.Tensor | None,

@@ -20,13 +20,20 @@ def lean_pass_for(model):
     return next((family for family in (llama_step, gpt2_step) if family.applies(model)), None)
 
 
-def runs_on_one_device_with_sdpa(model) -> bool:
-    """The conditions every lean pass needs: weights on one device (no offloading or device map, no
-    meta tensors) and SDPA attention, transformers' default (eager attention and other kernels treat
-    padding rows their own way)."""
-    return (getattr(model, "hf_device_map", None) is None
+def lean_pass_can_run(model) -> bool:
+    """The conditions every lean pass needs: the model in eval mode (the pass has no dropout), weights on
+    one device (no offloading or device map, no meta tensors), SDPA attention, transformers' default
+    (eager attention and other kernels treat padding rows their own way), and no forward hooks on the
+    modules the pass computes by hand (a caller's probe or steering hook must run: only the input
+    embeddings, which every pass calls as a module, may carry one)."""
+    return (not model.training and getattr(model, "hf_device_map", None) is None
             and getattr(model.config, "_attn_implementation", "sdpa") == "sdpa"
-            and not any(parameter.is_meta for parameter in model.parameters()))
+            and not any(parameter.is_meta for parameter in model.parameters())
+            and not any(has_hooks(module) for module in model.modules() if module is not model.get_input_embeddings()))
+
+
+def has_hooks(module: nn.Module) -> bool:
+    return bool(module._forward_hooks or module._forward_pre_hooks)
 
 
 def project(linear, states: torch.Tensor) -> torch.Tensor:

@@ -19,15 +19,15 @@ import torch
 import torch.nn.functional as F
 
 from decoding.joined_projections import joined_or_separate
-from decoding.lean_layers import attention_pattern, project, runs_on_one_device_with_sdpa
+from decoding.lean_layers import attention_pattern, lean_pass_can_run, project
 
 
 def applies(model) -> bool:
-    """Whether the lean pass can stand in for `model`'s forward: a plain LlamaForCausalLM on one device
-    whose attention is SDPA (eager attention, other kernels and offloaded weights keep their path)."""
+    """Whether the lean pass can stand in for `model`'s forward: a plain LlamaForCausalLM in eval mode, on
+    one device, with SDPA attention and no hooks the pass would skip (`lean_pass_can_run`)."""
     from transformers import LlamaForCausalLM
 
-    return type(model) is LlamaForCausalLM and runs_on_one_device_with_sdpa(model)
+    return type(model) is LlamaForCausalLM and lean_pass_can_run(model)
 
 
 def forward(model, tokens: torch.Tensor, cache, positions: torch.Tensor, attention_mask: torch.Tensor | None,

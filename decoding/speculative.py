@@ -24,6 +24,7 @@ five writes one or two a call, one that agrees 99 times in 100 writes them all. 
 what was proposed and kept.
 """
 
+import itertools
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -107,21 +108,24 @@ class GuessWidth:
         without guesses (the line priced from few calls would otherwise narrow a run of right guesses,
         and each call more costs one of the model)."""
         longest = max(lengths.values(), default=0)
+        per_cost = self.tokens_per_cost(lengths, longest)
         narrowest = min(self.least, longest)
         floor = min(self.floor, longest)
-        if self.tokens_per_cost(lengths, floor) > self.tokens_per_cost(lengths, 0):
+        if per_cost[floor] > per_cost[0]:
             narrowest = max(narrowest, floor)
-        return max(range(narrowest, longest + 1), key=lambda width: self.tokens_per_cost(lengths, width))
+        return max(range(narrowest, longest + 1), key=per_cost.__getitem__)
 
-    def tokens_per_cost(self, lengths: dict[int, int], width: int) -> float:
-        expected = 0.0
+    def tokens_per_cost(self, lengths: dict[int, int], longest: int) -> list[float]:
+        """The expected tokens per cost of a call of each width from 0 to `longest`, in one pass over
+        each row's guesses (prompt lookup may offer 1024 guesses a row)."""
+        gains = [float(len(lengths))] + [0.0] * longest  # [w]: the tokens the w-th guesses add, over the rows
         for row, length in lengths.items():
             chance, reach = self.chance(row), 1.0
-            expected += 1.0
-            for _ in range(min(width, length)):
+            for width in range(1, min(longest, length) + 1):
                 reach *= chance
-                expected += reach
-        return expected / (self.call + (self.position + self.guess) * width)
+                gains[width] += reach
+        return [tokens / (self.call + (self.position + self.guess) * width)
+                for width, tokens in enumerate(itertools.accumulate(gains))]
 
     def learn(self, guessed: dict[int, int], kept: dict[int, int]) -> None:
         """guessed, kept: per row, how many guesses it was fed and how many it kept."""

@@ -123,6 +123,42 @@ def test_only_plain_llama_and_gpt2_models_take_a_lean_pass():
 
 
 @pytest.mark.parametrize("arch", DECODER_ONLY)
+def test_a_model_in_training_mode_or_with_hooks_the_pass_would_skip_runs_its_own_forward(arch):
+    """Dropout (training mode) and a caller's hooks on the layers belong to the model's forward, which
+    the lean pass does not call; a hook on the input embeddings runs either way."""
+    model = copy.deepcopy(tiny_model(arch))
+    model.train()
+    assert lean_pass_for(model) is None
+    model.eval()
+    handle = model.get_input_embeddings().register_forward_hook(lambda *_: None)
+    assert lean_pass_for(model) is PASSES[arch]
+    handle.remove()
+    for module in (model.get_decoder().layers[0] if arch == "llama" else model.transformer.h[0], model.lm_head):
+        for register in (module.register_forward_hook, module.register_forward_pre_hook):
+            handle = register(lambda *_: None)
+            assert lean_pass_for(model) is None
+            handle.remove()
+    assert lean_pass_for(model) is PASSES[arch]
+
+
+@pytest.mark.parametrize("arch", DECODER_ONLY)
+def test_a_hook_on_a_layer_changes_the_tokens_as_it_does_in_generate(arch):
+    """A steering hook (here: the first layer's output zeroed) acts on nopipe's tokens as on generate()'s."""
+    model = copy.deepcopy(tiny_model(arch))
+    input_ids, attention_mask = prompt_batch(model)
+    plain = generate(model, input_ids, attention_mask, max_new_tokens=6).sequences
+    layer = model.get_decoder().layers[0] if arch == "llama" else model.transformer.h[0]
+    handle = layer.register_forward_hook(
+        lambda module, args, output: torch.zeros_like(output[0] if isinstance(output, tuple) else output))
+    try:
+        steered = generate(model, input_ids, attention_mask, max_new_tokens=6).sequences
+        expected = model.generate(input_ids, attention_mask=attention_mask, max_new_tokens=6, do_sample=False)
+    finally:
+        handle.remove()
+    assert torch.equal(steered, expected) and not torch.equal(steered, plain)
+
+
+@pytest.mark.parametrize("arch", DECODER_ONLY)
 def test_the_loop_takes_the_lean_pass(arch, monkeypatch):
     """Guard against a silent fallback: greedy decoding of each decoder fixture goes through its lean pass."""
     model = tiny_model(arch)
