@@ -54,8 +54,55 @@ def apply_repetition_penalty(scores: torch.Tensor, input_ids: torch.Tensor, pena
     return padded.scatter(1, input_ids, seen)[..., :vocab]
 
 
+class Ban:
+    """A processor that only forbids tokens: `which(input_ids, scores)` names them, as a list of index
+    tensors (ids banned in every row) and (rows, vocab) boolean masks, empty when nothing is banned.
+
+    Consecutive bans in a chain are joined into one (`join_bans`), which writes all of them into one
+    copy of the scores: a ban sets -inf whatever ran before it, so the scores are the same, and a beam
+    step's scores are 64 rows x 50-60k tokens, whose copy costs as much as the log-softmax
+    (opus-mt-en-fr, beam 4 x 16 inputs: 1.23 -> 1.11 s a call with two such copies fewer).
+    """
+
+    def __init__(self, which: Callable[[torch.Tensor, torch.Tensor], list[torch.Tensor]]):
+        self.which = which
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        return forbid(scores, self.which(input_ids, scores))
+
+
+def forbid(scores: torch.Tensor, bans: list[torch.Tensor]) -> torch.Tensor:
+    """A copy of `scores` with the banned tokens at -inf; `scores` itself when there are none."""
+    if not bans:
+        return scores
+    scores = scores.clone()
+    for banned in bans:
+        if banned.dtype == torch.bool:
+            scores.masked_fill_(banned, -math.inf)
+        else:
+            scores.index_fill_(1, banned, -math.inf)
+    return scores
+
+
+def join_bans(processors: Sequence[Processor]) -> list[Processor]:
+    """The chain with each run of consecutive Bans made one Ban."""
+    joined = []
+    for processor in processors:
+        if isinstance(processor, Ban) and joined and isinstance(joined[-1], Ban):
+            first, second = joined[-1].which, processor.which
+            joined[-1] = Ban(lambda ids, scores, first=first, second=second: first(ids, scores) + second(ids, scores))
+        else:
+            joined.append(processor)
+    return joined
+
+
 def apply_no_repeat_ngram(scores: torch.Tensor, input_ids: torch.Tensor, ngram_size: int) -> torch.Tensor:
-    """Ban every token that would repeat an n-gram already present in `input_ids`.
+    """Ban every token that would repeat an n-gram already present in `input_ids`."""
+    return forbid(scores, repeated_ngrams(input_ids, scores, ngram_size))
+
+
+def repeated_ngrams(input_ids: torch.Tensor, scores: torch.Tensor, ngram_size: int) -> list[torch.Tensor]:
+    """The bans of apply_no_repeat_ngram.
 
     scores: (rows, vocab); input_ids: (rows, seq_len). The last n-1 tokens are the prefix of the
     n-gram the next token would complete; every earlier window starting with that prefix bans its
@@ -63,41 +110,48 @@ def apply_no_repeat_ngram(scores: torch.Tensor, input_ids: torch.Tensor, ngram_s
     """
     seq_len = input_ids.shape[-1]
     if seq_len < ngram_size:
-        return scores
+        return []
     prefix = input_ids[:, seq_len + 1 - ngram_size:]  # (rows, n-1)
     windows = input_ids.unfold(dimension=1, size=ngram_size, step=1)  # (rows, seq_len-n+1, n)
     matches = (windows[..., :-1] == prefix.unsqueeze(1)).all(dim=-1)  # (rows, seq_len-n+1)
     vocab = scores.shape[-1]
     banned = scores.new_zeros((scores.shape[0], vocab + 1), dtype=torch.bool)
     banned.scatter_(1, torch.where(matches, windows[..., -1].clamp(max=vocab), vocab), True)
-    return scores.masked_fill(banned[:, :vocab], -math.inf)
+    return [banned[:, :vocab]]
 
 
 def apply_bad_words(scores: torch.Tensor, input_ids: torch.Tensor, single_ids: torch.Tensor,
                     multi: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-    """Ban the tokens that would complete a forbidden sequence.
+    """Ban the tokens that would complete a forbidden sequence."""
+    return forbid(scores, bad_words(input_ids, scores, single_ids, multi))
+
+
+def bad_words(input_ids: torch.Tensor, scores: torch.Tensor, single_ids: torch.Tensor,
+              multi: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
+    """The bans of apply_bad_words.
 
     single_ids: (n,) one-token sequences, always banned. multi: groups of same-length sequences as
     (prefixes (m, k), last_tokens (m,)); a last token is banned in the rows whose ids end with its prefix.
     """
-    # One copy of the scores (a beam step's are 64 x 59k floats): the single ids by index, then the
-    # multi-token sequences' last tokens, written into that copy.
-    scores = scores.index_fill(1, single_ids, -math.inf)
+    bans = [single_ids] if len(single_ids) else []
     for prefixes, last_tokens in multi:
         if prefixes.shape[1] > input_ids.shape[1]:
             continue
         matching = (input_ids[:, None, -prefixes.shape[1]:] == prefixes).all(dim=-1)  # (rows, m)
         # index_add, not indexed assignment: two sequences may share their last token.
         hits = torch.zeros_like(scores).index_add_(1, last_tokens, matching.to(scores.dtype))
-        scores.masked_fill_(hits > 0, -math.inf)
-    return scores
+        bans.append(hits > 0)
+    return bans
 
 
 def apply_min_length(scores: torch.Tensor, length: int, min_length: int, eos_ids: torch.Tensor) -> torch.Tensor:
     """Forbid EOS while the sequence (`length` tokens so far) is shorter than `min_length`."""
-    if length < min_length:
-        return scores.index_fill(1, eos_ids, -math.inf)
-    return scores
+    return forbid(scores, eos_while_short(length, min_length, eos_ids))
+
+
+def eos_while_short(length: int, min_length: int, eos_ids: torch.Tensor) -> list[torch.Tensor]:
+    """The bans of apply_min_length."""
+    return [eos_ids] if length < min_length else []
 
 
 def force_tokens(scores: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
@@ -180,24 +234,16 @@ def build_processors(config: DecodingConfig, *, prompt_length: int, max_length: 
     if c.repetition_penalty != 1.0:
         processors.append(lambda ids, s: apply_repetition_penalty(s, ids, c.repetition_penalty, skip_before))
     if c.no_repeat_ngram_size > 0:
-        processors.append(lambda ids, s: apply_no_repeat_ngram(s, ids, c.no_repeat_ngram_size))
+        processors.append(Ban(lambda ids, s: repeated_ngrams(ids, s, c.no_repeat_ngram_size)))
     processors.extend(encoder_ngram_processors(c, encoder_input_ids))
     # min_length and min_new_tokens (transformers' two processors, one after the other) both forbid
     # EOS below a length: one check at the longer of the two gives the same scores with one copy less.
     min_total = max(min_length, prompt_length + c.min_new_tokens if c.min_new_tokens else 0)
-    holds_eos_back = min_total > 0 and len(eos) > 0
     if c.bad_words_ids is not None:
         single, multi = _bad_word_groups(c.bad_words_ids, c.eos_ids, vocab_size, device)
-        if holds_eos_back:
-            # The next processor bans EOS while the text is short: banned here with the bad words instead,
-            # into the same copy of the scores (same scores, one vocabulary-wide copy a step less).
-            while_short = torch.cat((single, eos))
-            processors.append(lambda ids, s: apply_bad_words(s, ids, while_short if ids.shape[-1] < min_total else single,
-                                                             multi))
-        else:
-            processors.append(lambda ids, s: apply_bad_words(s, ids, single, multi))
-    elif holds_eos_back:
-        processors.append(lambda ids, s: apply_min_length(s, ids.shape[-1], min_total, eos))
+        processors.append(Ban(lambda ids, s: bad_words(ids, s, single, multi)))
+    if min_total > 0 and len(eos):
+        processors.append(Ban(lambda ids, s: eos_while_short(ids.shape[-1], min_total, eos)))
     processors.extend(prefix_constraint_processors(c))
     if c.forced_bos_token_id is not None:
         bos = torch.tensor([c.forced_bos_token_id], device=device)
@@ -222,7 +268,7 @@ def build_processors(config: DecodingConfig, *, prompt_length: int, max_length: 
             processors.append(scores_only(lambda ids, s: apply_min_p(s, c.min_p, keep)))
         processors.extend(extra_warpers(c, keep))
     processors.extend(final_processors(c, vocab_size, device))
-    return processors
+    return join_bans(processors)
 
 
 def _ids(value) -> list[int]:

@@ -91,18 +91,21 @@ def test_min_length(seed, length, min_length, eos):
 
 
 @EXAMPLES
-@given(seed=seeds, length=lengths, bad_words_ids=bad_word_lists, min_length=st.integers(1, 14),
-       eos=st.sampled_from([2, [2, 4]]))
-def test_bad_words_and_min_length_together(seed, length, bad_words_ids, min_length, eos):
-    """nopipe bans EOS below min_length in the bad words' processor (one copy of the scores, not two)."""
+@given(seed=seeds, length=lengths, ngram_size=st.integers(1, 3), bad_words_ids=bad_word_lists,
+       min_length=st.integers(1, 14), eos=st.sampled_from([2, [2, 4]]))
+def test_the_bans_run_as_one_processor_with_transformers_scores(seed, length, ngram_size, bad_words_ids, min_length,
+                                                                eos):
+    """no_repeat_ngram_size, bad_words_ids and a minimum length only forbid tokens: nopipe writes their bans
+    into one copy of the scores (`ours` checks that the settings make one processor), transformers runs three."""
     scores, input_ids = random_scores(seed), random_ids(seed, length)
     eos_ids = [eos] if isinstance(eos, int) else eos
     if all(len(seq) == 1 and seq[0] in eos_ids for seq in bad_words_ids):
         bad_words_ids = bad_words_ids + [[5]]  # transformers drops single EOS entries; keep one real entry
-    expected = hf.NoBadWordsLogitsProcessor(bad_words_ids, eos_token_id=eos)(input_ids, scores.clone())
+    expected = hf.NoRepeatNGramLogitsProcessor(ngram_size)(input_ids, scores.clone())
+    expected = hf.NoBadWordsLogitsProcessor(bad_words_ids, eos_token_id=eos)(input_ids, expected)
     expected = hf.MinLengthLogitsProcessor(min_length, eos)(input_ids, expected)
-    assert_same_scores(expected, ours(input_ids, scores, bad_words_ids=bad_words_ids, min_length=min_length,
-                                      eos_token_id=eos))
+    assert_same_scores(expected, ours(input_ids, scores, no_repeat_ngram_size=ngram_size, bad_words_ids=bad_words_ids,
+                                      min_length=min_length, eos_token_id=eos))
 
 
 @EXAMPLES
