@@ -11,7 +11,7 @@ This module computes the same layers with the same modules (an int8 model's quan
 and a bfloat16 model's weights work unchanged): layer norms as one F.layer_norm each, the fused-QKV
 product split by views, the attention mask built once per call, the GELU as torch's fused tanh
 kernel, hidden states kept (rows * n, hidden) so each product is one plain matrix product. The
-numbers are those of transformers' forward up to float rounding (`tests/decoding/test_gpt2_step.py`
+numbers are those of transformers' forward up to float rounding (`tests/decoding/test_lean_passes.py`
 bounds the logits and checks the tokens). Used by decoding/model_step.py when `applies(model)`.
 """
 

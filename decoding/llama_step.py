@@ -10,7 +10,7 @@ float32, the attention mask built once per call (not once per layer), and no out
 int8 model's q/k/v and gate/up projections are one product each (decoding/joined_projections.py).
 
 The numbers are those of transformers' forward up to float rounding (the order of a few sums and
-products differs; `tests/decoding/test_llama_step.py` bounds the logits and checks the tokens); the
+products differs; `tests/decoding/test_lean_passes.py` bounds the logits and checks the tokens); the
 tokens are the same as `generate()`'s on the parity suite.
 Used by decoding/model_step.py when `applies(model)`; every other model runs its own forward.
 """
