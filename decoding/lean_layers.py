@@ -26,10 +26,12 @@ def lean_pass_can_run(model) -> bool:
     (eager attention and other kernels treat padding rows their own way), and no forward hooks on the
     modules the pass computes by hand (a caller's probe or steering hook must run: only the input
     embeddings, which every pass calls as a module, may carry one)."""
-    return (not model.training and getattr(model, "hf_device_map", None) is None
-            and getattr(model.config, "_attn_implementation", "sdpa") == "sdpa"
-            and not any(parameter.is_meta for parameter in model.parameters())
-            and not any(has_hooks(module) for module in model.modules() if module is not model.get_input_embeddings()))
+    if model.training or getattr(model, "hf_device_map", None) is not None \
+            or getattr(model.config, "_attn_implementation", "sdpa") != "sdpa" \
+            or any(parameter.is_meta for parameter in model.parameters()):
+        return False
+    embeddings = model.get_input_embeddings()
+    return not any(has_hooks(module) for module in model.modules() if module is not embeddings)
 
 
 def has_hooks(module: nn.Module) -> bool:
