@@ -108,7 +108,7 @@ def place_model(model: nn.Module, device=None, dtype="auto", many_rows: bool = T
         model = fuse_tanh_gelu(quantize_linear_layers(model.to(torch.float32), engine=engine))
         release_weight_file_pages()
         release_freed_heap()
-        join_llama_int8_projections(model, engine)  # after the float32 pages went: they do not add up at the peak
+        join_int8_projections(model, engine)  # after the float32 pages went: they do not add up at the peak
         release_freed_heap()
     else:
         model = model.to(device=resolved_device, dtype=DTYPES[resolved_dtype])
@@ -343,20 +343,39 @@ class FullRangeLinear(torch.ao.nn.quantized.dynamic.Linear):
         return torch.ops.quantized.linear_dynamic(x, self._packed_params._packed_params, reduce_range=False).to(x.dtype)
 
 
-def join_llama_int8_projections(model: nn.Module, engine: str) -> None:
-    """Stack each layer's int8 q/k/v projections into one product, and gate/up into another, where the
-    lean Llama forward runs (decoding/joined_projections.py says why: three products fewer a layer)."""
-    from decoding import llama_step
+# The query, key and value projections of a "...SelfAttention" module (BERT, RoBERTa, XLM-R, ELECTRA;
+# DistilBERT), which its forward calls in this order on one tensor.
+SELF_ATTENTION_PROJECTIONS = (("query", "key", "value"), ("q_lin", "k_lin", "v_lin"))
+
+
+def join_int8_projections(model: nn.Module, engine: str) -> None:
+    """Stack the int8 projections that read one input into one product each: an encoder's query, key
+    and value, and where the lean Llama forward runs, each layer's q/k/v and gate/up
+    (decoding/joined_projections.py says why: one product instead of several, and the input measured
+    and quantized once)."""
     from decoding.joined_projections import join_projections
 
-    if not llama_step.applies(model):
+    for module, names, joined_name in list(projections_that_share_an_input(model)):
+        product = stacked_int8_linear([getattr(module, name) for name in names], engine)
+        if product is not None:
+            join_projections(module, names, joined_name, product)
+
+
+def projections_that_share_an_input(model: nn.Module):
+    """(module, projection names, joined name) for each group of projections the model's forward
+    (or the lean Llama forward) calls on one tensor, in the order of the names."""
+    from decoding import llama_step
+
+    if llama_step.applies(model):
+        for layer in model.model.layers:
+            yield layer.self_attn, ("q_proj", "k_proj", "v_proj"), "qkv_proj"
+            yield layer.mlp, ("gate_proj", "up_proj"), "gate_up_proj"
         return
-    for layer in model.model.layers:
-        for module, names, joined_name in ((layer.self_attn, ("q_proj", "k_proj", "v_proj"), "qkv_proj"),
-                                           (layer.mlp, ("gate_proj", "up_proj"), "gate_up_proj")):
-            product = stacked_int8_linear([getattr(module, name) for name in names], engine)
-            if product is not None:
-                join_projections(module, names, joined_name, product)
+    for module in model.modules():
+        if type(module).__name__.endswith("SelfAttention"):
+            for names in SELF_ATTENTION_PROJECTIONS:
+                if all(hasattr(module, name) for name in names):
+                    yield module, names, "qkv_proj"
 
 
 def stacked_int8_linear(linears: list[nn.Module], engine: str) -> nn.Module | None:
@@ -364,8 +383,9 @@ def stacked_int8_linear(linears: list[nn.Module], engine: str) -> nn.Module | No
     side by side, packed for `engine`; None when they cannot be stacked exactly (not all int8 linears of
     one class, which sets how activations are quantized, and one input size; a scale for a whole matrix
     rather than per output channel; a bias on some only)."""
-    kinds = {(type(linear), linear.in_features) for linear in linears}
-    if len(kinds) != 1 or not issubclass(type(linears[0]), torch.ao.nn.quantized.dynamic.Linear):
+    if not all(isinstance(linear, torch.ao.nn.quantized.dynamic.Linear) for linear in linears):
+        return None
+    if len({(type(linear), linear.in_features) for linear in linears}) != 1:
         return None
     weights, biases = zip(*(linear._packed_params._weight_bias() for linear in linears))
     per_channel = (torch.per_channel_affine, torch.per_channel_symmetric)

@@ -18,7 +18,8 @@ Where things are, in the order a call meets them:
     model_step.py        the model side: start (encoder, cache), prefill, decode_step
     llama_step.py, gpt2_step.py   lean forward passes for Llama and GPT-2 decoders (the model's modules,
                          fewer operations); lean_layers.py: what they share, and which model takes which
-    joined_projections.py  an int8 Llama's q/k/v and gate/up as one product each (exact)
+    joined_projections.py  projections that read one input as one int8 product (exact): an encoder's
+                         query/key/value, an int8 Llama's q/k/v and gate/up
     cache.py             the KV cache, preallocated; shared_cross_attention.py: one copy per input
     processor_chain.py   the processors of a call, in transformers' order
     processors.py, warpers.py, biases.py, encoder_processors.py, prefix_constraint.py,

@@ -1,6 +1,7 @@
-"""decoding/joined_projections.py with core/device.py's stacking: an int8 Llama's q/k/v and gate/up as
-one product each give the unjoined model's numbers bit for bit, in the lean forward and in the model's
-own, which computes each joined product once, also from several threads at a time."""
+"""decoding/joined_projections.py with core/device.py's stacking: an int8 Llama's q/k/v and gate/up, and
+an int8 encoder's query/key/value, as one product each give the unjoined model's numbers bit for bit, in
+the lean forward and in the model's own, which computes each joined product once, also from several
+threads at a time."""
 
 import copy
 import threading
@@ -10,10 +11,10 @@ import torch
 from test_lean_passes import STEPS, both_forwards, positions_of
 from tiny_models import prompt_batch
 from torch import nn
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoModelForTokenClassification
 
 import core.device
-from core.device import join_llama_int8_projections, place_model, quantize_linear_layers, stacked_int8_linear
+from core.device import join_int8_projections, place_model, quantize_linear_layers, stacked_int8_linear
 from decoding import llama_step
 from decoding.cache import new_cache
 from decoding.joined_projections import JoinedProjections, ProjectionPart
@@ -25,7 +26,7 @@ ENGINES = [engine for engine in ("x86", "onednn") if engine in torch.backends.qu
 def int8_llama(engine: str, joined: bool):
     model = quantize_linear_layers(AutoModelForCausalLM.from_pretrained(FIXTURES / "llama").eval(), engine=engine)
     if joined:
-        join_llama_int8_projections(model, engine)
+        join_int8_projections(model, engine)
     return model
 
 
@@ -157,14 +158,48 @@ def test_int8_linears_of_two_kinds_are_not_stacked(monkeypatch):
     assert stacked_int8_linear(kinds, ENGINES[0]) is None
 
 
-def test_place_model_joins_int8_llama_only():
+def test_place_model_joins_int8_llama_and_encoders_only():
     llama = place_model(AutoModelForCausalLM.from_pretrained(FIXTURES / "llama"), dtype="int8")[0]
     assert isinstance(llama.model.layers[0].self_attn.q_proj, ProjectionPart)
     assert llama_step.applies(llama)
+    encoder = place_model(AutoModelForSequenceClassification.from_pretrained(FIXTURES / "distilbert-sst2"), dtype="int8")[0]
+    assert len(joined_products(encoder)) == encoder.config.n_layers
     gpt2 = place_model(AutoModelForCausalLM.from_pretrained(FIXTURES / "gpt2"), dtype="int8")[0]
     assert not joined_products(gpt2)
     float32 = place_model(AutoModelForCausalLM.from_pretrained(FIXTURES / "llama"), dtype="float32")[0]
     assert not joined_products(float32)
+
+
+# Encoders whose self-attention modules call query, key and value on one tensor (BERT, RoBERTa, DistilBERT).
+ENCODERS = [("distilbert-sst2", AutoModelForSequenceClassification), ("bert-ner", AutoModelForTokenClassification),
+            ("roberta-emotion", AutoModelForSequenceClassification)]
+
+
+def int8_encoder(name: str, head, engine: str, joined: bool):
+    model = quantize_linear_layers(head.from_pretrained(FIXTURES / name).eval(), engine=engine)
+    if joined:
+        join_int8_projections(model, engine)
+    return model
+
+
+@pytest.mark.parametrize(("name", "head"), ENCODERS, ids=[name for name, _ in ENCODERS])
+@pytest.mark.parametrize("engine", ENGINES)
+def test_joined_int8_encoder_gives_the_unjoined_encoders_logits_exactly(name, head, engine):
+    separate, joined = int8_encoder(name, head, engine, joined=False), int8_encoder(name, head, engine, joined=True)
+    assert len(joined_products(joined)) == joined.config.num_hidden_layers  # one per layer's self-attention
+    torch.manual_seed(0)
+    input_ids = torch.randint(5, joined.config.vocab_size, (3, 9))
+    attention_mask = torch.tensor([[1] * 9, [1] * 6 + [0] * 3, [1] * 2 + [0] * 7])
+    calls, handles = count_products(joined)
+    try:
+        with torch.inference_mode():
+            expected = separate(input_ids=input_ids, attention_mask=attention_mask).logits
+            got = joined(input_ids=input_ids, attention_mask=attention_mask).logits
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert torch.equal(got, expected)
+    assert calls[0] == len(joined_products(joined))  # each product once: the parts after the first reuse it
 
 
 def test_a_joined_model_copies_with_its_parts_pointing_at_the_copy():
