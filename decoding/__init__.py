@@ -22,6 +22,7 @@ Where things are, in the order a call meets them:
                          query/key/value, an int8 Llama's q/k/v and gate/up
     cache.py             the KV cache, preallocated; shared_cross_attention.py: one copy per input
     processor_chain.py   the processors of a call, in transformers' order
+    bans.py              the processors that only forbid tokens, joined into one copy of the scores
     processors.py, warpers.py, biases.py, encoder_processors.py, prefix_constraint.py,
     guidance.py, watermark.py      the processors themselves, each a pure function on the scores
     search.py            a search owns the step loop (generate(search=...)); the built-in ones

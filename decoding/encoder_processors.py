@@ -7,9 +7,10 @@ prompt; the scores have `expand` rows per prompt (beams or samples), row r belon
 r // expand, as the loop lays them out.
 """
 
-import math
 
 import torch
+
+from decoding.bans import forbid
 
 
 def rows_of(encoder_input_ids: torch.Tensor, rows: int) -> torch.Tensor:
@@ -46,15 +47,26 @@ def encoder_ngrams(encoder_input_ids: torch.Tensor, ngram_size: int) -> list[dic
 
 def apply_encoder_no_repeat_ngram(scores: torch.Tensor, input_ids: torch.Tensor, tables: list[dict],
                                   ngram_size: int) -> torch.Tensor:
-    """Ban the tokens that would write an n-gram of the input (EncoderNoRepeatNGramLogitsProcessor).
+    """Ban the tokens that would write an n-gram of the input (EncoderNoRepeatNGramLogitsProcessor)."""
+    return forbid(scores, encoder_ngram_bans(input_ids, scores, tables, ngram_size))
+
+
+def encoder_ngram_bans(input_ids: torch.Tensor, scores: torch.Tensor, tables: list[dict],
+                       ngram_size: int) -> list[torch.Tensor]:
+    """The bans of apply_encoder_no_repeat_ngram, as a (rows, vocab) mask (none when nothing is banned).
 
     tables: `encoder_ngrams` of the input. The last n-1 generated tokens are looked up in their
     prompt's table; a sequence shorter than n-1 tokens completes no n-gram.
     """
-    expand = scores.shape[0] // len(tables)
     length = input_ids.shape[-1]
-    banned = scores.clone()
-    for row in range(scores.shape[0]):
-        prefix = tuple(input_ids[row, length + 1 - ngram_size:length].tolist()) if length + 1 >= ngram_size else None
-        banned[row, tables[row // expand].get(prefix, [])] = -math.inf
-    return banned
+    if length + 1 < ngram_size:
+        return []
+    expand = scores.shape[0] // len(tables)
+    prefixes = input_ids[:, length + 1 - ngram_size:].tolist()
+    banned = [tables[row // expand].get(tuple(prefix), []) for row, prefix in enumerate(prefixes)]
+    if not any(banned):
+        return []
+    mask = torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
+    for row, tokens in enumerate(banned):
+        mask[row, tokens] = True
+    return [mask]

@@ -12,6 +12,7 @@ Each function returns the processors of one stretch between transformers 5's cor
 
 import torch
 
+from decoding.bans import Ban
 from decoding.biases import (
     apply_exponential_decay,
     apply_sequence_bias,
@@ -20,7 +21,7 @@ from decoding.biases import (
     sequence_bias_tables,
     suppress,
 )
-from decoding.encoder_processors import apply_encoder_no_repeat_ngram, apply_encoder_repetition_penalty, encoder_ngrams
+from decoding.encoder_processors import apply_encoder_repetition_penalty, encoder_ngram_bans, encoder_ngrams
 from decoding.option_checks import sequence_bias_items
 from decoding.warpers import apply_epsilon_cutoff, apply_eta_cutoff, apply_typical
 from decoding.watermark import GreenLists, apply_watermark, watermark_settings
@@ -73,7 +74,7 @@ def encoder_ngram_processors(config, encoder_input_ids) -> list:
     if size <= 0:
         return []
     tables = encoder_ngrams(encoder_input_needed("encoder_no_repeat_ngram_size", encoder_input_ids), size)
-    return [lambda ids, s: apply_encoder_no_repeat_ngram(s, ids, tables, size)]
+    return [Ban(lambda ids, s: encoder_ngram_bans(ids, s, tables, size))]
 
 
 def trailing_processors(config, *, prompt_length: int, vocab: int, device) -> list:
