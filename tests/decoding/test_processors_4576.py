@@ -141,6 +141,19 @@ def test_encoder_no_repeat_ngram(seed, length, encoder_length, size, prompts):
 
 
 @EXAMPLES
+@given(seed=seeds, length=lengths, size=st.integers(1, 3), encoder_size=st.integers(1, 3))
+def test_encoder_no_repeat_ngram_joins_the_bans_before_it(seed, length, size, encoder_size):
+    """It only forbids tokens, so it and no_repeat_ngram_size, which runs just before it, write their bans
+    into one copy of the scores (`ours` checks that the two settings make one processor)."""
+    scores, input_ids = random_scores(seed), random_ids(seed, length, high=3)
+    encoder_ids = random_ids(seed + 7, 8, high=3)[:2]
+    expected = hf.NoRepeatNGramLogitsProcessor(size)(input_ids, scores.clone())
+    expected = hf.EncoderNoRepeatNGramLogitsProcessor(encoder_size, encoder_ids)(input_ids, expected)
+    assert_same_scores(expected, ours(input_ids, scores, no_repeat_ngram_size=size,
+                                      encoder_no_repeat_ngram_size=encoder_size, encoder_input_ids=encoder_ids))
+
+
+@EXAMPLES
 @given(seed=seeds, length=st.integers(1, 14), start=st.integers(0, 6), factor=st.floats(0.5, 2.0),
        prompt_length=st.integers(1, 4), eos=st.sampled_from([2, [2, 9]]))
 def test_exponential_decay_length_penalty(seed, length, start, factor, prompt_length, eos):
