@@ -246,6 +246,24 @@ def test_a_system_that_cannot_load_is_a_row_of_the_report_not_a_crash(tmp_path):
     assert "n/a (CTranslate2 int8: ctranslate2 is not installed)" in (tmp_path / "task.md").read_text()
 
 
+def test_a_system_sees_the_whole_workload_once_before_its_first_timed_run():
+    """One-time costs per input shape stay out of the clock: the cheap warm-up covers few shapes."""
+    seen = []
+
+    def run(case):
+        seen.append(tuple(case.inputs))
+        return len(case.inputs), case.inputs
+
+    bench = Bench(Options(mode="fixtures", threads=1, repeats=2))
+    workload, single = [1, 2, 3], [4, 5]
+    bench.measure("task", "model", System("nopipe", "int8", lambda: run),
+                  [Case("batch", workload, warmup=Case("warm-up", [1])),
+                   Case("single", single, single=True, warmup=Case("warm-up", [4]))])
+    whole, cheap = tuple(workload), (1,)
+    assert seen[:5] == [whole, cheap, whole, cheap, whole]  # first touch, then warm-up and timed run, twice
+    assert seen[5:] == [(4,), (5,), (4,), (4,), (5,), (4,), (4,), (5,)]  # each request alone, likewise
+
+
 def test_optional_packages_missing(monkeypatch, tmp_path):
     from benchmarks.peers import ct2_folder
 
