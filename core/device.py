@@ -343,14 +343,22 @@ class FullRangeLinear(torch.ao.nn.quantized.dynamic.Linear):
         return torch.ops.quantized.linear_dynamic(x, self._packed_params._packed_params, reduce_range=False).to(x.dtype)
 
 
-# The query, key and value projections of a "...SelfAttention" module (BERT, RoBERTa, XLM-R, ELECTRA;
-# DistilBERT), which its forward calls in this order on one tensor.
+# Projections that a module's forward calls in this order on one tensor, each group with the name of
+# its joined product. By class name: an encoder's "...SelfAttention" module (BERT, RoBERTa, XLM-R,
+# ELECTRA; DistilBERT).
 SELF_ATTENTION_PROJECTIONS = (("query", "key", "value"), ("q_lin", "k_lin", "v_lin"))
+# By the module's name in its parent: a seq2seq model's self-attention (BART, Marian, M2M100:
+# `self_attn`; T5: `SelfAttention`), whose keys and values read the states its queries read (its
+# cross-attention's read the encoder's), and T5's gated feed-forward (`wi_0`, `wi_1`).
+PROJECTIONS_BY_MODULE_NAME = {"self_attn": (("q_proj", "k_proj", "v_proj"), "qkv_proj"),
+                              "SelfAttention": (("q", "k", "v"), "qkv_proj"),
+                              "DenseReluDense": (("wi_0", "wi_1"), "wi")}
 
 
 def join_int8_projections(model: nn.Module, engine: str) -> None:
     """Stack the int8 projections that read one input into one product each: an encoder's query, key
-    and value, and where the lean Llama forward runs, each layer's q/k/v and gate/up
+    and value, a seq2seq model's self-attention q/k/v and T5's wi_0/wi_1, and where the lean Llama
+    forward runs, each layer's q/k/v and gate/up
     (decoding/joined_projections.py says why: one product instead of several, and the input measured
     and quantized once)."""
     from decoding.joined_projections import join_projections
@@ -371,11 +379,19 @@ def projections_that_share_an_input(model: nn.Module):
             yield layer.self_attn, ("q_proj", "k_proj", "v_proj"), "qkv_proj"
             yield layer.mlp, ("gate_proj", "up_proj"), "gate_up_proj"
         return
-    for module in model.modules():
-        if type(module).__name__.endswith("SelfAttention"):
-            for names in SELF_ATTENTION_PROJECTIONS:
-                if all(hasattr(module, name) for name in names):
-                    yield module, names, "qkv_proj"
+    for qualified_name, module in model.named_modules():
+        for names, joined_name in projection_groups(qualified_name, module):
+            if all(hasattr(module, name) for name in names):
+                yield module, names, joined_name
+
+
+def projection_groups(qualified_name: str, module: nn.Module) -> list[tuple[tuple[str, ...], str]]:
+    """The (projection names, joined name) groups `module` may hold, known by its class name or by its
+    name in its parent (the last part of `qualified_name`)."""
+    groups = [(names, "qkv_proj") for names in SELF_ATTENTION_PROJECTIONS] \
+        if type(module).__name__.endswith("SelfAttention") else []
+    by_name = PROJECTIONS_BY_MODULE_NAME.get(qualified_name.rpartition(".")[2])
+    return groups + ([by_name] if by_name else [])
 
 
 def stacked_int8_linear(linears: list[nn.Module], engine: str) -> nn.Module | None:

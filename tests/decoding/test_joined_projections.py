@@ -1,5 +1,6 @@
-"""decoding/joined_projections.py with core/device.py's stacking: an int8 Llama's q/k/v and gate/up, and
-an int8 encoder's query/key/value, as one product each give the unjoined model's numbers bit for bit, in
+"""decoding/joined_projections.py with core/device.py's stacking: an int8 Llama's q/k/v and gate/up, an
+int8 encoder's query/key/value, and a seq2seq model's self-attention q/k/v and T5's gated feed-forward,
+as one product each give the unjoined model's numbers bit for bit, in
 the lean forward and in the model's own, which computes each joined product once, also from several
 threads at a time."""
 
@@ -11,12 +12,18 @@ import torch
 from test_lean_passes import STEPS, both_forwards, positions_of
 from tiny_models import prompt_batch
 from torch import nn
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoModelForTokenClassification
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+)
 
 import core.device
 from core.device import join_int8_projections, place_model, quantize_linear_layers, stacked_int8_linear
 from decoding import llama_step
 from decoding.cache import new_cache
+from decoding.generation import generate
 from decoding.joined_projections import JoinedProjections, ProjectionPart
 from tests.paths import FIXTURES
 
@@ -158,12 +165,16 @@ def test_int8_linears_of_two_kinds_are_not_stacked(monkeypatch):
     assert stacked_int8_linear(kinds, ENGINES[0]) is None
 
 
-def test_place_model_joins_int8_llama_and_encoders_only():
+def test_place_model_joins_int8_llama_encoders_and_seq2seq_models_only():
     llama = place_model(AutoModelForCausalLM.from_pretrained(FIXTURES / "llama"), dtype="int8")[0]
     assert isinstance(llama.model.layers[0].self_attn.q_proj, ProjectionPart)
     assert llama_step.applies(llama)
     encoder = place_model(AutoModelForSequenceClassification.from_pretrained(FIXTURES / "distilbert-sst2"), dtype="int8")[0]
     assert len(joined_products(encoder)) == encoder.config.n_layers
+    t5 = place_model(AutoModelForSeq2SeqLM.from_pretrained(FIXTURES / "t5"), dtype="int8")[0]
+    assert isinstance(t5.decoder.block[0].layer[0].SelfAttention.q, ProjectionPart)
+    assert isinstance(t5.decoder.block[0].layer[2].DenseReluDense.wi_0, ProjectionPart)
+    assert not isinstance(t5.decoder.block[0].layer[1].EncDecAttention.k, ProjectionPart)  # reads the encoder's states
     gpt2 = place_model(AutoModelForCausalLM.from_pretrained(FIXTURES / "gpt2"), dtype="int8")[0]
     assert not joined_products(gpt2)
     float32 = place_model(AutoModelForCausalLM.from_pretrained(FIXTURES / "llama"), dtype="float32")[0]
@@ -211,3 +222,55 @@ def test_a_joined_model_copies_with_its_parts_pointing_at_the_copy():
     with torch.inference_mode():
         assert torch.equal(twin(input_ids=input_ids, attention_mask=attention_mask).logits,
                            model(input_ids=input_ids, attention_mask=attention_mask).logits)
+
+
+# Seq2seq models: each self-attention (encoder and decoder) joins its q/k/v; T5's gated feed-forward its
+# wi_0/wi_1. The cross-attention is left alone: its keys and values read the encoder's states.
+SEQ2SEQ = {"bart-cnn": 1, "marian-en-fr": 1, "m2m100": 1, "t5": 2}  # fixture -> joined groups per layer
+
+
+def int8_seq2seq(name: str, engine: str, joined: bool):
+    model = quantize_linear_layers(AutoModelForSeq2SeqLM.from_pretrained(FIXTURES / name).eval(), engine=engine)
+    if joined:
+        join_int8_projections(model, engine)
+    return model
+
+
+def encoder_decoder_inputs(model) -> dict:
+    torch.manual_seed(0)
+    start = model.config.decoder_start_token_id
+    return dict(input_ids=torch.randint(5, model.config.vocab_size, (3, 9)),
+                attention_mask=torch.tensor([[1] * 9, [1] * 6 + [0] * 3, [1] * 2 + [0] * 7]),
+                decoder_input_ids=torch.cat([torch.full((3, 1), start), torch.randint(5, model.config.vocab_size, (3, 4))], 1))
+
+
+@pytest.mark.parametrize("name", SEQ2SEQ)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_joined_int8_seq2seq_model_gives_the_unjoined_models_logits_exactly(name, engine):
+    separate, joined = int8_seq2seq(name, engine, joined=False), int8_seq2seq(name, engine, joined=True)
+    layers = joined.config.encoder_layers + joined.config.decoder_layers if hasattr(joined.config, "encoder_layers") \
+        else joined.config.num_layers + joined.config.num_decoder_layers
+    assert len(joined_products(joined)) == SEQ2SEQ[name] * layers
+    inputs = encoder_decoder_inputs(joined)
+    calls, handles = count_products(joined)
+    try:
+        with torch.inference_mode():
+            expected = separate(**inputs).logits
+            got = joined(**inputs).logits
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert torch.equal(got, expected)
+    assert calls[0] == len(joined_products(joined))  # each product once: the parts after the first reuse it
+
+
+@pytest.mark.parametrize("name", ["bart-cnn", "t5"])
+def test_joined_int8_seq2seq_model_decodes_the_unjoined_models_beams(name):
+    """Through the cache: the decoder's self-attention reads one new position a step."""
+    separate, joined = int8_seq2seq(name, ENGINES[0], joined=False), int8_seq2seq(name, ENGINES[0], joined=True)
+    inputs = encoder_decoder_inputs(joined)
+    settings = dict(num_beams=3, num_return_sequences=2, max_new_tokens=8, min_new_tokens=8, length_penalty=1.0)
+    expected = generate(separate, inputs["input_ids"], inputs["attention_mask"], **settings)
+    got = generate(joined, inputs["input_ids"], inputs["attention_mask"], **settings)
+    assert torch.equal(got.sequences, expected.sequences)
+    assert torch.equal(got.sequences_scores, expected.sequences_scores)
