@@ -7,8 +7,9 @@ the call can produce, writes each new token in place, and hands attention a view
 part. The view holds the same numbers in the same layout (only the stride of the batch and head
 dimensions differs), so attention computes exactly what it computes on transformers' cache.
 
-Beam search moves each beam's history to the row of the beam that continues it. The self-attention
-cache is gathered into a second buffer (no allocation per step). The cross-attention cache of an
+Beam search moves each beam's history to the row of the beam that continues it. Most rows keep their
+own, so when few rows move only those are rewritten, in place; when many do, the self-attention cache
+is gathered into a second buffer (no allocation per step). The cross-attention cache of an
 encoder-decoder model is left as it is: all beams of one input attend to the same encoder output,
 so its rows within a prompt are equal and reordering them (as `generate()` does, at every step) is
 a copy that changes nothing. That copy is the largest cost of beam search on long inputs.
@@ -18,6 +19,12 @@ from functools import partial
 
 import torch
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer, EncoderDecoderCache
+
+# A beam reorder writes only the rows that change when they are at most 1 in FEW_MOVED_ROWS: copying a
+# changed row through a temporary moves its data twice, where gathering all rows moves every row once.
+# Measured (64 rows x 12 heads x 33 positions x 64 dims, 2 threads): 10 rows changed 145 us against
+# 291 for the whole gather, 32 rows 421 against 290; they cross near 20 of 64.
+FEW_MOVED_ROWS = 4
 
 
 class PreallocatedLayer(DynamicLayer):
@@ -65,12 +72,30 @@ class PreallocatedLayer(DynamicLayer):
             self._point_at_filled()
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
-        """Row i takes the history of row beam_idx[i]; gathered into the spare buffers, which then swap."""
-        if self.length == 0:
+        """Row i takes the history of row beam_idx[i] (transformers' cache API; reorder_beams calls
+        take_histories itself, with the moved rows found once for every layer)."""
+        if not self.is_initialized:  # nothing written yet (T5 makes more layers than its decoder fills)
+            return
+        beam_idx = beam_idx.to(self.device)
+        self.take_histories(beam_idx, rows_that_move(beam_idx))
+
+    def take_histories(self, beam_idx: torch.Tensor, moved: torch.Tensor) -> None:
+        """Row i takes the history of row beam_idx[i]; `moved` lists the rows i where beam_idx[i] != i.
+
+        Many rows keep their own history from one step to the next (beam 4, 32 tokens: 85% of them
+        with flan-t5-base's shape and random weights, 16 inputs; 48% with SmolLM2's trained weights, 4
+        prompts), so when few rows move only those are written (flan-t5-base int8: 8% a call);
+        otherwise every row is gathered into the spare buffers, which then swap.
+        """
+        if self.length == 0 or len(moved) == 0:
+            return
+        if len(moved) * FEW_MOVED_ROWS <= len(beam_idx):
+            for buffer in self._buffers:  # the sources are copied out first: a source may be overwritten
+                filled = buffer[:, :, :self.length]
+                filled.index_copy_(0, moved, filled.index_select(0, beam_idx[moved]))
             return
         if self._spare is None:
             self._spare = tuple(torch.empty_like(buffer) for buffer in self._buffers)
-        beam_idx = beam_idx.to(self.device)
         for source, target in zip(self._buffers, self._spare):
             torch.index_select(source[:, :, :self.length], 0, beam_idx, out=target[:, :, :self.length])
         self._buffers, self._spare = self._spare, self._buffers
@@ -137,7 +162,17 @@ def reorder_beams(cache: Cache, beam_idx: torch.Tensor) -> None:
     beam_idx never leaves a prompt's group of beams, so the cross-attention cache (equal rows within
     a group) needs no reordering.
     """
-    if isinstance(cache, EncoderDecoderCache):
-        cache.self_attention_cache.reorder_cache(beam_idx)
-    else:
-        cache.reorder_cache(beam_idx)
+    self_attention = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
+    moved = None
+    for layer in self_attention.layers:
+        if not isinstance(layer, PreallocatedLayer):
+            layer.reorder_cache(beam_idx)
+        elif layer.is_initialized:
+            beam_idx = beam_idx.to(layer.device)
+            moved = rows_that_move(beam_idx) if moved is None else moved
+            layer.take_histories(beam_idx, moved)
+
+
+def rows_that_move(beam_idx: torch.Tensor) -> torch.Tensor:
+    """The rows i with beam_idx[i] != i (a host sync on a GPU: reorder_beams asks once a step)."""
+    return torch.nonzero(beam_idx != torch.arange(len(beam_idx), device=beam_idx.device)).squeeze(1)
