@@ -169,7 +169,7 @@ def reorder_beams(cache: Cache, beam_idx: torch.Tensor) -> None:
             layer.reorder_cache(beam_idx)
         elif layer.is_initialized:
             beam_idx = beam_idx.to(layer.device)
-            moved = rows_that_move(beam_idx) if moved is None else moved
+            moved = rows_that_move(beam_idx) if moved is None else moved.to(layer.device)
             layer.take_histories(beam_idx, moved)
 
 
