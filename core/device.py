@@ -347,7 +347,7 @@ class FullRangeLinear(torch.ao.nn.quantized.dynamic.Linear):
 # its joined product. By class name: an encoder's "...SelfAttention" module (BERT, RoBERTa, XLM-R,
 # ELECTRA; DistilBERT).
 SELF_ATTENTION_PROJECTIONS = (("query", "key", "value"), ("q_lin", "k_lin", "v_lin"))
-# By the module's name in its parent: a seq2seq model's self-attention (BART, Marian, M2M100:
+# By the module's name in its parent, in an encoder-decoder model: its self-attention (BART, Marian, M2M100:
 # `self_attn`; T5: `SelfAttention`), whose keys and values read the states its queries read (its
 # cross-attention's read the encoder's), and T5's gated feed-forward (`wi_0`, `wi_1`).
 PROJECTIONS_BY_MODULE_NAME = {"self_attn": (("q_proj", "k_proj", "v_proj"), "qkv_proj"),
@@ -379,18 +379,20 @@ def projections_that_share_an_input(model: nn.Module):
             yield layer.self_attn, ("q_proj", "k_proj", "v_proj"), "qkv_proj"
             yield layer.mlp, ("gate_proj", "up_proj"), "gate_up_proj"
         return
+    seq2seq = getattr(model.config, "is_encoder_decoder", False)
     for qualified_name, module in model.named_modules():
-        for names, joined_name in projection_groups(qualified_name, module):
+        for names, joined_name in projection_groups(qualified_name, module, seq2seq):
             if all(hasattr(module, name) for name in names):
                 yield module, names, joined_name
 
 
-def projection_groups(qualified_name: str, module: nn.Module) -> list[tuple[tuple[str, ...], str]]:
-    """The (projection names, joined name) groups `module` may hold, known by its class name or by its
-    name in its parent (the last part of `qualified_name`)."""
+def projection_groups(qualified_name: str, module: nn.Module, seq2seq: bool) -> list[tuple[tuple[str, ...], str]]:
+    """The (projection names, joined name) groups `module` may hold, known by its class name or, in a
+    seq2seq model, by its name in its parent (the last part of `qualified_name`). Decoder-only models
+    other than the lean pass's Llama keep their separate products: `self_attn` there is not measured."""
     groups = [(names, "qkv_proj") for names in SELF_ATTENTION_PROJECTIONS] \
         if type(module).__name__.endswith("SelfAttention") else []
-    by_name = PROJECTIONS_BY_MODULE_NAME.get(qualified_name.rpartition(".")[2])
+    by_name = PROJECTIONS_BY_MODULE_NAME.get(qualified_name.rpartition(".")[2]) if seq2seq else None
     return groups + ([by_name] if by_name else [])
 
 

@@ -175,6 +175,8 @@ def test_place_model_joins_int8_llama_encoders_and_seq2seq_models_only():
     assert isinstance(t5.decoder.block[0].layer[0].SelfAttention.q, ProjectionPart)
     assert isinstance(t5.decoder.block[0].layer[2].DenseReluDense.wi_0, ProjectionPart)
     assert not isinstance(t5.decoder.block[0].layer[1].EncDecAttention.k, ProjectionPart)  # reads the encoder's states
+    eager = AutoModelForCausalLM.from_pretrained(FIXTURES / "llama", attn_implementation="eager")
+    assert not joined_products(place_model(eager, dtype="int8")[0])  # the lean pass does not run it: not measured
     gpt2 = place_model(AutoModelForCausalLM.from_pretrained(FIXTURES / "gpt2"), dtype="int8")[0]
     assert not joined_products(gpt2)
     float32 = place_model(AutoModelForCausalLM.from_pretrained(FIXTURES / "llama"), dtype="float32")[0]
@@ -264,13 +266,20 @@ def test_joined_int8_seq2seq_model_gives_the_unjoined_models_logits_exactly(name
     assert calls[0] == len(joined_products(joined))  # each product once: the parts after the first reuse it
 
 
-@pytest.mark.parametrize("name", ["bart-cnn", "t5"])
-def test_joined_int8_seq2seq_model_decodes_the_unjoined_models_beams(name):
-    """Through the cache: the decoder's self-attention reads one new position a step."""
-    separate, joined = int8_seq2seq(name, ENGINES[0], joined=False), int8_seq2seq(name, ENGINES[0], joined=True)
+@pytest.mark.parametrize("name", ["bart-cnn", "m2m100", "t5"])
+@pytest.mark.parametrize("engine", ENGINES)
+def test_joined_int8_seq2seq_model_decodes_the_unjoined_models_beams(name, engine):
+    """Through the cache: the decoder's self-attention reads one new position a step. With torch's x86
+    kernels to the bit; oneDNN picks its kernel by the matrix's shape, and at some of these fixtures'
+    small shapes rounds the wider joined product one float32 step apart (m2m100: 1.2e-7 in a beam's
+    score), so there the tokens are the same and the scores within float32 rounding."""
+    separate, joined = int8_seq2seq(name, engine, joined=False), int8_seq2seq(name, engine, joined=True)
     inputs = encoder_decoder_inputs(joined)
     settings = dict(num_beams=3, num_return_sequences=2, max_new_tokens=8, min_new_tokens=8, length_penalty=1.0)
     expected = generate(separate, inputs["input_ids"], inputs["attention_mask"], **settings)
     got = generate(joined, inputs["input_ids"], inputs["attention_mask"], **settings)
     assert torch.equal(got.sequences, expected.sequences)
-    assert torch.equal(got.sequences_scores, expected.sequences_scores)
+    if engine == "x86":
+        assert torch.equal(got.sequences_scores, expected.sequences_scores)
+    else:
+        torch.testing.assert_close(got.sequences_scores, expected.sequences_scores, rtol=0, atol=1e-6)
