@@ -2,7 +2,7 @@
 int8 encoder's query/key/value, and a seq2seq model's self-attention q/k/v and T5's gated feed-forward,
 as one product each give the unjoined model's numbers bit for bit, in
 the lean forward and in the model's own, which computes each joined product once, also from several
-threads at a time."""
+threads at a time (seq2seq beams on oneDNN: the same tokens, scores within float32 rounding)."""
 
 import copy
 import threading
@@ -30,11 +30,16 @@ from tests.paths import FIXTURES
 ENGINES = [engine for engine in ("x86", "onednn") if engine in torch.backends.quantized.supported_engines]
 
 
-def int8_llama(engine: str, joined: bool):
-    model = quantize_linear_layers(AutoModelForCausalLM.from_pretrained(FIXTURES / "llama").eval(), engine=engine)
+def int8_model(head, name: str, engine: str, joined: bool):
+    """The fixture `name` loaded with `head`, quantized for `engine`, its projections joined or not."""
+    model = quantize_linear_layers(head.from_pretrained(FIXTURES / name).eval(), engine=engine)
     if joined:
         join_int8_projections(model, engine)
     return model
+
+
+def int8_llama(engine: str, joined: bool):
+    return int8_model(AutoModelForCausalLM, "llama", engine, joined)
 
 
 def joined_products(model) -> list[JoinedProjections]:
@@ -69,6 +74,17 @@ def count_calls(modules) -> tuple[list[int], list]:
 
 def count_products(model) -> tuple[list[int], list]:
     return count_calls([joined.product for joined in joined_products(model)])
+
+
+def logits_and_product_calls(separate, joined, inputs: dict) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(the separate model's logits, the joined one's, how many joined products its forward called)."""
+    calls, handles = count_products(joined)
+    try:
+        with torch.inference_mode():
+            return separate(**inputs).logits, joined(**inputs).logits, calls[0]
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def test_the_models_own_forward_computes_each_joined_product_once():
@@ -188,31 +204,17 @@ ENCODERS = [("distilbert-sst2", AutoModelForSequenceClassification), ("bert-ner"
             ("roberta-emotion", AutoModelForSequenceClassification)]
 
 
-def int8_encoder(name: str, head, engine: str, joined: bool):
-    model = quantize_linear_layers(head.from_pretrained(FIXTURES / name).eval(), engine=engine)
-    if joined:
-        join_int8_projections(model, engine)
-    return model
-
-
 @pytest.mark.parametrize(("name", "head"), ENCODERS, ids=[name for name, _ in ENCODERS])
 @pytest.mark.parametrize("engine", ENGINES)
 def test_joined_int8_encoder_gives_the_unjoined_encoders_logits_exactly(name, head, engine):
-    separate, joined = int8_encoder(name, head, engine, joined=False), int8_encoder(name, head, engine, joined=True)
+    separate, joined = int8_model(head, name, engine, joined=False), int8_model(head, name, engine, joined=True)
     assert len(joined_products(joined)) == joined.config.num_hidden_layers  # one per layer's self-attention
     torch.manual_seed(0)
-    input_ids = torch.randint(5, joined.config.vocab_size, (3, 9))
-    attention_mask = torch.tensor([[1] * 9, [1] * 6 + [0] * 3, [1] * 2 + [0] * 7])
-    calls, handles = count_products(joined)
-    try:
-        with torch.inference_mode():
-            expected = separate(input_ids=input_ids, attention_mask=attention_mask).logits
-            got = joined(input_ids=input_ids, attention_mask=attention_mask).logits
-    finally:
-        for handle in handles:
-            handle.remove()
+    inputs = dict(input_ids=torch.randint(5, joined.config.vocab_size, (3, 9)),
+                  attention_mask=torch.tensor([[1] * 9, [1] * 6 + [0] * 3, [1] * 2 + [0] * 7]))
+    expected, got, calls = logits_and_product_calls(separate, joined, inputs)
     assert torch.equal(got, expected)
-    assert calls[0] == len(joined_products(joined))  # each product once: the parts after the first reuse it
+    assert calls == len(joined_products(joined))  # each product once: the parts after the first reuse it
 
 
 def test_a_joined_model_copies_with_its_parts_pointing_at_the_copy():
@@ -232,10 +234,7 @@ SEQ2SEQ = {"bart-cnn": 1, "marian-en-fr": 1, "m2m100": 1, "t5": 2}  # fixture ->
 
 
 def int8_seq2seq(name: str, engine: str, joined: bool):
-    model = quantize_linear_layers(AutoModelForSeq2SeqLM.from_pretrained(FIXTURES / name).eval(), engine=engine)
-    if joined:
-        join_int8_projections(model, engine)
-    return model
+    return int8_model(AutoModelForSeq2SeqLM, name, engine, joined)
 
 
 def encoder_decoder_inputs(model) -> dict:
@@ -253,17 +252,9 @@ def test_joined_int8_seq2seq_model_gives_the_unjoined_models_logits_exactly(name
     layers = joined.config.encoder_layers + joined.config.decoder_layers if hasattr(joined.config, "encoder_layers") \
         else joined.config.num_layers + joined.config.num_decoder_layers
     assert len(joined_products(joined)) == SEQ2SEQ[name] * layers
-    inputs = encoder_decoder_inputs(joined)
-    calls, handles = count_products(joined)
-    try:
-        with torch.inference_mode():
-            expected = separate(**inputs).logits
-            got = joined(**inputs).logits
-    finally:
-        for handle in handles:
-            handle.remove()
+    expected, got, calls = logits_and_product_calls(separate, joined, encoder_decoder_inputs(joined))
     assert torch.equal(got, expected)
-    assert calls[0] == len(joined_products(joined))  # each product once: the parts after the first reuse it
+    assert calls == len(joined_products(joined))  # each product once: the parts after the first reuse it
 
 
 @pytest.mark.parametrize("name", ["bart-cnn", "m2m100", "t5"])
